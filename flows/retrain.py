@@ -1,0 +1,115 @@
+"""The retraining flow: corrections in, a better model (never a worse one) out, every step recorded in MLflow."""
+
+from __future__ import annotations
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+
+from tasks.build_dataset import build_retraining_dataset
+from tasks.claim_corrections import claim_corrections, release_corrections
+from tasks.evaluate import evaluate_on_holdout
+from tasks.finish import fail_retrain, finish_retrain
+from tasks.log_dataset import log_dataset
+from tasks.log_training_artifacts import log_training_artifacts
+from tasks.promote import promotion_gate
+from tasks.register_model import register_model
+from tasks.resolve_champion import resolve_champion
+from tasks.save_model import save_model
+from tasks.setup_mlflow import setup_mlflow
+from tasks.train_candidate import train_candidate
+from yolo_retrain.config import Trigger, get_settings
+from yolo_retrain.summary import RetrainReport
+
+
+@flow(name="retrain", log_prints=True)
+def retrain(
+    trigger: Trigger = "manual",
+    min_corrections: int | None = None,
+    force: bool = False,
+    epochs: int | None = None,
+    imgsz: int | None = None,
+    batch: int | None = None,
+) -> RetrainReport:
+    """Retrain the detector on the pending corrections and promote it only if it is at least as good.
+
+    Args:
+        trigger: What started this retrain: manual, schedule, corrections-threshold (or baseline, from init).
+        min_corrections: Skip (no MLflow run) with fewer pending corrections; default from settings.
+        force: Retrain even below min_corrections (e.g. a first baseline with no corrections).
+        epochs: Training epochs; default from settings.
+        imgsz: Training and evaluation image size; default from settings.
+        batch: Batch size; default from settings.
+    """
+    overrides = {k: v for k, v in {"epochs": epochs, "imgsz": imgsz, "batch": batch}.items() if v is not None}
+    settings = get_settings().model_copy(update=overrides)
+    batch_id = flow_run.get_id() or "local"
+
+    # 1. Claim the pending corrections; too few and not forced: stop here, no MLflow run.
+    corrections = claim_corrections(settings, batch_id)
+    needed = settings.min_corrections if min_corrections is None else min_corrections
+    if len(corrections) < needed and not force:
+        release_corrections(settings, batch_id)
+        return _publish(RetrainReport("skipped", trigger, len(corrections), f"{len(corrections)} < {needed} pending corrections"))
+
+    run = None
+    try:
+        # 2. MLflow: tracking URI, the configured experiment (never created here), this retrain's run.
+        tags = {"trigger": trigger, "corrections_count": str(len(corrections))}
+        params = {"trigger": trigger, "corrections": len(corrections), **_training_params(settings)}
+        run = setup_mlflow(settings, batch_id, tags, params)
+
+        # 3-4. The exact dataset: base + corrections, logged with its manifest and digest.
+        dataset = build_retraining_dataset(settings, corrections)
+        log_dataset(settings, run, dataset)
+
+        # 5. The current champion on the holdout: the bar to clear.
+        champion = resolve_champion(settings)
+        pre = evaluate_on_holdout(settings, run, dataset, str(champion.weights), "pre") if champion else None
+
+        # 6-7. Train from the champion, then validate the candidate on the same holdout.
+        trained = train_candidate(settings, run, dataset, str(champion.weights) if champion else settings.base_model)
+        post = evaluate_on_holdout(settings, run, dataset, str(trained.best_weights), "post")
+
+        # 8-10. Artifacts, the registered pyfunc version, models/retrained_vN.pt.
+        log_training_artifacts(settings, run, trained)
+        version_tags = {
+            "dataset_digest": dataset.digest,
+            "corrections_count": len(corrections),
+            "parent_version": champion.version if champion else "none",
+            **post.as_mlflow("post"),
+            **(pre.as_mlflow("pre") if pre else {}),
+        }
+        version = register_model(settings, run, str(trained.best_weights), version_tags)
+        weights = save_model(settings, run, version, str(trained.best_weights))
+
+        # 11. Promotion gate: champion only if at least as good; otherwise challenger.
+        decision = promotion_gate(settings, run, version, weights, post, pre)
+
+        # 12. Corrections applied with the version; run FINISHED.
+        finish_retrain(settings, run, str(version.version))
+    except BaseException as exc:
+        fail_retrain(settings, batch_id, run, f"{type(exc).__name__}: {exc}")
+        raise
+
+    outcome = "promoted" if decision.promote else "rejected"
+    run_url = f"{settings.mlflow_ui_url}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
+    report = RetrainReport(
+        outcome, trigger, len(corrections), decision.reason, run.run_id, run_url, str(version.version), dataset.digest, pre, post
+    )
+    return _publish(report)
+
+
+def _training_params(settings) -> dict:
+    return {k: getattr(settings, k) for k in ("epochs", "imgsz", "batch", "device", "seed", "base_model", "gate_metric")}
+
+
+def _publish(report: RetrainReport) -> RetrainReport:
+    """Summary in the Prefect UI (markdown artifact) and in the flow's log."""
+    create_markdown_artifact(report.markdown(), key="retrain-summary", description=f"Retrain {report.outcome}")
+    print(report.text())
+    return report
+
+
+if __name__ == "__main__":
+    retrain()

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from tasks import retrain_task
+from yolo_retrain import tracking
+from yolo_retrain.config import Settings
+from yolo_retrain.store import CorrectionStore
+
+
+@retrain_task("finish-retrain")
+def finish_retrain(settings: Settings, run: tracking.RetrainRun, version: str) -> int:
+    """Mark the batch's corrections applied (with the version they went into) and end the run FINISHED.
+
+    Args:
+        settings: Correction store and tracking URI.
+        run: The retrain's MLflow run; its flow run id is the batch id.
+        version: The registered model version.
+    """
+    with CorrectionStore.from_settings(settings) as store:
+        applied = store.mark_applied(run.flow_run_id, version)
+    tracking.end_run(tracking.client_for(settings), run.run_id, "FINISHED")
+    return applied
+
+
+@retrain_task("fail-retrain")
+def fail_retrain(settings: Settings, flow_run_id: str, run: tracking.RetrainRun | None, reason: str) -> None:
+    """A failed retrain: its run ends FAILED with the reason, its corrections go back to pending.
+
+    Args:
+        settings: Correction store and tracking URI.
+        flow_run_id: The batch id of the claimed corrections.
+        run: The MLflow run, if one was opened.
+        reason: What failed (tag ``failure_reason``).
+    """
+    with CorrectionStore.from_settings(settings) as store:
+        store.release(flow_run_id)
+    if run is not None:
+        tracking.end_run(tracking.client_for(settings), run.run_id, "FAILED", reason)

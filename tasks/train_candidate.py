@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from tasks import retrain_task
+from yolo_retrain import tracking
+from yolo_retrain.config import Settings
+from yolo_retrain.dataset import BuiltDataset
+from yolo_retrain.training import TrainOutput, train
+
+
+@retrain_task("train-candidate", retries=1)
+def train_candidate(settings: Settings, run: tracking.RetrainRun, dataset: BuiltDataset, start_weights: str) -> TrainOutput:
+    """Train from the champion's weights; per-epoch metrics go into the retrain's run, progress to the UI.
+
+    Args:
+        settings: Epochs, image size, batch, device.
+        run: The retrain's MLflow run (named explicitly: this runs in a worker thread).
+        dataset: The retraining dataset.
+        start_weights: The champion's verified weights, or the base model on the first retrain.
+    """
+    client = tracking.client_for(settings)
+    return train(settings, dataset.data_yaml, start_weights, name=f"train-{run.run_id[:8]}", client=client, run_id=run.run_id)

@@ -1,0 +1,244 @@
+"""Tests of yolo_retrain.dataset on real files: small PNGs, label files and data.yaml in tmp_path."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+import yolo_retrain  # noqa: F401  (sets Ultralytics' config dir before ultralytics is imported)
+from yolo_retrain.dataset import BuiltDataset, build_dataset, file_sha256, load_base_dataset
+from yolo_retrain.errors import InvalidInput
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+BOX = "0 0.5 0.5 0.25 0.25\n"
+
+
+@dataclass(frozen=True)
+class Corr:
+    """Stands in for yolo_retrain.store.Correction."""
+
+    id: str
+    image_sha256: str
+    image_path: str
+    label_text: str
+    created_at: datetime
+
+
+def make_png(path: Path, seed: int) -> Path:
+    """A small PNG whose bytes are unique to ``seed``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (32, 32), (seed % 256, (seed * 7) % 256, (seed * 13) % 256)).save(path)
+    return path
+
+
+def make_base(root: Path, n_train: int = 4, n_val: int = 2) -> Path:
+    """A base dataset with labelled train/val images (the last train image has no label file)."""
+    for split, n, offset in (("train", n_train, 0), ("val", n_val, 100)):
+        for i in range(n):
+            make_png(root / "images" / split / f"img{i}.png", offset + i)
+            if not (split == "train" and i == n - 1):
+                label = root / "labels" / split / f"img{i}.txt"
+                label.parent.mkdir(parents=True, exist_ok=True)
+                label.write_text(BOX * (i + 1))
+    data = root / "data.yaml"
+    data.write_text(yaml.safe_dump({"train": "images/train", "val": "images/val", "names": {0: "cat", 1: "dog"}}))
+    return data
+
+
+def new_correction(blobs: Path, seed: int, cid: str, label: str = BOX, age: int = 0) -> Corr:
+    """A correction of a new (non-base) image stored as a blob."""
+    image = make_png(blobs / f"blob{seed}.png", 1000 + seed)
+    return Corr(cid, file_sha256(image), str(image), label, T0 + timedelta(minutes=age))
+
+
+def entries(built: BuiltDataset) -> dict[str, dict]:
+    """Manifest entries by image sha256."""
+    return {e["image_sha256"]: e for e in json.loads(built.manifest_path.read_text())}
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> Path:
+    return make_base(tmp_path / "base")
+
+
+def test_layout_symlinks_and_data_yaml(base: Path, tmp_path: Path) -> None:
+    built = build_dataset(base, [], tmp_path / "out")
+
+    assert built.root == tmp_path / "out" / built.digest[:16]
+    assert yaml.safe_load(built.data_yaml.read_text()) == {
+        "path": str(built.root),
+        "train": "images/train",
+        "val": "images/val",
+        "names": {0: "cat", 1: "dog"},
+    }
+    originals = {p.resolve() for p in (base.parent / "images").rglob("*.png")}
+    linked = list((built.root / "images").rglob("*.png"))
+    assert len(linked) == 6 and all(p.is_symlink() and Path(os.readlink(p)).is_absolute() for p in linked)
+    assert {p.resolve() for p in linked} == originals  # no image bytes copied
+    for e in entries(built).values():
+        label = built.root / "labels" / e["split"] / (Path(e["image"]).stem + ".txt")
+        source_label = Path(e["source_image"].replace("/images/", "/labels/")).with_suffix(".txt")
+        assert label.read_text() == (source_label.read_text() if source_label.exists() else "")
+    manifest = json.loads(built.manifest_path.read_text())
+    assert manifest == sorted(manifest, key=lambda e: (e["split"], e["image_sha256"]))
+    assert built.counts == {
+        "train_images": 4,
+        "val_images": 2,
+        "corrected_images": 0,
+        "new_images": 0,
+        "overridden_base_images": 0,
+        "duplicate_base_images": 0,
+        "total_boxes": 1 + 2 + 3 + 1 + 2,
+    }
+    assert json.loads(json.dumps(built.metadata()))["digest"] == built.digest
+
+
+def test_splits_are_stable_across_builds(base: Path, tmp_path: Path) -> None:
+    out, blobs = tmp_path / "out", tmp_path / "blobs"
+    first = build_dataset(base, [], out, holdout_fraction=0.5)
+    news = [new_correction(blobs, i, f"c{i}") for i in range(8)]
+    second = build_dataset(base, news[:6], out, holdout_fraction=0.5)
+    third = build_dataset(base, news, out, holdout_fraction=0.5)
+
+    for sha, e in entries(first).items():  # base images never change split
+        assert entries(second)[sha]["split"] == entries(third)[sha]["split"] == e["split"]
+    for c in news[:6]:  # a new image's split is fixed by its hash
+        expected = "val" if int(c.image_sha256[:8], 16) / 2**32 < 0.5 else "train"
+        assert entries(second)[c.image_sha256]["split"] == entries(third)[c.image_sha256]["split"] == expected
+    assert third.counts["new_images"] == 8 and third.counts["overridden_base_images"] == 0
+    assert {e["split"] for e in entries(third).values() if e["label_source"] == "correction"} == {"train", "val"}
+
+
+def test_correction_of_base_image_replaces_its_labels(base: Path, tmp_path: Path) -> None:
+    image = base.parent / "images" / "train" / "img0.png"
+    sha = file_sha256(image)
+    fixed = "1 0.1 0.2 0.3 0.4\n1 0.6 0.6 0.2 0.2\n"
+    blob = tmp_path / "blobs" / f"{sha}.png"
+    blob.parent.mkdir()
+    shutil.copyfile(image, blob)
+    built = build_dataset(base, [Corr("c1", sha, str(blob), fixed, T0)], tmp_path / "out")
+
+    e = entries(built)[sha]
+    assert (e["split"], e["label_source"], e["correction_id"]) == ("train", "correction", "c1")
+    assert (built.root / "labels" / "train" / f"{sha[:16]}.txt").read_text() == fixed
+    assert built.corrections_applied == [{"id": "c1", "image_sha256": sha, "split": "train", "replaced_base": True}]
+    assert built.counts["overridden_base_images"] == 1 and built.counts["train_images"] == 4
+
+
+def test_digest_tracks_content_only(base: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = build_dataset(base, [], out)
+    again = build_dataset(base, [], out)
+    assert (again.digest, again.root, again.reused, first.reused) == (first.digest, first.root, True, False)
+
+    moved = tmp_path / "elsewhere" / "renamed"
+    shutil.copytree(base.parent, moved)
+    from_copy = build_dataset(moved / "data.yaml", [], out)
+    assert from_copy.digest == first.digest and from_copy.reused
+    assert all(p.resolve().is_relative_to(moved) for p in (from_copy.root / "images").rglob("*.png"))
+
+    (base.parent / "labels" / "val" / "img0.txt").write_text("1 0.5 0.5 0.1 0.1\n")
+    changed = build_dataset(base, [], out)
+    assert changed.digest != first.digest and changed.root != first.root and not changed.reused
+    assert (first.root / "data.yaml").is_file()  # the old dataset is left as it was
+
+
+def test_newest_correction_of_an_image_wins(base: Path, tmp_path: Path) -> None:
+    old = new_correction(tmp_path / "blobs", 1, "old", label="0 0.1 0.1 0.1 0.1\n", age=0)
+    new = Corr("new", old.image_sha256, old.image_path, "1 0.9 0.9 0.1 0.1\n", T0 + timedelta(hours=1))
+    built = build_dataset(base, [new, old], tmp_path / "out")
+
+    e = entries(built)[old.image_sha256]
+    assert e["correction_id"] == "new"
+    assert (built.root / "labels" / e["split"] / f"{old.image_sha256[:16]}.txt").read_text() == new.label_text
+    assert built.superseded_corrections == ["old"]
+    assert [a["id"] for a in built.corrections_applied] == ["new"]
+
+
+def test_hash_cache_rehashes_only_changed_files(base: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    calls: list[tuple[int, int]] = []
+    assert build_dataset(base, [], out, progress=lambda d, t: calls.append((d, t))).hashed_files == 6
+    assert calls[0] == (0, 6) and calls[-1] == (6, 6)
+
+    correction = new_correction(tmp_path / "blobs", 1, "c1")
+    assert build_dataset(base, [correction], out).hashed_files == 0  # correction hashes are trusted
+
+    image = base.parent / "images" / "val" / "img1.png"
+    st = image.stat()
+    os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    calls.clear()
+    assert build_dataset(base, [correction], out, progress=lambda d, t: calls.append((d, t))).hashed_files == 1
+    assert calls == [(5, 6), (6, 6)]
+
+
+def test_same_image_in_both_splits_stays_in_val(tmp_path: Path) -> None:
+    data = make_base(tmp_path / "base")
+    shutil.copyfile(tmp_path / "base" / "images" / "val" / "img0.png", tmp_path / "base" / "images" / "train" / "x.png")
+    built = build_dataset(data, [], tmp_path / "out")
+    assert built.counts["duplicate_base_images"] == 1 and built.counts["train_images"] == 4
+
+
+def test_txt_image_list_and_path_key(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    data = make_base(root)
+    (root / "train.txt").write_text("./images/train/img0.png\nimages/train/img1.png\n")
+    data.write_text(yaml.safe_dump({"path": "..", "train": "ds/train.txt", "val": ["ds/images/val"], "names": ["a"]}))
+    base = load_base_dataset(data)
+    assert [(i.split, i.image.name, i.label is not None) for i in base.images] == [
+        ("train", "img0.png", True),
+        ("train", "img1.png", True),
+        ("val", "img0.png", True),
+        ("val", "img1.png", True),
+    ]
+    assert base.names == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (None, "not found"),
+        ("train: [unclosed", "not valid YAML"),
+        ("- a list", "mapping"),
+        ("train: images/train\nnames: [a]\n", "'val'"),
+        ("train: images/train\nval: images/val\n", "'names'"),
+        ("train: images/nowhere\nval: images/val\nnames: [a]\n", "images/nowhere"),
+        ("train: images/train\nval: images/val\nnames: {1: a}\n", "'names'"),
+    ],
+)
+def test_invalid_data_yaml(tmp_path: Path, content: str | None, reason: str) -> None:
+    data = make_base(tmp_path / "base")
+    if content is None:
+        data.unlink()
+    else:
+        data.write_text(content)
+    with pytest.raises(InvalidInput, match=reason) as err:
+        build_dataset(data, [], tmp_path / "out")
+    assert str(data) in str(err.value)
+
+
+def test_ultralytics_reads_corrected_labels(base: Path, tmp_path: Path) -> None:
+    from ultralytics.data.dataset import YOLODataset
+    from ultralytics.data.utils import check_det_dataset
+
+    def train_labels(built: BuiltDataset) -> dict[str, list[int]]:
+        data = check_det_dataset(str(built.data_yaml))
+        assert data["nc"] == 2 and data["names"] == {0: "cat", 1: "dog"}
+        dataset = YOLODataset(img_path=data["train"], data=data, augment=False, imgsz=32)
+        return {Path(lb["im_file"]).name: lb["cls"].ravel().tolist() for lb in dataset.labels}
+
+    out = tmp_path / "out"
+    image = base.parent / "images" / "train" / "img0.png"
+    sha = file_sha256(image)
+    assert train_labels(build_dataset(base, [], out))[f"{sha[:16]}.png"] == [0]  # also writes labels/train.cache
+    fixed = "1 0.25 0.25 0.1 0.1\n1 0.75 0.75 0.1 0.1\n"
+    labels = train_labels(build_dataset(base, [Corr("c1", sha, str(image), fixed, T0)], out))
+    assert labels[f"{sha[:16]}.png"] == [1, 1] and len(labels) == 4

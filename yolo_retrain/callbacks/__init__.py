@@ -1,0 +1,1 @@
+"""Ultralytics trainer callbacks, one integration per file."""

@@ -1,0 +1,97 @@
+"""``yolo-retrain corrections ...``: add, import, list and count reviewers' corrections."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from yolo_retrain.cli.common import exit_on_error
+from yolo_retrain.config import get_settings
+from yolo_retrain.store import Correction, CorrectionStore, Status
+
+app = typer.Typer(
+    help="Store and inspect reviewers' box corrections (the input of every retrain).", no_args_is_help=True
+)
+
+AuthorOption = Annotated[
+    str | None, typer.Option("--author", help="Who made the correction (free text, e.g. an e-mail).")
+]
+VersionOption = Annotated[
+    str | None,
+    typer.Option("--source-model-version", help="Model version whose predictions were corrected, if known."),
+]
+
+
+@contextmanager
+def _store() -> Iterator[CorrectionStore]:
+    """The configured store, closed afterwards; a refused input becomes ``error: ...`` on stderr and exit code 2."""
+    with exit_on_error(), CorrectionStore.from_settings(get_settings()) as store:
+        yield store
+
+
+@app.command("add")
+def add(
+    image: Annotated[Path, typer.Argument(help="Image file (JPEG, PNG, BMP, WebP or TIFF).")],
+    labels: Annotated[Path, typer.Argument(help="YOLO label file for the image: one 'class cx cy w h' line per box.")],
+    author: AuthorOption = None,
+    source_model_version: VersionOption = None,
+) -> None:
+    """Add one corrected image and its labels."""
+    with _store() as store:
+        correction = store.add(image, labels, author=author, source_model_version=source_model_version)
+    typer.echo(f"added {correction.id} ({correction.original_name}, {correction.num_boxes} boxes)")
+
+
+@app.command("import")
+def import_(
+    directory: Annotated[
+        Path, typer.Argument(help="YOLO folder with images/ and labels/ (labels/<stem>.txt per image).")
+    ],
+    author: AuthorOption = None,
+    source_model_version: VersionOption = None,
+) -> None:
+    """Import a whole YOLO folder of corrections: all of them, or none if any file is invalid."""
+    with _store() as store:
+        added = store.import_dir(directory, author=author, source_model_version=source_model_version)
+    typer.echo(f"imported {len(added)} corrections from {directory}")
+
+
+@app.command("list")
+def list_(
+    status: Annotated[Status | None, typer.Option(help="Only corrections with this status.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Show at most this many, newest first.")] = 20,
+) -> None:
+    """List corrections, newest first."""
+    with _store() as store:
+        rows = store.list(status=status, limit=limit)
+    if not rows:
+        typer.echo("no corrections")
+        return
+    columns: list[tuple[str, Callable[[Correction], str]]] = [
+        ("ID", lambda c: c.id[:12]),
+        ("CREATED (UTC)", lambda c: c.created_at.strftime("%Y-%m-%d %H:%M:%S")),
+        ("STATUS", lambda c: c.status),
+        ("BOXES", lambda c: str(c.num_boxes)),
+        ("SIZE", lambda c: f"{c.width}x{c.height}"),
+        ("IMAGE", lambda c: c.original_name),
+        ("AUTHOR", lambda c: c.author or "-"),
+        ("APPLIED IN", lambda c: c.applied_version or "-"),
+    ]
+    table = [[title for title, _ in columns]] + [[cell(c) for _, cell in columns] for c in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    for row in table:
+        typer.echo("  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip())
+
+
+@app.command("stats")
+def stats() -> None:
+    """Count corrections by status."""
+    with _store() as store:
+        counts = store.stats()
+    width = max(map(len, counts))
+    for name, count in counts.items():
+        typer.echo(f"{name.ljust(width)}  {count}")

@@ -1,0 +1,104 @@
+"""Set up, retrain, inspect and roll back: ``init``, ``run``, ``status``, ``rollback``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from yolo_retrain.cli.common import exit_on_error
+from yolo_retrain.config import Trigger, get_settings, setup_logging
+
+
+def init(
+    weights: Annotated[
+        Optional[Path], typer.Option(help="Register these YOLO weights (.pt) as the first champion instead of training.")
+    ] = None,
+    train_baseline: Annotated[
+        bool, typer.Option(help="Without --weights: train a baseline on the base dataset and make it champion.")
+    ] = True,
+    epochs: Annotated[Optional[int], typer.Option(help="Baseline training epochs (default: settings).")] = None,
+) -> None:
+    """Create the MLflow experiment with its artifact location, and a first champion if there is none."""
+    from yolo_retrain import registry, tracking
+
+    settings = get_settings()
+    with exit_on_error():
+        client = tracking.client_for(settings)
+        experiment_id = tracking.create_experiment(client, settings)
+        typer.echo(f"experiment {settings.experiment_name!r} (id {experiment_id}) at {settings.tracking_uri}")
+        typer.echo(f"artifact location {settings.artifact_location}")
+        champion = registry.version_by_alias(client, settings.model_name, "champion")
+        if champion is not None:
+            typer.echo(f"champion: {settings.model_name} version {champion.version} (unchanged)")
+            return
+        if weights is not None:
+            version = registry.register_initial_champion(client, settings, experiment_id, weights)
+            typer.echo(f"champion: {settings.model_name} version {version.version} from {weights}")
+        elif train_baseline:
+            _run_flow("baseline", force=True, epochs=epochs)
+
+
+def run(
+    trigger: Annotated[str, typer.Option(help="Recorded as the run's trigger tag: manual, schedule, corrections-threshold.")] = "manual",
+    min_corrections: Annotated[Optional[int], typer.Option(help="Skip with fewer pending corrections (default: settings).")] = None,
+    force: Annotated[bool, typer.Option(help="Retrain even below --min-corrections.")] = False,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: settings).")] = None,
+    imgsz: Annotated[Optional[int], typer.Option(help="Image size (default: settings).")] = None,
+    batch: Annotated[Optional[int], typer.Option(help="Batch size (default: settings).")] = None,
+) -> None:
+    """Run the retraining flow now, in this process."""
+    _run_flow(trigger, min_corrections=min_corrections, force=force, epochs=epochs, imgsz=imgsz, batch=batch)
+
+
+def _run_flow(trigger: Trigger, **params) -> None:
+    from flows.retrain import retrain
+
+    setup_logging()
+    with exit_on_error():
+        retrain(trigger=trigger, **params)  # the flow prints its own summary
+
+
+def status(
+    last: Annotated[int, typer.Option(help="How many recent retrains to list.")] = 5,
+) -> None:
+    """Pending corrections, the champion, and the last retrains."""
+    from yolo_retrain import registry, tracking
+    from yolo_retrain.store import CorrectionStore
+
+    settings = get_settings()
+    with exit_on_error():
+        with CorrectionStore.from_settings(settings) as store:
+            stats = store.stats()
+        typer.echo("corrections: " + ", ".join(f"{k} {v}" for k, v in stats.items()))
+        client = tracking.client_for(settings)
+        champion = registry.version_by_alias(client, settings.model_name, "champion")
+        if champion is None:
+            typer.echo("champion: none (run `yolo-retrain init`)")
+        else:
+            metric = champion.tags.get(f"post_{settings.gate_metric}", "?")
+            typer.echo(f"champion: {settings.model_name} v{champion.version}  {settings.gate_metric}={metric}  -> {settings.champion_weights}")
+        experiment_id = tracking.resolve_experiment(client, settings)
+        runs = client.search_runs(
+            [experiment_id], "tags.type = 'retraining'", order_by=["attributes.start_time DESC"], max_results=last
+        )
+        typer.echo(f"last {len(runs)} retrain(s):")
+        for r in runs:
+            typer.echo(
+                f"  {r.info.run_id[:12]}  {r.info.status:<9} trigger={r.data.tags.get('trigger', '?'):<22}"
+                f" corrections={r.data.tags.get('corrections_count', '?'):<5} gate={r.data.tags.get('gate_decision', '-'):<10}"
+                f" version={r.data.tags.get('model_version', '-')}"
+            )
+
+
+def rollback(
+    to: Annotated[Optional[str], typer.Option("--to", help="Version to make champion (default: the one the champion replaced).")] = None,
+) -> None:
+    """Move the champion alias and the local champion file back to an earlier version."""
+    from yolo_retrain import registry, tracking
+
+    settings = get_settings()
+    with exit_on_error():
+        version = registry.rollback(tracking.client_for(settings), settings, to)
+    typer.echo(f"champion: {settings.model_name} version {version.version} -> {settings.champion_weights}")

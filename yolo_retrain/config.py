@@ -1,0 +1,162 @@
+"""One settings object for every command, task and service, plus the process environment it implies.
+
+Every value can be set with an environment variable prefixed ``YOLO_RETRAIN_`` (for example
+``YOLO_RETRAIN_EPOCHS=20``) or in a ``.env`` file in the working directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+Trigger = Literal["manual", "schedule", "corrections-threshold", "baseline"]
+GateMetric = Literal["mAP50-95", "mAP50", "precision", "recall"]
+
+
+class Settings(BaseSettings):
+    """Everything yolo-retrain is configured with; defaults run the embedded single-machine setup."""
+
+    model_config = SettingsConfigDict(env_prefix="YOLO_RETRAIN_", env_file=".env", extra="ignore")
+
+    # Where everything local lives (git-ignored inside the checkout by default).
+    home: Path = Field(default=PROJECT_ROOT / ".yolo-retrain", description="Directory for all local state.")
+
+    # MLflow
+    tracking_uri: str | None = Field(default=None, description="MLflow tracking URI; default sqlite:///<home>/mlflow.db.")
+    experiment_name: str = Field(default="yolo-retrain", description="MLflow experiment name (used when no ID is set).")
+    experiment_id: str | None = Field(default=None, description="MLflow experiment ID; wins over the name.")
+    artifact_location: str | None = Field(
+        default=None, description="Experiment artifact location; default <home>/mlartifacts. Checked on every run."
+    )
+    model_name: str = Field(default="yolo-retrain-detector", description="Registered model name in the MLflow registry.")
+    mlflow_ui_url: str = Field(default="http://127.0.0.1:5000", description="Where `mlflow ui` serves, for links.")
+
+    # Data
+    base_data: Path | None = Field(default=None, description="Base dataset data.yaml; default the demo's <home>/demo/data.yaml.")
+    corrections_db_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite:///<home>/corrections.db.")
+    holdout_fraction: float = Field(default=0.1, ge=0.0, lt=1.0, description="Share of new (non-base) images held out, by hash.")
+
+    # Retrain policy
+    retrain_threshold: int = Field(default=50, ge=1, description="Pending corrections that trigger a retrain.")
+    min_corrections: int = Field(default=1, ge=0, description="Fewer pending corrections than this: the flow skips.")
+
+    # Training defaults
+    base_model: str = Field(default="yolov8n.yaml", description="Model (YAML or local .pt) for the first retrain.")
+    epochs: int = Field(default=10, ge=1)
+    imgsz: int = Field(default=64, ge=32)
+    batch: int = Field(default=16, ge=1)
+    device: str = Field(default="cpu", description="Ultralytics device string: cpu, 0, 0,1 ...")
+    workers: int = Field(default=0, ge=0, description="Dataloader workers (0 = in-process, best on small CPUs).")
+    seed: int = 0
+
+    # Promotion gate
+    gate_metric: GateMetric = "mAP50-95"
+    gate_tolerance: float = Field(default=0.0, ge=0.0, description="Candidate may be this much below the champion.")
+    gate_max_class_drop: float = Field(default=0.05, ge=0.0, description="Largest allowed drop of any class's AP50-95.")
+
+    # Prefect task retries (exponential backoff)
+    task_retries: int = Field(default=2, ge=0)
+    retry_delay_seconds: float = Field(default=2.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        self.home = self.home.expanduser().resolve()
+        if self.tracking_uri is None:
+            self.tracking_uri = f"sqlite:///{self.home / 'mlflow.db'}"
+        if self.artifact_location is None:
+            self.artifact_location = (self.home / "mlartifacts").as_uri()
+        if self.base_data is None:
+            self.base_data = self.home / "demo" / "data.yaml"
+        if self.corrections_db_url is None:
+            self.corrections_db_url = f"sqlite:///{self.home / 'corrections.db'}"
+        return self
+
+    # Derived local paths -------------------------------------------------------------------
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def champion_weights(self) -> Path:
+        """The current champion's weights, always at this one path (what production loads)."""
+        return self.models_dir / "champion.pt"
+
+    @property
+    def corrections_dir(self) -> Path:
+        """Content-addressed image and label blobs of the correction store."""
+        return self.home / "corrections"
+
+    @property
+    def datasets_dir(self) -> Path:
+        """Retraining datasets, one folder per content digest."""
+        return self.home / "datasets"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Ultralytics training/validation outputs."""
+        return self.home / "runs"
+
+    @property
+    def ultralytics_config_dir(self) -> Path:
+        return self.home / "ultralytics"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.home / "prefect"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def configure_environment(settings: Settings | None = None) -> Settings:
+    """Point Ultralytics, MLflow and Prefect at our own dirs and keep them offline.
+
+    Must run before ``ultralytics`` or ``prefect`` is imported: both read these variables at import time.
+    Variables the user already set are left alone.
+    """
+    settings = settings or get_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    env = {
+        "YOLO_CONFIG_DIR": str(settings.ultralytics_config_dir),
+        "YOLO_OFFLINE": "1",
+        "YOLO_VERBOSE": os.environ.get("YOLO_VERBOSE", "True"),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_HOME": str(settings.prefect_home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    }
+    for key, value in env.items():
+        os.environ.setdefault(key, value)
+    _install_offline_fonts(Path(os.environ["YOLO_CONFIG_DIR"]) / "Ultralytics")
+    return settings
+
+
+def _install_offline_fonts(config_dir: Path) -> None:
+    """Ultralytics' check_font downloads Arial unless the file is in its config dir: give it matplotlib's DejaVu."""
+    config_dir.mkdir(parents=True, exist_ok=True)
+    wanted = [config_dir / "Arial.ttf", config_dir / "Arial.Unicode.ttf"]
+    if all(p.exists() for p in wanted):
+        return
+    import matplotlib  # local import: only needed once per home dir
+
+    source = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    for target in wanted:
+        if not target.exists():
+            shutil.copyfile(source, target)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format=LOG_FORMAT)

@@ -1,0 +1,200 @@
+"""MLflow Model Registry: log the candidate as a pyfunc, register it, move aliases, keep the local champion file.
+
+Every version carries tag ``weights_sha256``; local weights are used only after their hash matches it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from yolo_retrain.config import Settings
+from yolo_retrain.errors import RetrainError
+from yolo_retrain.gate import GateDecision
+
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
+
+
+@dataclass(frozen=True)
+class Champion:
+    version: str
+    weights: Path  # hash-checked against the version's weights_sha256
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def pip_requirements() -> list[str]:
+    """Explicit requirements for serving: what the pyfunc imports, pinned to what trained it."""
+    from importlib.metadata import version
+
+    torch_minor = ".".join(version("torch").split("+")[0].split(".")[:2])
+    return [
+        f"mlflow=={version('mlflow')}",
+        f"ultralytics=={version('ultralytics')}",
+        f"torch>={torch_minor}",
+        f"pandas=={version('pandas')}",
+    ]
+
+
+def log_pyfunc_model(experiment_id: str, run_id: str, weights: Path, imgsz: int) -> str:
+    """Log the weights as an MLflow Model (models-from-code pyfunc) linked to ``run_id``; returns its model id."""
+    logged = mlflow.initialize_logged_model(name="model", source_run_id=run_id, experiment_id=experiment_id)
+    mlflow.pyfunc.log_model(
+        name="model",
+        model_id=logged.model_id,
+        python_model=str(PYFUNC_CODE),
+        artifacts={"weights": str(weights)},
+        model_config={"imgsz": imgsz, "conf": 0.25},
+        pip_requirements=pip_requirements(),
+    )
+    return logged.model_id
+
+
+def register_version(model_name: str, model_id: str, tags: dict[str, object]) -> ModelVersion:
+    return mlflow.register_model(f"models:/{model_id}", model_name, tags={k: str(v) for k, v in tags.items()})
+
+
+def find_version_for_run(client: MlflowClient, model_name: str, run_id: str) -> ModelVersion | None:
+    """The version a run already registered (a retried task must not register a second one)."""
+    try:
+        versions = client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
+    except MlflowException:
+        return None
+    return versions[0] if versions else None
+
+
+def version_by_alias(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
+    try:
+        return client.get_model_version_by_alias(model_name, alias)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc).lower():
+            return None
+        raise
+
+
+def local_weights_path(settings: Settings, version: str | int) -> Path:
+    return settings.models_dir / f"retrained_v{version}.pt"
+
+
+def _atomic_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_local_weights(settings: Settings, version: ModelVersion, weights: Path) -> Path:
+    """Write ``models/retrained_vN.pt`` and check it against the sha256 recorded on the version."""
+    target = local_weights_path(settings, version.version)
+    _atomic_copy(weights, target)
+    expected = version.tags.get("weights_sha256")
+    if expected and sha256_file(target) != expected:
+        target.unlink(missing_ok=True)
+        raise RetrainError(f"{target}: sha256 does not match weights_sha256 {expected} of version {version.version}")
+    return target
+
+
+def verified_weights(settings: Settings, client: MlflowClient, version: ModelVersion) -> Path:
+    """Local weights of ``version`` whose sha256 matches the registry; fetched from MLflow if missing or altered."""
+    expected = version.tags.get("weights_sha256")
+    local = local_weights_path(settings, version.version)
+    if local.exists() and sha256_file(local) == expected:
+        return local
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{version.name}/{version.version}", dst_path=tmp))
+        fetched = next(model_dir.rglob("*.pt"), None)
+        if fetched is None or sha256_file(fetched) != expected:
+            raise RetrainError(
+                f"weights of {version.name} version {version.version} do not match weights_sha256 {expected}; "
+                "refusing to load them"
+            )
+        _atomic_copy(fetched, local)
+    return local
+
+
+def current_champion(client: MlflowClient, settings: Settings) -> Champion | None:
+    version = version_by_alias(client, settings.model_name, "champion")
+    if version is None:
+        return None
+    return Champion(version=str(version.version), weights=verified_weights(settings, client, version))
+
+
+def install_champion(settings: Settings, weights: Path) -> Path:
+    """The champion's weights, always at one fixed local path, replaced atomically."""
+    _atomic_copy(weights, settings.champion_weights)
+    return settings.champion_weights
+
+
+def apply_gate(client: MlflowClient, settings: Settings, version: ModelVersion, weights: Path, decision: GateDecision) -> None:
+    """Move ``champion`` to the version if the gate promotes it, else mark it ``challenger`` with the reason."""
+    name, number = version.name, version.version
+    client.set_model_version_tag(name, number, "gate_decision", "promoted" if decision.promote else "rejected")
+    client.set_model_version_tag(name, number, "gate_reason", decision.reason)
+    if decision.promote:
+        previous = version_by_alias(client, name, "champion")
+        if previous is not None and previous.version != number:
+            client.set_model_version_tag(name, number, "replaced_champion", previous.version)
+        install_champion(settings, weights)
+        client.set_registered_model_alias(name, "champion", number)
+    else:
+        client.set_registered_model_alias(name, "challenger", number)
+
+
+def rollback(client: MlflowClient, settings: Settings, to_version: str | None = None) -> ModelVersion:
+    """Point ``champion`` (alias and local file) back at ``to_version``, or at the champion the current one replaced."""
+    name = settings.model_name
+    current = version_by_alias(client, name, "champion")
+    if to_version is None:
+        if current is None or "replaced_champion" not in current.tags:
+            raise RetrainError(f"model {name!r} has no previous champion to roll back to; pass --to VERSION")
+        to_version = current.tags["replaced_champion"]
+    try:
+        target = client.get_model_version(name, str(to_version))
+    except MlflowException as exc:
+        raise RetrainError(f"model {name!r} has no version {to_version}") from exc
+    weights = verified_weights(settings, client, target)
+    install_champion(settings, weights)
+    client.set_registered_model_alias(name, "champion", target.version)
+    if current is not None and current.version != target.version:
+        client.set_model_version_tag(name, current.version, "rolled_back_to", target.version)
+    return target
+
+
+def register_initial_champion(client: MlflowClient, settings: Settings, experiment_id: str, weights: Path) -> ModelVersion:
+    """Register existing weights as the first champion (``yolo-retrain init --weights``), in a run of its own."""
+    from ultralytics import YOLO
+
+    try:
+        YOLO(str(weights))
+    except Exception as exc:  # Ultralytics raises many types for a bad file
+        raise RetrainError(f"{weights}: not loadable as YOLO weights ({exc})") from exc
+    run_id = client.create_run(experiment_id, run_name="initial-champion", tags={"type": "baseline"}).info.run_id
+    try:
+        model_id = log_pyfunc_model(experiment_id, run_id, weights, settings.imgsz)
+        version = register_version(
+            settings.model_name, model_id, {"weights_sha256": sha256_file(weights), "run_id": run_id, "parent_version": "none"}
+        )
+        local = save_local_weights(settings, version, weights)
+        apply_gate(client, settings, version, local, GateDecision(True, "initial champion from given weights"))
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    return version

@@ -1,0 +1,424 @@
+"""The correction store: reviewers' corrected labels, their content-addressed images, and their lifecycle.
+
+A correction is ``pending`` until a retrain claims it (``claimed``, tagged with the retrain's batch id), then
+``applied`` once the retrained model is registered, or back to ``pending`` if the retrain failed. A newer
+correction of the same image makes the older pending one ``superseded``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from sqlalchemy import DateTime, Engine, String, Text, create_engine, event, func, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from yolo_retrain.config import Settings
+from yolo_retrain.errors import DuplicateCorrection, InvalidInput
+from yolo_retrain.labels import check_image, format_labels, image_suffix, parse_labels, read_class_names, safe_filename
+
+Status = Literal["pending", "claimed", "applied", "superseded"]
+STATUSES: tuple[Status, ...] = get_args(Status)
+
+
+class _UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError(f"naive datetime {value} (use a timezone-aware one)")
+        return value.astimezone(timezone.utc).replace(tzinfo=None) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=timezone.utc) if value is not None else None
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _Row(_Base):
+    __tablename__ = "corrections"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    image_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    image_path: Mapped[str] = mapped_column(Text)
+    original_name: Mapped[str] = mapped_column(Text)
+    label_text: Mapped[str] = mapped_column(Text)
+    num_boxes: Mapped[int]
+    width: Mapped[int]
+    height: Mapped[int]
+    source_model_version: Mapped[str | None] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(_UTCDateTime, index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    batch_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    applied_version: Mapped[str | None] = mapped_column(Text)
+    applied_at: Mapped[datetime | None] = mapped_column(_UTCDateTime)
+
+
+@dataclass(frozen=True)
+class Correction:
+    """One stored correction (a snapshot; the store is the source of truth)."""
+
+    id: str
+    image_sha256: str
+    image_path: str
+    original_name: str
+    label_text: str
+    num_boxes: int
+    width: int
+    height: int
+    source_model_version: str | None
+    author: str | None
+    created_at: datetime
+    status: Status
+    batch_id: str | None
+    applied_version: str | None
+    applied_at: datetime | None
+
+
+_FIELDS = [f.name for f in dataclasses.fields(Correction)]
+
+
+def _snapshot(row: _Row) -> Correction:
+    return Correction(**{name: getattr(row, name) for name in _FIELDS})
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A fully validated correction not yet stored."""
+
+    data: bytes
+    sha256: str
+    suffix: str
+    name: str
+    label_text: str
+    num_boxes: int
+    width: int
+    height: int
+
+
+class CorrectionStore:
+    """Corrections in a SQL database (any SQLAlchemy URL; SQLite in WAL mode by default) plus image blobs on disk."""
+
+    def __init__(self, url: str, blobs_dir: Path, class_names: builtins.list[str]) -> None:
+        self.blobs_dir = Path(blobs_dir)
+        self.class_names = list(class_names)
+        self._engine = _make_engine(url)
+        # Writes on SQLite take the write lock up front (BEGIN IMMEDIATE): no read-then-upgrade deadlocks.
+        self._writer = self._engine.execution_options(sqlite_immediate=True)
+        _Base.metadata.create_all(self._engine)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CorrectionStore:
+        """The store configured by ``settings``; class names come from ``settings.base_data``."""
+        assert settings.base_data is not None and settings.corrections_db_url is not None  # filled by Settings
+        return cls(settings.corrections_db_url, settings.corrections_dir, read_class_names(settings.base_data))
+
+    def __enter__(self) -> CorrectionStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self._engine.dispose()
+
+    # Adding ----------------------------------------------------------------------------------
+    def add(
+        self,
+        image: Path | bytes,
+        labels: str | Path,
+        *,
+        image_name: str | None = None,
+        source_model_version: str | None = None,
+        author: str | None = None,
+        created_at: datetime | None = None,
+    ) -> Correction:
+        """Store one correction: an image (path or bytes) and its YOLO label text (text or a ``.txt`` path).
+
+        Everything is validated before anything is written. Raises InvalidInput naming the bad file (and line),
+        DuplicateCorrection if the same image with the same labels is already pending or claimed. Older pending
+        corrections of the same image become ``superseded``.
+        """
+        candidate = self._validate(image, labels, image_name)
+        return self._store([candidate], source_model_version, author, created_at)[0]
+
+    def import_dir(
+        self,
+        directory: Path,
+        *,
+        source_model_version: str | None = None,
+        author: str | None = None,
+        created_at: datetime | None = None,
+    ) -> builtins.list[Correction]:
+        """Store every image of a YOLO folder (``images/x.jpg`` labelled by ``labels/x.txt``), all or nothing.
+
+        Hidden files are skipped. An image without a label file, a label file without an image, or any invalid
+        file raises InvalidInput naming it, and nothing is stored.
+        """
+        directory = Path(directory)
+        images_dir, labels_dir = directory / "images", directory / "labels"
+        for sub in (images_dir, labels_dir):
+            if not sub.is_dir():
+                raise InvalidInput(f"{sub}: missing folder (expected {directory}/images and {directory}/labels)")
+        images = _visible_files(images_dir)
+        if not images:
+            raise InvalidInput(f"{images_dir}: no images to import")
+        stems = {p.stem for p in images}
+        for label in _visible_files(labels_dir):
+            if label.suffix != ".txt" or label.stem not in stems:
+                raise InvalidInput(f"{label}: label file without a matching image in {images_dir}")
+        candidates = []
+        for image in images:
+            label = labels_dir / f"{image.stem}.txt"
+            if not label.is_file():
+                raise InvalidInput(f"{image}: missing label file {label}")
+            candidates.append(self._validate(image, label, None))
+        return self._store(candidates, source_model_version, author, created_at)
+
+    def _validate(self, image: Path | bytes, labels: str | Path, image_name: str | None) -> _Candidate:
+        """Read and check one image and its labels; nothing is written."""
+        if isinstance(image, bytes):
+            data, source = image, image_name or "<image bytes>"
+        else:
+            data, source = _read_bytes(Path(image)), str(image)
+        width, height = check_image(data, source)
+        sha = hashlib.sha256(data).hexdigest()
+        suffix = image_suffix(data)
+        default_name = f"{sha}{suffix}" if isinstance(image, bytes) else Path(image).name
+        name = safe_filename(image_name if image_name is not None else default_name)
+        if isinstance(labels, Path):
+            text, label_source = _read_text(labels), str(labels)
+        else:
+            text, label_source = labels, f"labels of {source}"
+        boxes = parse_labels(text, label_source, len(self.class_names))
+        return _Candidate(data, sha, suffix, name, format_labels(boxes), len(boxes), width, height)
+
+    def _store(
+        self,
+        candidates: builtins.list[_Candidate],
+        source_model_version: str | None,
+        author: str | None,
+        created_at: datetime | None,
+    ) -> builtins.list[Correction]:
+        """Insert validated candidates in one transaction; blobs are written only once no duplicate was found."""
+        when = created_at or datetime.now(timezone.utc)
+        if when.tzinfo is None:
+            raise InvalidInput(f"created_at {when} has no timezone")
+        with Session(self._writer, expire_on_commit=False) as session, session.begin():
+            seen: set[tuple[str, str]] = set()
+            for c in candidates:
+                key = (c.sha256, c.label_text)
+                dup = session.scalar(
+                    select(_Row.id).where(
+                        _Row.image_sha256 == c.sha256,
+                        _Row.label_text == c.label_text,
+                        _Row.status.in_(("pending", "claimed")),
+                    )
+                )
+                if dup is not None or key in seen:
+                    raise DuplicateCorrection(
+                        f"{c.name}: the same image with the same labels is already stored and not yet applied"
+                        + (f" (correction {dup})" if dup else "")
+                    )
+                seen.add(key)
+            rows = []
+            for c in candidates:
+                path = self._write_blob(c)
+                newer_pending = session.scalar(
+                    select(_Row.id).where(
+                        _Row.image_sha256 == c.sha256, _Row.status == "pending", _Row.created_at > when
+                    )
+                )
+                session.execute(
+                    update(_Row)
+                    .where(_Row.image_sha256 == c.sha256, _Row.status == "pending", _Row.created_at <= when)
+                    .values(status="superseded")
+                )
+                row = _Row(
+                    id=uuid.uuid4().hex,
+                    image_sha256=c.sha256,
+                    image_path=str(path),
+                    original_name=c.name,
+                    label_text=c.label_text,
+                    num_boxes=c.num_boxes,
+                    width=c.width,
+                    height=c.height,
+                    source_model_version=source_model_version,
+                    author=author,
+                    created_at=when,
+                    status="superseded" if newer_pending else "pending",
+                )
+                session.add(row)
+                session.flush()
+                rows.append(row)
+        return [_snapshot(r) for r in rows]
+
+    def _write_blob(self, c: _Candidate) -> Path:
+        """Write the image once under ``images/<sha[:2]>/<sha><suffix>``, atomically."""
+        path = self.blobs_dir / "images" / c.sha256[:2] / f"{c.sha256}{c.suffix}"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+            tmp.write_bytes(c.data)
+            os.replace(tmp, path)
+        return path
+
+    # Reading ---------------------------------------------------------------------------------
+    def list(self, status: str | None = None, limit: int | None = None) -> builtins.list[Correction]:
+        """Corrections, newest first, optionally only those with ``status``, at most ``limit``."""
+        query = select(_Row).order_by(_Row.created_at.desc(), _Row.id).limit(limit)
+        if status is not None:
+            query = query.where(_Row.status == _check_status(status))
+        return self._select(query)
+
+    def get(self, id: str) -> Correction | None:
+        """The correction with this id, or None."""
+        with Session(self._engine) as session:
+            row = session.get(_Row, id)
+            return _snapshot(row) if row else None
+
+    def stats(self) -> dict[str, int]:
+        """Number of corrections per status (every status, zeros included) plus ``total``."""
+        with Session(self._engine) as session:
+            counts = {s: n for s, n in session.execute(select(_Row.status, func.count()).group_by(_Row.status))}
+        result = {s: counts.get(s, 0) for s in STATUSES}
+        result["total"] = sum(counts.values())
+        return result
+
+    def pending_count(self) -> int:
+        """Number of corrections waiting for a retrain."""
+        with Session(self._engine) as session:
+            return session.scalar(select(func.count()).select_from(_Row).where(_Row.status == "pending")) or 0
+
+    def claimed(self, batch_id: str) -> builtins.list[Correction]:
+        """Corrections claimed by ``batch_id``, oldest first."""
+        return self._select(_claimed_query(batch_id))
+
+    def _select(self, query: Any) -> builtins.list[Correction]:
+        with Session(self._engine) as session:
+            return [_snapshot(r) for r in session.scalars(query)]
+
+    # Lifecycle -------------------------------------------------------------------------------
+    def claim(self, batch_id: str, limit: int | None = None) -> builtins.list[Correction]:
+        """Move pending corrections (oldest first) to ``claimed`` by ``batch_id`` and return the batch's claimed rows.
+
+        Idempotent: with the same ``batch_id`` it returns what that batch already holds plus newly pending
+        corrections, ``limit`` capping the batch's total. The conditional UPDATE only takes rows still pending,
+        so concurrent claimers never share a row.
+        """
+        with Session(self._writer) as session, session.begin():
+            room = None
+            if limit is not None:
+                held = session.scalar(select(func.count()).select_from(_claimed_query(batch_id).subquery())) or 0
+                room = max(0, limit - held)
+            oldest = select(_Row.id).where(_Row.status == "pending").order_by(_Row.created_at, _Row.id).limit(room)
+            session.execute(
+                update(_Row)
+                .where(_Row.status == "pending", _Row.id.in_(oldest.scalar_subquery()))
+                .values(status="claimed", batch_id=batch_id)
+            )
+        return self.claimed(batch_id)
+
+    def release(self, batch_id: str) -> int:
+        """Give a failed retrain's corrections back: ``claimed`` → ``pending``, or ``superseded`` where a newer
+        correction of the same image arrived meanwhile. Returns how many left the batch."""
+        newer = aliased(_Row)
+        has_newer = (
+            select(newer.id)
+            .where(newer.image_sha256 == _Row.image_sha256, newer.status == "pending")
+            .where(newer.created_at >= _Row.created_at)
+            .exists()
+        )
+        mine = (_Row.status == "claimed", _Row.batch_id == batch_id)
+        with Session(self._writer) as session, session.begin():
+            superseded = session.execute(
+                update(_Row).where(*mine, has_newer).values(status="superseded", batch_id=None)
+            )
+            released = session.execute(update(_Row).where(*mine).values(status="pending", batch_id=None))
+        return superseded.rowcount + released.rowcount
+
+    def mark_applied(self, batch_id: str, model_version: str) -> int:
+        """Record that ``batch_id``'s claimed corrections are in ``model_version``.
+
+        Returns how many were marked; 0 when called again (idempotent).
+        """
+        with Session(self._writer) as session, session.begin():
+            result = session.execute(
+                update(_Row)
+                .where(_Row.status == "claimed", _Row.batch_id == batch_id)
+                .values(status="applied", applied_version=model_version, applied_at=datetime.now(timezone.utc))
+            )
+        return result.rowcount
+
+
+def _claimed_query(batch_id: str) -> Any:
+    return select(_Row).where(_Row.status == "claimed", _Row.batch_id == batch_id).order_by(_Row.created_at, _Row.id)
+
+
+def _check_status(status: str) -> str:
+    if status not in STATUSES:
+        raise InvalidInput(f"unknown status {status!r} (expected one of {', '.join(STATUSES)})")
+    return status
+
+
+def _make_engine(url: str) -> Engine:
+    """An engine for ``url``; on SQLite: WAL, a busy timeout, and IMMEDIATE write transactions."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # let the "begin" hook below issue BEGIN itself
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("sqlite_immediate") else "BEGIN")
+
+    return engine
+
+
+def _visible_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read ({exc.strerror or exc})") from exc
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+
+
+__all__ = ["STATUSES", "Correction", "CorrectionStore", "Status"]

@@ -1,0 +1,170 @@
+"""MLflow: the experiment, the retrain run, and everything logged into it — always by explicit run id.
+
+Prefect runs tasks in worker threads and MLflow's "active run" is thread-local, so nothing here relies on
+``mlflow.active_run()``: every call names its run.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+
+from yolo_retrain.config import Settings
+from yolo_retrain.errors import TrackingSetupError
+
+if TYPE_CHECKING:
+    from yolo_retrain.dataset import BuiltDataset
+    from yolo_retrain.training import TrainOutput
+
+FLOW_RUN_TAG = "prefect.flow_run_id"
+MLFLOW_DIGEST_LENGTH = 32  # MLflow's dataset digest column holds 36 characters; the full digest goes in a tag
+
+
+@dataclass(frozen=True)
+class RetrainRun:
+    """The MLflow run of one retrain, and the Prefect flow run it belongs to."""
+
+    run_id: str
+    experiment_id: str
+    flow_run_id: str
+
+
+def client_for(settings: Settings) -> MlflowClient:
+    """Tracking URI first: set it globally too, so MLflow's fluent helpers (log_model) hit the same store."""
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+def _normalise_location(location: str) -> str:
+    return location.rstrip("/")
+
+
+def resolve_experiment(client: MlflowClient, settings: Settings) -> str:
+    """The configured experiment's id; never creates one. Fails if missing or its artifact location differs."""
+    wanted = f"ID {settings.experiment_id!r}" if settings.experiment_id else f"name {settings.experiment_name!r}"
+    try:
+        if settings.experiment_id:
+            experiment = client.get_experiment(settings.experiment_id)
+        else:
+            experiment = client.get_experiment_by_name(settings.experiment_name)
+    except MlflowException as exc:
+        if "RESOURCE_DOES_NOT_EXIST" not in str(exc.error_code):
+            raise TrackingSetupError(f"MLflow at {settings.tracking_uri} failed: {exc.message}") from exc
+        experiment = None
+    if experiment is None or experiment.lifecycle_stage != "active":
+        raise TrackingSetupError(
+            f"MLflow experiment with {wanted} does not exist at {settings.tracking_uri}; "
+            "run `yolo-retrain init` to create it (it is never created silently)."
+        )
+    if settings.artifact_location and _normalise_location(experiment.artifact_location) != _normalise_location(
+        settings.artifact_location
+    ):
+        raise TrackingSetupError(
+            f"MLflow experiment {experiment.name!r} stores artifacts at {experiment.artifact_location}, "
+            f"but the configured artifact location is {settings.artifact_location}."
+        )
+    return experiment.experiment_id
+
+
+def create_experiment(client: MlflowClient, settings: Settings) -> str:
+    """Create the experiment with the configured artifact location (``yolo-retrain init``); idempotent."""
+    existing = client.get_experiment_by_name(settings.experiment_name)
+    if existing is None:
+        client.create_experiment(settings.experiment_name, artifact_location=settings.artifact_location)
+    return resolve_experiment(client, settings)
+
+
+def start_retrain_run(
+    client: MlflowClient, experiment_id: str, flow_run_id: str, tags: dict[str, str], params: dict[str, Any]
+) -> str:
+    """Open the run for this flow run, or resume the one a previous attempt of the same flow run opened."""
+    existing = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{FLOW_RUN_TAG}` = '{flow_run_id}'", max_results=1
+    )
+    if existing:
+        run_id = existing[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+        return run_id
+    run = client.create_run(
+        experiment_id,
+        run_name=f"retrain-{flow_run_id[:8]}",
+        tags={"type": "retraining", "experiment_id": experiment_id, FLOW_RUN_TAG: flow_run_id, **tags},
+    )
+    log_params(client, run.info.run_id, params)
+    return run.info.run_id
+
+
+def log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
+    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+
+def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+
+def set_tags(client: MlflowClient, run_id: str, tags: dict[str, Any]) -> None:
+    client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def log_json(client: MlflowClient, run_id: str, payload: Any, name: str, artifact_path: str | None = None) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_text(json.dumps(payload, indent=2, default=str))
+        client.log_artifact(run_id, str(path), artifact_path)
+
+
+def log_dataset_input(
+    client: MlflowClient, run_id: str, manifest_rows: list[dict], digest: str, source: str, name: str
+) -> None:
+    """Record the exact dataset as an MLflow dataset input: the manifest as a table, with the content digest."""
+    import pandas as pd
+
+    dataset = mlflow.data.from_pandas(
+        pd.DataFrame(manifest_rows), source=source, name=name, digest=digest[:MLFLOW_DIGEST_LENGTH]
+    )
+    client.log_inputs(
+        run_id, [DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])]
+    )
+
+
+def end_run(client: MlflowClient, run_id: str, status: str, reason: str | None = None) -> None:
+    """Close the run with a real terminal status (never left RUNNING)."""
+    if reason:
+        set_tags(client, run_id, {"failure_reason": reason[:4000]})
+    client.set_terminated(run_id, status=status)
+
+
+def run_status(client: MlflowClient, run_id: str) -> str:
+    return client.get_run(run_id).info.status
+
+
+def log_dataset(client: MlflowClient, run_id: str, dataset: BuiltDataset) -> None:
+    """The exact dataset: what corrections went in, its metadata, data.yaml, the manifest, and a dataset input."""
+    log_json(client, run_id, dataset.corrections_applied, "corrections_applied.json", "dataset")
+    log_json(client, run_id, dataset.metadata(), "retraining_dataset_metadata.json", "dataset")
+    client.log_artifact(run_id, str(dataset.data_yaml), "dataset")
+    client.log_artifact(run_id, str(dataset.manifest_path), "dataset")
+    manifest = json.loads(dataset.manifest_path.read_text())
+    log_dataset_input(client, run_id, manifest, dataset.digest, str(dataset.root), f"retrain-{dataset.digest[:12]}")
+    set_tags(client, run_id, {"dataset_digest": dataset.digest})
+    log_params(client, run_id, {"dataset_digest": dataset.digest, **{f"dataset_{k}": v for k, v in dataset.counts.items()}})
+
+
+def log_training_artifacts(client: MlflowClient, run_id: str, trained: TrainOutput) -> None:
+    client.log_artifact(run_id, str(trained.best_weights), "training/weights")
+    for path in (trained.results_csv, trained.args_yaml):
+        if path.exists():
+            client.log_artifact(run_id, str(path), "training")
+    for plot in trained.plots:
+        client.log_artifact(run_id, str(plot), "training/plots")

@@ -1,0 +1,129 @@
+"""Training and evaluation with Ultralytics, as plain functions."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mlflow import MlflowClient
+from ultralytics import YOLO
+from ultralytics.utils import SETTINGS
+
+from yolo_retrain.callbacks import mlflow_run, prefect_progress
+from yolo_retrain.config import Settings
+
+# Our own MLflow callback logs into the retrain's run by id; Ultralytics' would open runs and experiments of
+# its own. No analytics either: retrains make no network call.
+SETTINGS.update(mlflow=False, sync=False, clearml=False, comet=False, dvc=False, raytune=False, wandb=False)
+
+GATE_METRICS = {"mAP50-95": "map50_95", "mAP50": "map50", "precision": "precision", "recall": "recall"}
+
+
+@dataclass(frozen=True)
+class EvalMetrics:
+    """Detection metrics on the holdout; ``per_class_ap`` is AP50-95 by class name."""
+
+    map50: float
+    map50_95: float
+    precision: float
+    recall: float
+    per_class_ap: dict[str, float] = field(default_factory=dict)
+
+    def value(self, metric: str) -> float:
+        """A metric by its user-facing name (``mAP50-95``, ``mAP50``, ``precision``, ``recall``)."""
+        return getattr(self, GATE_METRICS[metric])
+
+    def as_mlflow(self, prefix: str) -> dict[str, float]:
+        metrics = {f"{prefix}_{name}": self.value(name) for name in GATE_METRICS}
+        metrics.update({f"{prefix}_AP50-95_{cls}": ap for cls, ap in self.per_class_ap.items()})
+        return metrics
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainOutput:
+    save_dir: Path
+    best_weights: Path
+
+    @property
+    def results_csv(self) -> Path:
+        return self.save_dir / "results.csv"
+
+    @property
+    def args_yaml(self) -> Path:
+        return self.save_dir / "args.yaml"
+
+    @property
+    def plots(self) -> list[Path]:
+        return sorted(p for p in self.save_dir.glob("*") if p.suffix in {".png", ".jpg"})
+
+
+def _common_args(settings: Settings, imgsz: int | None, batch: int | None) -> dict:
+    return {
+        "imgsz": imgsz or settings.imgsz,
+        "batch": batch or settings.batch,
+        "device": settings.device,
+        "workers": settings.workers,
+        "project": str(settings.runs_dir),
+        "exist_ok": True,
+        "verbose": False,
+    }
+
+
+def train(
+    settings: Settings,
+    data_yaml: Path,
+    start_weights: str | Path,
+    name: str,
+    *,
+    client: MlflowClient | None = None,
+    run_id: str | None = None,
+    epochs: int | None = None,
+    imgsz: int | None = None,
+    batch: int | None = None,
+) -> TrainOutput:
+    """Train from ``start_weights`` (a .pt, or a model YAML for a from-scratch start) on ``data_yaml``.
+
+    Args:
+        settings: Training defaults and output dirs.
+        data_yaml: The retraining dataset.
+        start_weights: The champion's weights, or the configured base model.
+        name: Output folder name under ``settings.runs_dir``.
+        client: With ``run_id``, per-epoch metrics go into that MLflow run.
+        run_id: The retrain's MLflow run.
+        epochs: Overrides ``settings.epochs``; likewise ``imgsz`` and ``batch``.
+    """
+    model = YOLO(str(start_weights))
+    hooks = [prefect_progress.callbacks()]
+    if client is not None and run_id is not None:
+        hooks.append(mlflow_run.callbacks(client, run_id))
+    for hook in hooks:
+        for event, fn in hook.items():
+            model.add_callback(event, fn)
+    model.train(
+        data=str(data_yaml),
+        epochs=epochs or settings.epochs,
+        name=name,
+        seed=settings.seed,
+        deterministic=True,
+        plots=True,
+        **_common_args(settings, imgsz, batch),
+    )
+    trainer = model.trainer
+    best = Path(trainer.best if Path(trainer.best).exists() else trainer.last)
+    return TrainOutput(save_dir=Path(trainer.save_dir), best_weights=best)
+
+
+def evaluate(
+    settings: Settings, weights: str | Path, data_yaml: Path, name: str, imgsz: int | None = None, batch: int | None = None
+) -> EvalMetrics:
+    """Validate ``weights`` on the dataset's val split (the holdout); the same call for champion and candidate."""
+    results = YOLO(str(weights)).val(data=str(data_yaml), split="val", name=name, plots=False, **_common_args(settings, imgsz, batch))
+    box = results.box
+    names = results.names
+    per_class = {names[int(c)]: float(ap) for c, ap in zip(box.ap_class_index, box.ap)}
+    return EvalMetrics(
+        map50=float(box.map50), map50_95=float(box.map), precision=float(box.mp), recall=float(box.mr), per_class_ap=per_class
+    )
