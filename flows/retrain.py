@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
+from pydantic import Field
 
 from tasks.build_dataset import build_retraining_dataset
 from tasks.claim_corrections import claim_corrections, release_corrections
@@ -13,23 +16,25 @@ from tasks.finish import fail_retrain, finish_retrain
 from tasks.log_dataset import log_dataset
 from tasks.log_training_artifacts import log_training_artifacts
 from tasks.promote import promotion_gate
+from tasks.recover import recover_orphaned_retrains
 from tasks.register_model import register_model
 from tasks.resolve_champion import resolve_champion
 from tasks.save_model import save_model
 from tasks.setup_mlflow import setup_mlflow
 from tasks.train_candidate import train_candidate
-from yolo_retrain.config import Trigger, get_settings
+from yolo_retrain.config import Settings, Trigger, get_settings
+from yolo_retrain.recovery import retrain_lock
 from yolo_retrain.summary import RetrainReport
 
 
 @flow(name="retrain", log_prints=True)
 def retrain(
     trigger: Trigger = "manual",
-    min_corrections: int | None = None,
+    min_corrections: Annotated[int | None, Field(ge=0)] = None,
     force: bool = False,
-    epochs: int | None = None,
-    imgsz: int | None = None,
-    batch: int | None = None,
+    epochs: Annotated[int | None, Field(ge=1, le=10_000)] = None,
+    imgsz: Annotated[int | None, Field(ge=32, le=8192)] = None,
+    batch: Annotated[int | None, Field(ge=1, le=4096)] = None,
 ) -> RetrainReport:
     """Retrain the detector on the pending corrections and promote it only if it is at least as good.
 
@@ -43,7 +48,14 @@ def retrain(
     """
     overrides = {k: v for k, v in {"epochs": epochs, "imgsz": imgsz, "batch": batch}.items() if v is not None}
     settings = get_settings().model_copy(update=overrides)
-    batch_id = flow_run.get_id() or "local"
+    with retrain_lock(settings):  # one retrain per home at a time, whoever started it
+        return _retrain(settings, flow_run.get_id() or "local", trigger, min_corrections, force)
+
+
+def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_corrections: int | None, force: bool) -> RetrainReport:
+    """The steps in order; runs holding the retrain lock."""
+    # 0. Whatever a killed retrain left behind (RUNNING run, claimed corrections, partial files) is cleaned up.
+    recover_orphaned_retrains(settings, batch_id)
 
     # 1. Claim the pending corrections; too few and not forced: stop here, no MLflow run.
     corrections = claim_corrections(settings, batch_id)
@@ -100,7 +112,7 @@ def retrain(
     return _publish(report)
 
 
-def _training_params(settings) -> dict:
+def _training_params(settings: Settings) -> dict:
     return {k: getattr(settings, k) for k in ("epochs", "imgsz", "batch", "device", "seed", "base_model", "gate_metric")}
 
 

@@ -33,5 +33,5 @@ def promotion_gate(
     decision = decide(candidate, champion, settings.gate_metric, settings.gate_tolerance, settings.gate_max_class_drop)
     client = tracking.client_for(settings)
     registry.apply_gate(client, settings, version, weights, decision)
-    tracking.set_tags(client, run.run_id, {"gate_decision": decision.alias, "gate_reason": decision.reason})
+    tracking.set_tags(client, run.run_id, {"gate_decision": decision.label, "gate_reason": decision.reason})
     return decision

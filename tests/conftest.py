@@ -13,10 +13,17 @@ os.environ["YOLO_RETRAIN_RETRY_DELAY_SECONDS"] = "0"
 os.environ["YOLO_RETRAIN_TASK_RETRIES"] = "1"
 os.environ["YOLO_VERBOSE"] = "False"
 
+from dataclasses import dataclass  # noqa: E402
+
 import pytest  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
 
 import yolo_retrain  # noqa: E402,F401  (configures the environment)
+from yolo_retrain import tracking  # noqa: E402
 from yolo_retrain.config import Settings, get_settings  # noqa: E402
+from yolo_retrain.store import Correction, CorrectionStore  # noqa: E402
+from yolo_retrain.summary import RetrainReport  # noqa: E402
+from yolo_retrain.synthetic import SyntheticDataset, make_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +49,57 @@ def _fresh_settings():
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+TINY = {"epochs": 1, "imgsz": 64, "batch": 8}
+
+
+@dataclass
+class World:
+    """A home after ``init`` → baseline champion (v1) → corrections → one retrain."""
+
+    settings: Settings
+    data: SyntheticDataset
+    baseline: RetrainReport
+    report: RetrainReport
+    corrections: list[Correction]
+
+    @property
+    def client(self) -> MlflowClient:
+        return tracking.client_for(self.settings)
+
+    def run(self, run_id: str):
+        return self.client.get_run(run_id)
+
+
+def import_corrections(settings: Settings, data: SyntheticDataset) -> list[Correction]:
+    with CorrectionStore.from_settings(settings) as store:
+        return store.import_dir(data.corrections_dir, author="test")
+
+
+@pytest.fixture(scope="session")
+def world(prefect_server, tmp_path_factory) -> World:
+    """Built once per session with real tiny trainings; use it through ``in_world``."""
+    from typer.testing import CliRunner
+
+    from flows.retrain import retrain
+    from yolo_retrain.cli import app
+
+    home = tmp_path_factory.mktemp("world")
+    with pytest.MonkeyPatch.context() as mp:
+        settings = use_home(mp, home, **TINY)
+        data = make_dataset(home / "demo", train=24, val=12, size=64)
+        result = CliRunner().invoke(app, ["init", "--no-train-baseline"])
+        assert result.exit_code == 0, result.output
+        baseline = retrain(trigger="baseline", force=True)
+        corrections = import_corrections(settings, data)
+        report = retrain(trigger="manual")
+    get_settings.cache_clear()
+    return World(settings, data, baseline, report, corrections)
+
+
+@pytest.fixture
+def in_world(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
+    """The shared world, with the settings pointing at its home for this test."""
+    use_home(monkeypatch, world.settings.home, **TINY)
+    return world

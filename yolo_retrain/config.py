@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     device: str = Field(default="cpu", description="Ultralytics device string: cpu, 0, 0,1 ...")
     workers: int = Field(default=0, ge=0, description="Dataloader workers (0 = in-process, best on small CPUs).")
     seed: int = 0
+
+    # Prefect deployment and intake service
+    deployment: str = Field(default="retrain/yolo-retrain", description="<flow>/<deployment> that triggers and /retrain start.")
+    api_host: str = Field(default="127.0.0.1", description="Intake service bind address.")
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    api_token: SecretStr | None = Field(default=None, description="Bearer token for the intake; required off loopback.")
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="Largest accepted request body.")
 
     # Promotion gate
     gate_metric: GateMetric = "mAP50-95"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 from yolo_retrain.config import Settings
@@ -38,15 +39,16 @@ def prepare_data(settings: Settings, train: int, val: int, imgsz: int) -> Synthe
     return make_dataset(settings.home / "demo", train=train, val=val, size=imgsz, wrong_fraction=0.5, seed=settings.seed)
 
 
+VENV_BIN = Path(sys.executable).parent
+
+
+def mlflow_ui_command(settings: Settings) -> str:
+    return f"MLflow UI: {VENV_BIN}/mlflow ui --backend-store-uri {settings.tracking_uri}   -> {settings.mlflow_ui_url}"
+
+
 def ui_instructions(settings: Settings) -> str:
-    venv_bin = Path(__file__).resolve().parents[1] / ".venv" / "bin"
-    return "\n".join(
-        [
-            "Open the UIs:",
-            f"  MLflow:  {venv_bin}/mlflow ui --backend-store-uri {settings.tracking_uri}   -> {settings.mlflow_ui_url}",
-            f"  Prefect: PREFECT_HOME={settings.prefect_home} {venv_bin}/prefect server start   -> http://127.0.0.1:4200",
-        ]
-    )
+    prefect = f"Prefect UI: PREFECT_HOME={settings.prefect_home} {VENV_BIN}/prefect server start   -> http://127.0.0.1:4200"
+    return f"Open the UIs:\n  {mlflow_ui_command(settings)}\n  {prefect}"
 
 
 def explain(report: RetrainReport) -> str:

@@ -16,6 +16,11 @@ class GateDecision:
     def alias(self) -> str:
         return "champion" if self.promote else "challenger"
 
+    @property
+    def label(self) -> str:
+        """The ``gate_decision`` tag on both the run and the version."""
+        return "promoted" if self.promote else "rejected"
+
 
 def decide(
     candidate: EvalMetrics, champion: EvalMetrics | None, metric: str, tolerance: float, max_class_drop: float

@@ -145,7 +145,7 @@ def install_champion(settings: Settings, weights: Path) -> Path:
 def apply_gate(client: MlflowClient, settings: Settings, version: ModelVersion, weights: Path, decision: GateDecision) -> None:
     """Move ``champion`` to the version if the gate promotes it, else mark it ``challenger`` with the reason."""
     name, number = version.name, version.version
-    client.set_model_version_tag(name, number, "gate_decision", "promoted" if decision.promote else "rejected")
+    client.set_model_version_tag(name, number, "gate_decision", decision.label)
     client.set_model_version_tag(name, number, "gate_reason", decision.reason)
     if decision.promote:
         previous = version_by_alias(client, name, "champion")

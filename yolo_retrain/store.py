@@ -69,6 +69,18 @@ class _Row(_Base):
     applied_at: Mapped[datetime | None] = mapped_column(_UTCDateTime)
 
 
+class _Flag(_Base):
+    """Small named switches kept with the corrections (e.g. whether the next threshold crossing is announced)."""
+
+    __tablename__ = "flags"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bool]
+
+
+THRESHOLD_ARMED = "threshold_armed"
+
+
 @dataclass(frozen=True)
 class Correction:
     """One stored correction (a snapshot; the store is the source of truth)."""
@@ -310,6 +322,11 @@ class CorrectionStore:
         """Corrections claimed by ``batch_id``, oldest first."""
         return self._select(_claimed_query(batch_id))
 
+    def claiming_batches(self) -> set[str]:
+        """Batch ids that hold claimed corrections (retrains in progress, or orphans of a dead one)."""
+        with Session(self._engine) as session:
+            return set(session.scalars(select(_Row.batch_id).where(_Row.status == "claimed").distinct()))
+
     def _select(self, query: Any) -> builtins.list[Correction]:
         with Session(self._engine) as session:
             return [_snapshot(r) for r in session.scalars(query)]
@@ -333,7 +350,31 @@ class CorrectionStore:
                 .where(_Row.status == "pending", _Row.id.in_(oldest.scalar_subquery()))
                 .values(status="claimed", batch_id=batch_id)
             )
+            # What is pending from now on is a new backlog: its threshold crossing gets announced again.
+            session.merge(_Flag(name=THRESHOLD_ARMED, value=True))
         return self.claimed(batch_id)
+
+    # Threshold announcements -----------------------------------------------------------------
+    def take_threshold_crossing(self, threshold: int) -> int | None:
+        """The pending count if it reached ``threshold`` and that was not announced yet, else None.
+
+        Taking it disarms the announcement until the next claim (or ``rearm_threshold`` if sending failed),
+        so one backlog produces one retrain trigger, however many corrections arrive after it.
+        """
+        with Session(self._writer) as session, session.begin():
+            flag = session.get(_Flag, THRESHOLD_ARMED)
+            if flag is not None and not flag.value:
+                return None
+            pending = session.scalar(select(func.count()).select_from(_Row).where(_Row.status == "pending")) or 0
+            if pending < threshold:
+                return None
+            session.merge(_Flag(name=THRESHOLD_ARMED, value=False))
+            return pending
+
+    def rearm_threshold(self) -> None:
+        """Announce the next crossing again (the last announcement could not be delivered)."""
+        with Session(self._writer) as session, session.begin():
+            session.merge(_Flag(name=THRESHOLD_ARMED, value=True))
 
     def release(self, batch_id: str) -> int:
         """Give a failed retrain's corrections back: ``claimed`` → ``pending``, or ``superseded`` where a newer

@@ -2,9 +2,9 @@
 
 import typer
 
-from yolo_retrain.cli import corrections, demo, lifecycle
+from yolo_retrain.cli import checks, corrections, demo, lifecycle, services
 
 app = typer.Typer(help="Turn reviewers' YOLO box corrections into a better model, recorded in MLflow.", no_args_is_help=True)
 app.add_typer(corrections.app, name="corrections")
-for command in (lifecycle.init, lifecycle.run, lifecycle.status, lifecycle.rollback, demo.demo):
+for command in (lifecycle.init, lifecycle.run, lifecycle.status, lifecycle.rollback, demo.demo, services.serve, services.intake, checks.doctor, checks.verify):
     app.command()(command)

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from yolo_retrain import intake
 from yolo_retrain.cli.common import exit_on_error
 from yolo_retrain.config import get_settings
 from yolo_retrain.store import Correction, CorrectionStore, Status
@@ -42,7 +43,7 @@ def add(
 ) -> None:
     """Add one corrected image and its labels."""
     with _store() as store:
-        correction = store.add(image, labels, author=author, source_model_version=source_model_version)
+        correction = intake.add_correction(store, get_settings(), image, labels, author=author, source_model_version=source_model_version)
     typer.echo(f"added {correction.id} ({correction.original_name}, {correction.num_boxes} boxes)")
 
 
@@ -56,7 +57,7 @@ def import_(
 ) -> None:
     """Import a whole YOLO folder of corrections: all of them, or none if any file is invalid."""
     with _store() as store:
-        added = store.import_dir(directory, author=author, source_model_version=source_model_version)
+        added = intake.import_corrections(store, get_settings(), directory, author=author, source_model_version=source_model_version)
     typer.echo(f"imported {len(added)} corrections from {directory}")
 
 

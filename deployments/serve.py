@@ -1,0 +1,23 @@
+"""Serve the deployments of prefect.yaml from this process with ``serve()``: no work pool, no worker.
+
+    PREFECT_API_URL=http://127.0.0.1:4200/api python -m deployments.serve
+"""
+
+from __future__ import annotations
+
+import yolo_retrain  # noqa: F401  (environment first: Ultralytics/Prefect read it at import)
+from deployments.definitions import deployment_specs, to_runner_deployment
+
+# Check for scheduled or triggered runs every 2 s (Prefect's default is 10 s): a threshold-triggered
+# retrain should start within seconds.
+POLL_SECONDS = 2
+
+
+def main() -> None:
+    from prefect import serve
+
+    serve(*(to_runner_deployment(spec) for spec in deployment_specs()), query_seconds=POLL_SECONDS)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""``doctor`` and ``verify`` against real homes: real MLflow (SQLite), real files, nothing mocked."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import TINY, World, use_home
+from mlflow.entities import ViewType
+from typer.testing import CliRunner
+
+from yolo_retrain import doctor, registry, tracking
+from yolo_retrain.cli import app
+from yolo_retrain.config import Settings
+from yolo_retrain.verify import verify_run
+
+
+def _failed(results: list[doctor.CheckResult]) -> dict[str, doctor.CheckResult]:
+    return {r.name: r for r in results if not r.ok}
+
+
+@pytest.fixture
+def world_copy(world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
+    """A copy of the world's home to damage. Its MLflow records still point at the original artifact store
+    (absolute URIs), so that store is not copied and the artifact location setting names it; only local files
+    of the copy are altered."""
+    home = tmp_path / "home"
+    skip = shutil.ignore_patterns("mlartifacts", "runs", "datasets")  # large, and not read through the copy
+    shutil.copytree(world.settings.home, home, symlinks=True, ignore=skip)
+    return use_home(monkeypatch, home, artifact_location=world.settings.artifact_location, **TINY)
+
+
+def test_doctor_passes_on_a_retrained_home(in_world):
+    results = doctor.run_checks(in_world.settings)
+    assert _failed(results) == {}
+    assert [r.name for r in results] == [
+        "home",
+        "tracking",
+        "experiment",
+        "probe run",
+        "registry",
+        "champion",
+        "base dataset",
+        "corrections",
+        "prefect",
+    ]
+    champion = registry.version_by_alias(in_world.client, in_world.settings.model_name, "champion")
+    assert next(r for r in results if r.name == "champion").detail.startswith(f"v{champion.version}, ")
+
+
+def test_doctor_on_an_empty_home_says_to_run_init(monkeypatch, tmp_path):
+    use_home(monkeypatch, tmp_path)
+    result = CliRunner().invoke(app, ["doctor"])
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    experiment = next(line for line in lines if line.startswith("✗ experiment — "))
+    assert "does not exist" in experiment and experiment.endswith("(fix: run `yolo-retrain init`)")
+    assert "✓ champion — no champion yet — run yolo-retrain init" in lines
+    assert lines[-1].endswith(" failed") and " passed, " in lines[-1] and lines[-1] != "9 passed, 0 failed"
+
+
+def test_doctor_probe_run_leaves_no_run_behind(monkeypatch, tmp_path):
+    settings = use_home(monkeypatch, tmp_path)
+    client = tracking.client_for(settings)
+    experiment_id = tracking.create_experiment(client, settings)
+    assert client.search_runs([experiment_id]) == []
+    (probe,) = [r for r in doctor.run_checks(settings) if r.name == "probe run"]
+    assert probe.ok, probe.detail
+    assert client.search_runs([experiment_id]) == []  # active runs only: the probe was deleted
+    (deleted,) = client.search_runs([experiment_id], run_view_type=ViewType.DELETED_ONLY)
+    assert deleted.info.status == "FINISHED" and deleted.data.tags["type"] == "doctor-probe"
+
+
+def test_doctor_detects_a_corrupted_champion_file(in_world, world_copy):
+    champion = registry.version_by_alias(tracking.client_for(world_copy), world_copy.model_name, "champion")
+    registry.local_weights_path(world_copy, champion.version).write_bytes(b"garbage")
+    result = doctor.check_champion(world_copy)
+    assert not result.ok
+    assert f"retrained_v{champion.version}.pt sha256 differs" in result.detail
+    assert result.fix is not None and f"rollback --to {champion.version}" in result.fix
+    assert doctor.check_champion(in_world.settings).ok  # the shared world is untouched
+
+
+def test_verify_passes_on_the_latest_retrain(in_world):
+    results = verify_run(in_world.settings, in_world.report.run_id)
+    assert _failed(results) == {}
+    assert len(results) == 10
+    result = CliRunner().invoke(app, ["verify"])  # default: the latest retrain, which is this one
+    assert result.exit_code == 0, result.output
+    assert f"✓ run finished — run {in_world.report.run_id} FINISHED" in result.output
+    assert result.output.splitlines()[-1] == "10 passed, 0 failed"
+
+
+def test_verify_names_an_altered_local_model_file(in_world, world_copy):
+    version = in_world.report.version
+    registry.local_weights_path(world_copy, version).write_bytes(b"altered")
+    failed = _failed(verify_run(world_copy, in_world.report.run_id))
+    assert list(failed) == ["registry version"]
+    assert f"retrained_v{version}.pt sha256 differs" in failed["registry version"].detail
+    assert "mlflow artifacts download" in (failed["registry version"].fix or "")
+
+
+def test_verify_names_a_missing_dataset_artifact(monkeypatch, tmp_path):
+    settings = use_home(monkeypatch, tmp_path)
+    client = tracking.client_for(settings)
+    experiment_id = tracking.create_experiment(client, settings)
+    run_id = tracking.start_retrain_run(
+        client, experiment_id, "flow-run-1", {"trigger": "manual", "corrections_count": "0"}, {"epochs": 1}
+    )
+    for name in ("corrections_applied.json", "retraining_dataset_metadata.json", "manifest.json"):  # no data.yaml
+        tracking.log_json(client, run_id, [], name, "dataset")
+    tracking.set_tags(client, run_id, {"dataset_digest": "0" * 64})
+    tracking.end_run(client, run_id, "FINISHED")
+
+    result = CliRunner().invoke(app, ["verify", run_id])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    missing = "✗ dataset artifacts — missing artifacts: dataset/data.yaml (fix: retrain again: `yolo-retrain run`)"
+    assert missing in lines
+    assert f"✓ run finished — run {run_id} FINISHED" in lines
+    assert any(line.startswith("✗ dataset input — no dataset input with digest 00000000") for line in lines)

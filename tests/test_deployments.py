@@ -1,0 +1,192 @@
+"""Deployments end to end on a real `prefect server` on loopback (not the ephemeral one), deployed from
+prefect.yaml, executed by a real `prefect worker`, with corrections submitted over HTTP to the intake."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.sorting import FlowRunSort
+
+from yolo_retrain import processes
+from yolo_retrain.config import PROJECT_ROOT, Settings
+from yolo_retrain.store import CorrectionStore
+from yolo_retrain.synthetic import make_dataset
+
+BIN = processes.BIN
+DEPLOYMENT = "retrain/yolo-retrain"
+THRESHOLD = 2
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    api_url: str
+    intake_url: str
+    settings: Settings
+    corrections: list[tuple[Path, Path]]
+
+    def prefect(self) -> SyncPrefectClient:
+        return SyncPrefectClient(self.api_url)
+
+    def deployment_id(self):
+        with self.prefect() as client:
+            return client.read_deployment_by_name(DEPLOYMENT).id
+
+    def flow_runs(self) -> list[FlowRun]:
+        """The deployment's runs, oldest first, without the nightly ones scheduled for later."""
+        with self.prefect() as client:
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[self.deployment_id()])),
+                sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+            )
+        return [r for r in runs if r.parameters.get("trigger") != "schedule"]
+
+    def submit(self, image: Path, labels: Path) -> httpx.Response:
+        files = {"image": (image.name, image.read_bytes(), "image/png"), "labels": (labels.name, labels.read_bytes(), "text/plain")}
+        return httpx.post(f"{self.intake_url}/corrections", files=files, timeout=30)
+
+    def store(self) -> CorrectionStore:
+        return CorrectionStore.from_settings(self.settings)
+
+
+def _run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=180)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    home = tmp_path_factory.mktemp("deployments")
+    prefect_port, intake_port = processes.free_port(), processes.free_port()
+    api_url = f"http://127.0.0.1:{prefect_port}/api"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home / "prefect"),
+        "PREFECT_API_URL": api_url,
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "YOLO_RETRAIN_HOME": str(home),
+        "YOLO_RETRAIN_EPOCHS": "1",
+        "YOLO_RETRAIN_BATCH": "8",
+        "YOLO_RETRAIN_RETRAIN_THRESHOLD": str(THRESHOLD),
+        "YOLO_RETRAIN_API_PORT": str(intake_port),
+    }
+    data = make_dataset(home / "demo", train=16, val=8, size=64, seed=3)
+    with processes.ProcessGroup(env, log_dir=home / "logs") as group:
+        group.start("server", processes.prefect_server(prefect_port))
+        processes.wait_healthy(f"{api_url}/health", timeout=120)
+        group.run([str(BIN / "yolo-retrain"), "init", "--no-train-baseline"])
+        group.run([str(BIN / "prefect"), "work-pool", "create", processes.WORK_POOL, "--type", "process"])
+        group.run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"])
+        group.start("worker", processes.worker())
+        group.start("intake", processes.intake())
+        intake_url = f"http://127.0.0.1:{intake_port}"
+        processes.wait_healthy(f"{intake_url}/health", timeout=60)
+        images = sorted((data.corrections_dir / "images").glob("*.png"))
+        pairs = [(p, data.corrections_dir / "labels" / f"{p.stem}.txt") for p in images]
+        assert len(pairs) >= 3 * THRESHOLD
+        yield Stack(env, api_url, intake_url, Settings(home=home, base_data=data.data_yaml), pairs)
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _finished(stack: Stack, count: int, timeout: float = 180) -> list[FlowRun]:
+    def done():
+        runs = stack.flow_runs()
+        return runs if len(runs) >= count and all(r.state.is_final() for r in runs) else None
+
+    return _wait_for(done, timeout, f"{count} finished flow runs")
+
+
+def test_deployment_from_prefect_yaml_reads_back(stack):
+    with stack.prefect() as client:
+        deployment = client.read_deployment_by_name(DEPLOYMENT)
+        automations = client.read_resource_related_automations(f"prefect.deployment.{deployment.id}")
+    (schedule,) = deployment.schedules
+    assert schedule.schedule.cron == "0 2 * * *" and schedule.schedule.timezone == "UTC"
+    assert schedule.parameters == {"trigger": "schedule"} and schedule.active
+    assert deployment.global_concurrency_limit.limit == 1
+    (automation,) = automations
+    assert automation.trigger.expect == {"yolo-retrain.corrections.threshold-reached"}
+    assert automation.trigger.threshold == 1
+    assert automation.actions[0].parameters == {"trigger": "corrections-threshold"}
+    properties = deployment.parameter_openapi_schema["properties"]
+    assert all(p.get("description") for p in properties.values())  # the UI's run form explains each one
+    assert properties["epochs"]["anyOf"][0]["minimum"] == 1
+
+
+def test_manual_run_with_params_works_and_invalid_params_are_refused(stack):
+    refused = _run([str(BIN / "prefect"), "deployment", "run", DEPLOYMENT, "--param", "epochs=0"], stack.env)
+    assert refused.returncode != 0 and "epochs" in refused.stdout + refused.stderr
+    assert stack.flow_runs() == []
+
+    ok = _run([str(BIN / "prefect"), "deployment", "run", DEPLOYMENT, "--param", "min_corrections=1000"], stack.env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    (run,) = _finished(stack, 1)
+    assert run.state.is_completed() and run.parameters["min_corrections"] == 1000
+
+
+def test_threshold_crossing_over_http_starts_a_retrain(stack):
+    before = len(stack.flow_runs())
+    submitted = []
+    for image, labels in stack.corrections[:THRESHOLD]:
+        response = stack.submit(image, labels)
+        assert response.status_code == 201, response.text
+        submitted.append(response.json()["correction"]["id"])
+    crossed_at = time.monotonic()
+
+    _wait_for(lambda: len(stack.flow_runs()) > before, 60, "a triggered flow run")
+    runs = _finished(stack, before + 1)
+    triggered = runs[-1]
+    print(f"threshold request -> flow run finished in {time.monotonic() - crossed_at:.1f} s")
+    assert triggered.state.is_completed(), triggered.state
+    assert triggered.parameters["trigger"] == "corrections-threshold"
+
+    from yolo_retrain import tracking
+
+    client = tracking.client_for(stack.settings)
+    (mlflow_run,) = client.search_runs(
+        [tracking.resolve_experiment(client, stack.settings)], f"tags.`prefect.flow_run_id` = '{triggered.id}'"
+    )
+    assert mlflow_run.data.tags["trigger"] == "corrections-threshold"
+    applied = json.loads(Path(client.download_artifacts(mlflow_run.info.run_id, "dataset/corrections_applied.json")).read_text())
+    assert sorted(a["id"] for a in applied) == sorted(submitted)
+
+
+def test_two_crossings_never_overlap_and_apply_each_correction_once(stack):
+    before = len(stack.flow_runs())
+    first, second = stack.corrections[THRESHOLD : 2 * THRESHOLD], stack.corrections[2 * THRESHOLD : 3 * THRESHOLD]
+    ids = [stack.submit(i, l).json()["correction"]["id"] for i, l in first]
+
+    def claimed():
+        with stack.store() as store:
+            return store.stats()["claimed"] > 0
+
+    _wait_for(claimed, 90, "the first retrain to claim its corrections")
+    ids += [stack.submit(i, l).json()["correction"]["id"] for i, l in second]  # second crossing while the first retrain runs
+    expected_runs = before + 2
+    runs = _finished(stack, expected_runs, timeout=240)[before:]
+
+    assert all(r.state.is_completed() for r in runs)
+    for earlier, later in zip(runs, runs[1:]):
+        assert earlier.end_time <= later.start_time, "two retrains overlapped"
+    with stack.store() as store:
+        stored = [store.get(i) for i in ids]
+        assert store.pending_count() == 0
+    assert all(c.status == "applied" and c.applied_version for c in stored)

@@ -1,0 +1,260 @@
+"""``yolo-retrain verify``: did a retrain record everything it promises? One independent check per promise.
+
+The checks read MLflow (run, artifacts, dataset input, registry), the local models folder and the correction
+store; they change nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Container
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.entities import Run
+from mlflow.entities.model_registry import ModelVersion
+
+from yolo_retrain import registry, tracking
+from yolo_retrain.config import Settings
+from yolo_retrain.doctor import CheckFailed, CheckResult, check, describe, experiment_id_or_fail, short_http_timeouts
+from yolo_retrain.training import GATE_METRICS
+
+REQUIRED_TAGS = ("type", "trigger", "experiment_id", tracking.FLOW_RUN_TAG, "corrections_count", "dataset_digest")
+DATASET_FILES = tuple(
+    f"dataset/{name}"
+    for name in ("corrections_applied.json", "retraining_dataset_metadata.json", "data.yaml", "manifest.json")
+)
+REQUIRED_PARAMS = ("epochs", "imgsz", "batch", "seed", "base_model", "dataset_digest")
+TRAINING_FILES = ("training/results.csv", "training/weights/best.pt")
+RERUN_FIX = "retrain again: `yolo-retrain run`"
+
+
+@dataclass(frozen=True)
+class _Target:
+    """The retrain run under verification and the registry version it made (None if it made none)."""
+
+    settings: Settings
+    client: MlflowClient
+    run: Run
+    version: ModelVersion | None
+
+    @property
+    def run_id(self) -> str:
+        return self.run.info.run_id
+
+    @cached_property
+    def artifacts(self) -> set[str]:
+        """Every artifact path of the run (files only, recursively)."""
+        found: set[str] = set()
+        pending: list[str | None] = [None]
+        while pending:
+            for item in self.client.list_artifacts(self.run_id, pending.pop()):
+                if item.is_dir:
+                    pending.append(item.path)
+                else:
+                    found.add(item.path)
+        return found
+
+    def need_version(self) -> ModelVersion:
+        """The run's registry version; a check that needs one fails without it."""
+        if self.version is None:
+            raise CheckFailed(f"run {self.run_id} registered no version of {self.settings.model_name!r}")
+        return self.version
+
+
+def _missing(wanted: tuple[str, ...], present: Container[str]) -> list[str]:
+    return [name for name in wanted if name not in present]
+
+
+@check("run finished", fix=RERUN_FIX)
+def check_finished(t: _Target) -> str:
+    """The run ended FINISHED (not RUNNING, FAILED or KILLED)."""
+    status = t.run.info.status
+    if status != "FINISHED":
+        reason = t.run.data.tags.get("failure_reason")
+        raise CheckFailed(f"run {t.run_id} is {status}" + (f": {reason}" if reason else ""))
+    return f"run {t.run_id} FINISHED"
+
+
+@check("run tags", fix=RERUN_FIX)
+def check_tags(t: _Target) -> str:
+    """The run carries the retrain's tags, with type=retraining."""
+    tags = {k: v for k, v in t.run.data.tags.items() if v}
+    missing = _missing(REQUIRED_TAGS, tags)
+    if missing:
+        raise CheckFailed(f"missing tags: {', '.join(missing)}")
+    if tags["type"] != "retraining":
+        raise CheckFailed(f"tag type is {tags['type']!r}, not 'retraining'", "verify a retrain run's id")
+    flow_run = tags[tracking.FLOW_RUN_TAG]
+    return f"trigger={tags['trigger']}, corrections_count={tags['corrections_count']}, flow run {flow_run}"
+
+
+@check("dataset artifacts", fix=RERUN_FIX)
+def check_dataset_artifacts(t: _Target) -> str:
+    """The four dataset files are logged under ``dataset/``."""
+    missing = _missing(DATASET_FILES, t.artifacts)
+    if missing:
+        raise CheckFailed(f"missing artifacts: {', '.join(missing)}")
+    return f"{len(DATASET_FILES)} dataset files logged"
+
+
+@check("dataset input", fix=RERUN_FIX)
+def check_dataset_input(t: _Target) -> str:
+    """A dataset input's digest is the run's dataset_digest, cut to MLflow's digest length."""
+    digest = t.run.data.tags.get("dataset_digest")
+    if not digest:
+        raise CheckFailed("no dataset_digest tag to compare the dataset input with")
+    wanted = digest[: tracking.MLFLOW_DIGEST_LENGTH]
+    found = [i.dataset.digest for i in t.run.inputs.dataset_inputs] if t.run.inputs else []
+    if wanted not in found:
+        raise CheckFailed(f"no dataset input with digest {wanted} (found: {', '.join(found) or 'none'})")
+    return f"dataset input digest {wanted}"
+
+
+@check("params", fix=RERUN_FIX)
+def check_params(t: _Target) -> str:
+    """The training parameters and the dataset digest are logged as params."""
+    params = t.run.data.params
+    missing = _missing(REQUIRED_PARAMS, params)
+    if missing:
+        raise CheckFailed(f"missing params: {', '.join(missing)}")
+    return ", ".join(f"{name}={params[name]}" for name in REQUIRED_PARAMS if name != "dataset_digest")
+
+
+@check("metrics", fix=RERUN_FIX)
+def check_metrics(t: _Target) -> str:
+    """``post_*`` metrics, and ``pre_*`` when the version had a parent champion to compare with."""
+    parent = t.version.tags.get("parent_version", "none") if t.version else "none"
+    prefixes = ("pre", "post") if parent != "none" else ("post",)
+    wanted = tuple(f"{prefix}_{name}" for prefix in prefixes for name in GATE_METRICS)
+    missing = _missing(wanted, t.run.data.metrics)
+    if missing:
+        raise CheckFailed(f"missing metrics: {', '.join(missing)}")
+    compared = f"pre_* against parent v{parent}" if parent != "none" else "no parent champion, so no pre_*"
+    return f"post_* present; {compared}"
+
+
+@check("training artifacts", fix=RERUN_FIX)
+def check_training_artifacts(t: _Target) -> str:
+    """``training/results.csv`` and the trained weights are logged."""
+    missing = _missing(TRAINING_FILES, t.artifacts)
+    if missing:
+        raise CheckFailed(f"missing artifacts: {', '.join(missing)}")
+    return ", ".join(TRAINING_FILES) + " logged"
+
+
+@check("registry version")
+def check_registry_version(t: _Target) -> str:
+    """The run's registry version exists and ``models/retrained_vN.pt`` matches its ``weights_sha256``."""
+    version = t.need_version()
+    expected = version.tags.get("weights_sha256")
+    if not expected:
+        raise CheckFailed(f"version {version.version} has no weights_sha256 tag")
+    path = registry.local_weights_path(t.settings, version.version)
+    fix = f"restore it from the registry: `mlflow artifacts download -u models:/{version.name}/{version.version}`"
+    if not path.is_file():
+        raise CheckFailed(f"v{version.version}: {path} is missing", fix)
+    if registry.sha256_file(path) != expected:
+        raise CheckFailed(f"v{version.version}: {path} sha256 differs from weights_sha256 {expected[:12]}", fix)
+    return f"v{version.version}: {path.name} matches weights_sha256 {expected[:12]}"
+
+
+@check("gate aliases")
+def check_gate(t: _Target) -> str:
+    """The champion alias agrees with the gate: promoted → champion now or once (replaced or rolled back since);
+    rejected → not the champion."""
+    version = t.need_version()
+    number = str(version.version)
+    decision, run_tag = version.tags.get("gate_decision"), t.run.data.tags.get("gate_decision")
+    if decision is None or run_tag != decision:
+        raise CheckFailed(f"gate decision of v{number} is {decision!r} but the run's tag says {run_tag!r}")
+    champion = registry.version_by_alias(t.client, version.name, "champion")
+    champion_number = str(champion.version) if champion else None
+    if decision == "rejected":
+        if champion_number == number:
+            raise CheckFailed(f"the gate rejected v{number}, yet it is the champion")
+        return f"rejected; v{number} is not the champion"
+    if champion_number == number:
+        return f"promoted; v{number} is the champion"
+    # No longer champion: only legitimate if a later promotion replaced it or a rollback moved the alias away.
+    replaced_by = [
+        str(v.version)
+        for v in t.client.search_model_versions(f"name = '{version.name}'")
+        if v.tags.get("replaced_champion") == number
+    ]
+    if replaced_by:
+        return f"promoted; was champion until v{replaced_by[0]} replaced it"
+    if "rolled_back_to" in version.tags:
+        return f"promoted; was champion until a rollback to v{version.tags['rolled_back_to']}"
+    raise CheckFailed(
+        f"the gate promoted v{number}, but the champion is {f'v{champion_number}' if champion else 'none'} "
+        "and no later version replaced it nor did a rollback move it",
+        f"`yolo-retrain rollback --to {number}` if it should be the champion",
+    )
+
+
+@check("corrections applied")
+def check_corrections_applied(t: _Target) -> str:
+    """Every correction in ``corrections_applied.json`` is 'applied' with the run's version in the store."""
+    from yolo_retrain.store import CorrectionStore
+
+    version = str(t.need_version().version)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = t.client.download_artifacts(t.run_id, "dataset/corrections_applied.json", tmp)
+        ids = [item["id"] for item in json.loads(Path(local).read_text())]
+    with CorrectionStore.from_settings(t.settings) as store:
+        found = {i: store.get(i) for i in ids}
+    wrong = [
+        f"{i} ({'not in the store' if c is None else f'{c.status}, version {c.applied_version}'})"
+        for i, c in found.items()
+        if c is None or c.status != "applied" or c.applied_version != version
+    ]
+    if wrong:
+        raise CheckFailed(f"not applied with v{version}: {', '.join(wrong)}")
+    return f"{len(ids)} correction(s) applied with v{version}"
+
+
+CHECKS = (
+    check_finished,
+    check_tags,
+    check_dataset_artifacts,
+    check_dataset_input,
+    check_params,
+    check_metrics,
+    check_training_artifacts,
+    check_registry_version,
+    check_gate,
+    check_corrections_applied,
+)
+
+
+def _load(settings: Settings, run_id: str | None) -> _Target:
+    """The run to verify (``run_id``, or the latest retrain in the experiment) and its registry version."""
+    client = tracking.client_for(settings)
+    if run_id is None:
+        experiment_id = experiment_id_or_fail(client, settings)
+        runs = client.search_runs(
+            [experiment_id], "tags.type = 'retraining'", order_by=["attributes.start_time DESC"], max_results=1
+        )
+        if not runs:
+            raise CheckFailed(f"no retrain run in experiment {experiment_id}", "retrain first: `yolo-retrain run`")
+        run = runs[0]
+    else:
+        run = client.get_run(run_id)
+    version = registry.find_version_for_run(client, settings.model_name, run.info.run_id)
+    return _Target(settings, client, run, version)
+
+
+def verify_run(settings: Settings, run_id: str | None = None) -> list[CheckResult]:
+    """Every verify check on ``run_id`` (default: the latest run tagged type=retraining), each independent."""
+    with short_http_timeouts():
+        try:
+            target = _load(settings, run_id)
+        except CheckFailed as failed:
+            return [CheckResult("run", False, failed.detail, failed.fix)]
+        except Exception as exc:  # noqa: BLE001 — an unknown run id, an unreachable store
+            return [CheckResult("run", False, describe(exc), "check the run id and the tracking URI")]
+        return [run(target) for run in CHECKS]
