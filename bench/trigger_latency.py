@@ -13,7 +13,6 @@ import json
 import os
 import statistics
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -59,7 +58,7 @@ def measure(repeats: int, home: Path) -> list[float]:
         group.start("deployments", processes.served_deployments())
         group.start("intake", processes.intake())
         processes.wait_healthy(f"{intake_url}/health", timeout=60)
-        deployment_id = _wait(lambda: _deployment_id(client), 60)
+        deployment_id = processes.wait_for(lambda: _deployment_id(client), 60, "the served deployment")
         for i in range(repeats):
             batch = images[i * THRESHOLD : (i + 1) * THRESHOLD]
             for image in batch[:-1]:
@@ -67,10 +66,10 @@ def measure(repeats: int, home: Path) -> list[float]:
             before = {r.id for r in _flow_runs(client, deployment_id)}
             sent = datetime.now(timezone.utc)
             _submit(intake_url, batch[-1], data.corrections_dir)
-            run = _wait(lambda: _started(client, deployment_id, before), 120)
+            run = processes.wait_for(lambda: _started(client, deployment_id, before), 120, "the triggered run", every=0.1)
             latencies.append((run.start_time - sent).total_seconds())
             print(f"crossing {i + 1}: flow run {run.name} Running after {latencies[-1]:.2f} s")
-            _wait(lambda: client.read_flow_run(run.id).state.is_final() or None, 300)
+            processes.wait_for(lambda: client.read_flow_run(run.id).state.is_final(), 300, "the run to finish")
     return latencies
 
 
@@ -90,16 +89,6 @@ def _submit(intake_url: str, image: Path, corrections_dir: Path) -> None:
     labels = corrections_dir / "labels" / f"{image.stem}.txt"
     files = {"image": (image.name, image.read_bytes(), "image/png"), "labels": (labels.name, labels.read_bytes(), "text/plain")}
     httpx.post(f"{intake_url}/corrections", files=files, timeout=30).raise_for_status()
-
-
-def _wait(probe, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing after {timeout} s")
 
 
 def main() -> None:

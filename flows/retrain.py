@@ -66,13 +66,13 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
 
     run = None
     try:
-        # 2. MLflow: tracking URI, the configured experiment (never created here), this retrain's run.
+        # 2. The exact dataset: base + corrections (bad base data stops here, before any MLflow run).
+        dataset = build_retraining_dataset(settings, corrections)
+
+        # 3-4. MLflow: tracking URI, the experiment (never created here), this retrain's run; the dataset in it.
         tags = {"trigger": trigger, "corrections_count": str(len(corrections))}
         params = {"trigger": trigger, "corrections": len(corrections), **_training_params(settings)}
         run = setup_mlflow(settings, batch_id, tags, params)
-
-        # 3-4. The exact dataset: base + corrections, logged with its manifest and digest.
-        dataset = build_retraining_dataset(settings, corrections)
         log_dataset(settings, run, dataset)
 
         # 5. The current champion on the holdout: the bar to clear.

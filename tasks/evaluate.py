@@ -7,7 +7,7 @@ from yolo_retrain.dataset import BuiltDataset
 from yolo_retrain.training import EvalMetrics, evaluate
 
 
-@retrain_task("evaluate")
+@retrain_task("evaluate", resumable=True)
 def evaluate_on_holdout(
     settings: Settings, run: tracking.RetrainRun, dataset: BuiltDataset, weights: str, prefix: str
 ) -> EvalMetrics:

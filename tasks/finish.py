@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from tasks import retrain_task
-from yolo_retrain import tracking
+from yolo_retrain import registry, tracking
 from yolo_retrain.config import Settings
 from yolo_retrain.store import CorrectionStore
 
@@ -17,7 +17,9 @@ def finish_retrain(settings: Settings, run: tracking.RetrainRun, version: str) -
     """
     with CorrectionStore.from_settings(settings) as store:
         applied = store.mark_applied(run.flow_run_id, version)
-    tracking.end_run(tracking.client_for(settings), run.run_id, "FINISHED")
+    client = tracking.client_for(settings)
+    registry.clear_run_failed(client, settings.model_name, version)
+    tracking.end_run(client, run.run_id, "FINISHED")
     return applied
 
 
@@ -33,5 +35,8 @@ def fail_retrain(settings: Settings, flow_run_id: str, run: tracking.RetrainRun 
     """
     with CorrectionStore.from_settings(settings) as store:
         store.release(flow_run_id)
-    if run is not None:
-        tracking.end_run(tracking.client_for(settings), run.run_id, "FAILED", reason)
+    if run is None:
+        return
+    client = tracking.client_for(settings)
+    registry.mark_run_failed(client, settings.model_name, run.run_id, reason)
+    tracking.end_run(client, run.run_id, "FAILED", reason)

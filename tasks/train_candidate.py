@@ -7,7 +7,7 @@ from yolo_retrain.dataset import BuiltDataset
 from yolo_retrain.training import TrainOutput, train
 
 
-@retrain_task("train-candidate", retries=1)
+@retrain_task("train-candidate", retries=1, resumable=True)
 def train_candidate(settings: Settings, run: tracking.RetrainRun, dataset: BuiltDataset, start_weights: str) -> TrainOutput:
     """Train from the champion's weights; per-epoch metrics go into the retrain's run, progress to the UI.
 

@@ -96,22 +96,12 @@ def stack(tmp_path_factory):
         yield Stack(env, api_url, intake_url, Settings(home=home, base_data=data.data_yaml), pairs)
 
 
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def _finished(stack: Stack, count: int, timeout: float = 180) -> list[FlowRun]:
     def done():
         runs = stack.flow_runs()
         return runs if len(runs) >= count and all(r.state.is_final() for r in runs) else None
 
-    return _wait_for(done, timeout, f"{count} finished flow runs")
+    return processes.wait_for(done, timeout, f"{count} finished flow runs")
 
 
 def test_deployment_from_prefect_yaml_reads_back(stack):
@@ -151,7 +141,7 @@ def test_threshold_crossing_over_http_starts_a_retrain(stack):
         submitted.append(response.json()["correction"]["id"])
     crossed_at = time.monotonic()
 
-    _wait_for(lambda: len(stack.flow_runs()) > before, 60, "a triggered flow run")
+    processes.wait_for(lambda: len(stack.flow_runs()) > before, 60, "a triggered flow run")
     runs = _finished(stack, before + 1)
     triggered = runs[-1]
     print(f"threshold request -> flow run finished in {time.monotonic() - crossed_at:.1f} s")
@@ -178,7 +168,7 @@ def test_two_crossings_never_overlap_and_apply_each_correction_once(stack):
         with stack.store() as store:
             return store.stats()["claimed"] > 0
 
-    _wait_for(claimed, 90, "the first retrain to claim its corrections")
+    processes.wait_for(claimed, 90, "the first retrain to claim its corrections")
     ids += [stack.submit(i, l).json()["correction"]["id"] for i, l in second]  # second crossing while the first retrain runs
     expected_runs = before + 2
     runs = _finished(stack, expected_runs, timeout=240)[before:]

@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from yolo_retrain import intake, registry, tracking
 from yolo_retrain.config import Settings, Trigger
-from yolo_retrain.errors import DuplicateCorrection, InvalidInput
+from yolo_retrain.errors import DuplicateCorrection, InvalidInput, TrackingSetupError, TransientError
 from yolo_retrain.store import CorrectionStore, Status
 
 # Response models -----------------------------------------------------------------------------------
@@ -111,7 +111,7 @@ _ERRORS = {
     413: "Request body larger than YOLO_RETRAIN_MAX_UPLOAD_BYTES.",
     415: "Wrong Content-Type (of the request, or of the uploaded image).",
     422: "Invalid input; the detail names the file, line and reason.",
-    503: "Prefect API not configured or unreachable.",
+    503: "A service is unavailable for now (Prefect or MLflow unreachable, correction database busy): retry.",
 }
 
 
@@ -222,7 +222,7 @@ def health() -> Health:
         "TIFF) is checked by decoding it; `labels` is YOLO label text (`class cx cy w h` per line, normalised), as a "
         "file or a text field; an empty labels file marks an image without objects. Refused input changes nothing."
     ),
-    responses=_responses(409, 415, 422),
+    responses=_responses(409, 415, 422, 503),
     dependencies=[Depends(_require_content_type("multipart/form-data"))],
 )
 def submit_correction(
@@ -259,6 +259,8 @@ def submit_correction(
         raise HTTPException(409, str(exc)) from exc
     except InvalidInput as exc:
         raise HTTPException(422, str(exc)) from exc
+    except TransientError as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from exc
     return CorrectionCreated(correction=CorrectionOut.model_validate(correction), pending=store.pending_count())
 
 
@@ -314,11 +316,14 @@ async def start_retrain(body: RetrainRequest, settings: SettingsDep) -> RetrainS
     "/models/champion",
     summary="Current champion",
     description="The registered model version holding the `champion` alias: what production loads.",
-    responses=_responses(404),
+    responses=_responses(404, 503),
 )
 def champion(settings: SettingsDep) -> Champion:
-    client = tracking.client_for(settings)
-    found = registry.version_by_alias(client, settings.model_name, "champion")
+    try:
+        client = tracking.client_for(settings)
+        found = registry.version_by_alias(client, settings.model_name, "champion")
+    except TrackingSetupError as exc:
+        raise HTTPException(503, str(exc)) from exc
     if found is None:
         raise HTTPException(404, f"model {settings.model_name!r} has no champion yet (run `yolo-retrain init`)")
     return Champion(

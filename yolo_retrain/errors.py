@@ -13,5 +13,9 @@ class DuplicateCorrection(InvalidInput):
     """The same image with the same labels is already stored and not yet applied."""
 
 
+class TransientError(RetrainError):
+    """A fault that may pass by itself (a locked database, a restarting server): worth retrying."""
+
+
 class TrackingSetupError(RetrainError):
     """MLflow is not set up as configured (missing experiment, artifact location mismatch, unreachable)."""

@@ -10,12 +10,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 from yolo_retrain.config import PROJECT_ROOT
 
+T = TypeVar("T")
 BIN = Path(sys.executable).parent
 WORK_POOL = "yolo-retrain-process"
 
@@ -42,17 +45,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_healthy(url: str, timeout: float) -> None:
-    """Poll ``url`` until it answers 200, or raise after ``timeout`` seconds."""
+def wait_for(probe: Callable[[], T | None], timeout: float, what: str, every: float = 0.25) -> T:
+    """Call ``probe`` until it returns something truthy and return that; TimeoutError after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def wait_healthy(url: str, timeout: float) -> None:
+    """Poll ``url`` until it answers 200."""
+
+    def healthy() -> bool:
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
+            return httpx.get(url, timeout=2).status_code == 200
         except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(f"{url} did not become healthy within {timeout:.0f} s")
+            return False
+
+    wait_for(healthy, timeout, f"{url} to become healthy")
 
 
 class ProcessGroup:

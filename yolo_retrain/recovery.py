@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from yolo_retrain import tracking
+from yolo_retrain import registry, tracking
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import RetrainError
 from yolo_retrain.store import CorrectionStore
@@ -73,17 +73,22 @@ def recover_orphans(settings: Settings, current_batch: str | None, by: str) -> R
         for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
             if run.data.tags.get(tracking.FLOW_RUN_TAG) == current_batch:
                 continue
-            tracking.end_run(client, run.info.run_id, "KILLED", ORPHAN_REASON.format(by=by))
+            reason = ORPHAN_REASON.format(by=by)
+            registry.mark_run_failed(client, settings.model_name, run.info.run_id, reason)
+            tracking.end_run(client, run.info.run_id, "KILLED", reason)
             recovery.killed_runs.append(run.info.run_id)
             for leftover in settings.runs_dir.glob(f"*-{run.info.run_id[:8]}"):
                 shutil.rmtree(leftover, ignore_errors=True)
                 recovery.removed_files.append(str(leftover))
-    for partial in _partial_files(settings):
-        partial.unlink(missing_ok=True)
+    for partial in _partial_writes(settings):
+        if partial.is_dir():
+            shutil.rmtree(partial, ignore_errors=True)
+        else:
+            partial.unlink(missing_ok=True)
         recovery.removed_files.append(str(partial))
     return recovery
 
 
-def _partial_files(settings: Settings) -> list[Path]:
-    """Temporary files of interrupted atomic writes (``.<name>.<random>`` beside the target)."""
-    return [p for p in settings.models_dir.glob(".*") if p.is_file()] if settings.models_dir.exists() else []
+def _partial_writes(settings: Settings) -> list[Path]:
+    """Interrupted atomic writes: hidden temporaries beside their target (weights, dataset folders)."""
+    return [p for folder in (settings.models_dir, settings.datasets_dir) if folder.exists() for p in folder.glob(".*")]

@@ -75,6 +75,20 @@ def find_version_for_run(client: MlflowClient, model_name: str, run_id: str) -> 
     return versions[0] if versions else None
 
 
+def mark_run_failed(client: MlflowClient, model_name: str, run_id: str, reason: str) -> None:
+    """A version registered by a run that then failed stays (a retry reuses it) but is tagged ``run_failed``,
+    so nobody takes it for a finished retrain's model."""
+    version = find_version_for_run(client, model_name, run_id)
+    if version is not None:
+        client.set_model_version_tag(version.name, version.version, "run_failed", reason[:4000])
+
+
+def clear_run_failed(client: MlflowClient, model_name: str, version: str) -> None:
+    """The run finished after all (a retried attempt): drop the earlier attempt's ``run_failed`` tag."""
+    if "run_failed" in client.get_model_version(model_name, version).tags:
+        client.delete_model_version_tag(model_name, version, "run_failed")
+
+
 def version_by_alias(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
     try:
         return client.get_model_version_by_alias(model_name, alias)
@@ -95,8 +109,10 @@ def _atomic_copy(source: Path, target: Path) -> None:
     try:
         shutil.copyfile(source, tmp)
         os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)  # no partial file left; the target, if it existed, is untouched
+        if isinstance(exc, OSError) and exc.errno is not None:  # e.g. disk full: name the file, not the temporary
+            raise OSError(exc.errno, f"cannot write {target}: {exc.strerror}") from exc
         raise
 
 

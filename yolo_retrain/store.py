@@ -3,6 +3,9 @@
 A correction is ``pending`` until a retrain claims it (``claimed``, tagged with the retrain's batch id), then
 ``applied`` once the retrained model is registered, or back to ``pending`` if the retrain failed. A newer
 correction of the same image makes the older pending one ``superseded``.
+
+On SQLite a write waits up to the busy timeout (30 s; ``?timeout=SECONDS`` in the URL) for another
+connection's write lock, then raises :class:`CorrectionStoreBusy` with nothing written.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import dataclasses
 import hashlib
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,15 +24,25 @@ from typing import Any, Literal, get_args
 
 from sqlalchemy import DateTime, Engine, String, Text, create_engine, event, func, select, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from yolo_retrain.config import Settings
-from yolo_retrain.errors import DuplicateCorrection, InvalidInput
+from yolo_retrain.errors import DuplicateCorrection, InvalidInput, TransientError
 from yolo_retrain.labels import check_image, format_labels, image_suffix, parse_labels, read_class_names, safe_filename
 
 Status = Literal["pending", "claimed", "applied", "superseded"]
 STATUSES: tuple[Status, ...] = get_args(Status)
+
+DEFAULT_BUSY_TIMEOUT_S = 30.0
+
+
+class CorrectionStoreBusy(TransientError):
+    """Another connection held the database's write lock past the busy timeout; nothing was written.
+
+    Transient, so Prefect's task retries try again; the API answers 503.
+    """
 
 
 class _UTCDateTime(TypeDecorator[datetime]):
@@ -129,10 +144,11 @@ class CorrectionStore:
     def __init__(self, url: str, blobs_dir: Path, class_names: builtins.list[str]) -> None:
         self.blobs_dir = Path(blobs_dir)
         self.class_names = list(class_names)
-        self._engine = _make_engine(url)
+        self._engine, self.busy_timeout_s = _make_engine(url)
         # Writes on SQLite take the write lock up front (BEGIN IMMEDIATE): no read-then-upgrade deadlocks.
         self._writer = self._engine.execution_options(sqlite_immediate=True)
-        _Base.metadata.create_all(self._engine)
+        with self._busy("open the store"):
+            _Base.metadata.create_all(self._engine)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CorrectionStore:
@@ -149,6 +165,21 @@ class CorrectionStore:
     def close(self) -> None:
         """Release the database connections."""
         self._engine.dispose()
+
+    @contextmanager
+    def _busy(self, action: str) -> Iterator[None]:
+        """Turn SQLite's "database is locked" (after the busy timeout) into a CorrectionStoreBusy naming the database."""
+        try:
+            yield
+        except OperationalError as exc:
+            message = str(exc.orig).lower()
+            if "locked" not in message and "busy" not in message:
+                raise
+            database = self._engine.url.database or str(self._engine.url)
+            raise CorrectionStoreBusy(
+                f"correction database {database} is locked by another connection (waited {self.busy_timeout_s:g} s): "
+                f"could not {action}; nothing was written, try again"
+            ) from exc
 
     # Adding ----------------------------------------------------------------------------------
     def add(
@@ -232,63 +263,87 @@ class CorrectionStore:
         when = created_at or datetime.now(timezone.utc)
         if when.tzinfo is None:
             raise InvalidInput(f"created_at {when} has no timezone")
-        with Session(self._writer, expire_on_commit=False) as session, session.begin():
-            seen: set[tuple[str, str]] = set()
-            for c in candidates:
-                key = (c.sha256, c.label_text)
-                dup = session.scalar(
-                    select(_Row.id).where(
-                        _Row.image_sha256 == c.sha256,
-                        _Row.label_text == c.label_text,
-                        _Row.status.in_(("pending", "claimed")),
-                    )
-                )
-                if dup is not None or key in seen:
-                    raise DuplicateCorrection(
-                        f"{c.name}: the same image with the same labels is already stored and not yet applied"
-                        + (f" (correction {dup})" if dup else "")
-                    )
-                seen.add(key)
-            rows = []
-            for c in candidates:
-                path = self._write_blob(c)
-                newer_pending = session.scalar(
-                    select(_Row.id).where(
-                        _Row.image_sha256 == c.sha256, _Row.status == "pending", _Row.created_at > when
-                    )
-                )
-                session.execute(
-                    update(_Row)
-                    .where(_Row.image_sha256 == c.sha256, _Row.status == "pending", _Row.created_at <= when)
-                    .values(status="superseded")
-                )
-                row = _Row(
-                    id=uuid.uuid4().hex,
-                    image_sha256=c.sha256,
-                    image_path=str(path),
-                    original_name=c.name,
-                    label_text=c.label_text,
-                    num_boxes=c.num_boxes,
-                    width=c.width,
-                    height=c.height,
-                    source_model_version=source_model_version,
-                    author=author,
-                    created_at=when,
-                    status="superseded" if newer_pending else "pending",
-                )
-                session.add(row)
-                session.flush()
-                rows.append(row)
+        written: builtins.list[Path] = []
+        with self._busy("store the correction"), Session(self._writer, expire_on_commit=False) as session:
+            try:
+                rows = self._insert(session, candidates, when, source_model_version, author, written)
+                session.commit()
+            except BaseException:
+                for path in written:  # before the rollback drops the write lock: no other writer used these blobs
+                    path.unlink(missing_ok=True)
+                session.rollback()
+                raise
         return [_snapshot(r) for r in rows]
 
-    def _write_blob(self, c: _Candidate) -> Path:
-        """Write the image once under ``images/<sha[:2]>/<sha><suffix>``, atomically."""
+    def _insert(
+        self,
+        session: Session,
+        candidates: builtins.list[_Candidate],
+        when: datetime,
+        source_model_version: str | None,
+        author: str | None,
+        written: builtins.list[Path],
+    ) -> builtins.list[_Row]:
+        """Refuse duplicates, write new blobs (listed in ``written``), supersede and insert rows; not committed."""
+        seen: set[tuple[str, str]] = set()
+        for c in candidates:
+            key = (c.sha256, c.label_text)
+            dup = session.scalar(
+                select(_Row.id).where(
+                    _Row.image_sha256 == c.sha256,
+                    _Row.label_text == c.label_text,
+                    _Row.status.in_(("pending", "claimed")),
+                )
+            )
+            if dup is not None or key in seen:
+                raise DuplicateCorrection(
+                    f"{c.name}: the same image with the same labels is already stored and not yet applied"
+                    + (f" (correction {dup})" if dup else "")
+                )
+            seen.add(key)
+        rows = []
+        for c in candidates:
+            path = self._write_blob(c, written)
+            newer_pending = session.scalar(
+                select(_Row.id).where(_Row.image_sha256 == c.sha256, _Row.status == "pending", _Row.created_at > when)
+            )
+            session.execute(
+                update(_Row)
+                .where(_Row.image_sha256 == c.sha256, _Row.status == "pending", _Row.created_at <= when)
+                .values(status="superseded")
+            )
+            row = _Row(
+                id=uuid.uuid4().hex,
+                image_sha256=c.sha256,
+                image_path=str(path),
+                original_name=c.name,
+                label_text=c.label_text,
+                num_boxes=c.num_boxes,
+                width=c.width,
+                height=c.height,
+                source_model_version=source_model_version,
+                author=author,
+                created_at=when,
+                status="superseded" if newer_pending else "pending",
+            )
+            session.add(row)
+            session.flush()
+            rows.append(row)
+        return rows
+
+    def _write_blob(self, c: _Candidate, written: builtins.list[Path]) -> Path:
+        """Write the image once under ``images/<sha[:2]>/<sha><suffix>``, atomically; a new file goes in ``written``."""
         path = self.blobs_dir / "images" / c.sha256[:2] / f"{c.sha256}{c.suffix}"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-            tmp.write_bytes(c.data)
-            os.replace(tmp, path)
+            try:
+                tmp.write_bytes(c.data)
+                os.replace(tmp, path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            written.append(path)
         return path
 
     # Reading ---------------------------------------------------------------------------------
@@ -339,7 +394,7 @@ class CorrectionStore:
         corrections, ``limit`` capping the batch's total. The conditional UPDATE only takes rows still pending,
         so concurrent claimers never share a row.
         """
-        with Session(self._writer) as session, session.begin():
+        with self._busy(f"claim corrections for batch {batch_id}"), Session(self._writer) as session, session.begin():
             room = None
             if limit is not None:
                 held = session.scalar(select(func.count()).select_from(_claimed_query(batch_id).subquery())) or 0
@@ -361,7 +416,7 @@ class CorrectionStore:
         Taking it disarms the announcement until the next claim (or ``rearm_threshold`` if sending failed),
         so one backlog produces one retrain trigger, however many corrections arrive after it.
         """
-        with Session(self._writer) as session, session.begin():
+        with self._busy("count the pending corrections"), Session(self._writer) as session, session.begin():
             flag = session.get(_Flag, THRESHOLD_ARMED)
             if flag is not None and not flag.value:
                 return None
@@ -373,7 +428,7 @@ class CorrectionStore:
 
     def rearm_threshold(self) -> None:
         """Announce the next crossing again (the last announcement could not be delivered)."""
-        with Session(self._writer) as session, session.begin():
+        with self._busy("re-arm the threshold announcement"), Session(self._writer) as session, session.begin():
             session.merge(_Flag(name=THRESHOLD_ARMED, value=True))
 
     def release(self, batch_id: str) -> int:
@@ -387,7 +442,7 @@ class CorrectionStore:
             .exists()
         )
         mine = (_Row.status == "claimed", _Row.batch_id == batch_id)
-        with Session(self._writer) as session, session.begin():
+        with self._busy(f"release batch {batch_id}"), Session(self._writer) as session, session.begin():
             superseded = session.execute(
                 update(_Row).where(*mine, has_newer).values(status="superseded", batch_id=None)
             )
@@ -399,7 +454,7 @@ class CorrectionStore:
 
         Returns how many were marked; 0 when called again (idempotent).
         """
-        with Session(self._writer) as session, session.begin():
+        with self._busy(f"mark batch {batch_id} applied"), Session(self._writer) as session, session.begin():
             result = session.execute(
                 update(_Row)
                 .where(_Row.status == "claimed", _Row.batch_id == batch_id)
@@ -418,28 +473,36 @@ def _check_status(status: str) -> str:
     return status
 
 
-def _make_engine(url: str) -> Engine:
-    """An engine for ``url``; on SQLite: WAL, a busy timeout, and IMMEDIATE write transactions."""
+def _make_engine(url: str) -> tuple[Engine, float]:
+    """An engine for ``url`` and its busy timeout; on SQLite: WAL, the busy timeout, IMMEDIATE write transactions.
+
+    The busy timeout (how long a write waits for another connection's lock) is ``?timeout=SECONDS`` in a SQLite
+    URL, default 30 s.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url)
+        return create_engine(url), DEFAULT_BUSY_TIMEOUT_S
+    try:
+        busy_s = float(parsed.query.get("timeout", DEFAULT_BUSY_TIMEOUT_S))
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{url}: 'timeout' must be a number of seconds") from None
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30})
+    engine = create_engine(url, connect_args={"timeout": busy_s})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # let the "begin" hook below issue BEGIN itself
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_s * 1000)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("sqlite_immediate") else "BEGIN")
 
-    return engine
+    return engine, busy_s
 
 
 def _visible_files(directory: Path) -> list[Path]:
@@ -462,4 +525,4 @@ def _read_text(path: Path) -> str:
         raise InvalidInput(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
 
 
-__all__ = ["STATUSES", "Correction", "CorrectionStore", "Status"]
+__all__ = ["STATUSES", "Correction", "CorrectionStore", "CorrectionStoreBusy", "Status"]

@@ -39,10 +39,64 @@ class RetrainRun:
 
 
 def client_for(settings: Settings) -> MlflowClient:
-    """Tracking URI first: set it globally too, so MLflow's fluent helpers (log_model) hit the same store."""
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    """Tracking URI first: set it globally too, so MLflow's fluent helpers (log_model) hit the same store.
+
+    A tracking *server* (http/https) that has not answered this process yet is probed first, with a short
+    timeout and two quick retries: a wrong or dead URI fails in seconds with a TrackingSetupError naming it,
+    instead of minutes of MLflow's retries. Once it has answered, calls get MLflow's own HTTP retries
+    (``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` 7, backoff factor 2: about 4 minutes), so an outage in the middle
+    of a retrain is ridden out rather than failing the retrain.
+    """
+    uri = settings.tracking_uri or ""
+    if is_http_uri(uri) and uri not in _ANSWERED:
+        problem = server_problem(uri, max_retries=PROBE_RETRIES, timeout=PROBE_TIMEOUT_S)
+        if problem:
+            raise TrackingSetupError(
+                f"MLflow tracking server at {uri} is not reachable ({problem}); "
+                "start it, or fix YOLO_RETRAIN_TRACKING_URI"
+            )
+        _ANSWERED.add(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+PROBE_RETRIES = 2  # connection refused: answered in about 3 s (urllib3 backoff 0 s, then 2 s + jitter)
+PROBE_TIMEOUT_S = 5  # per attempt, for a server that accepts no connection at all (packets dropped)
+_ANSWERED: set[str] = set()  # tracking servers that answered this process: later failures are outages
+_DOWN_STATUSES = (502, 503, 504)  # a proxy in front of a tracking server that is down
+
+
+def is_http_uri(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def server_problem(uri: str, max_retries: int = 0, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """None if the MLflow tracking server at ``uri`` answers an HTTP request, else why not (one line).
+
+    Any answer counts (a 404 or 403 too): this asks whether the server is there, not whether the experiment
+    is. Uses MLflow's own HTTP stack, so its credentials, TLS and proxy settings apply.
+    """
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    try:
+        response = http_request(
+            get_default_host_creds(uri),
+            "/api/2.0/mlflow/experiments/get-by-name",
+            "GET",
+            max_retries=max_retries,
+            backoff_factor=1,
+            timeout=timeout,
+            retry_codes=_DOWN_STATUSES,
+            raise_on_status=False,
+            params={"experiment_name": "yolo-retrain-probe"},
+        )
+    except Exception as exc:  # noqa: BLE001 — MLflow wraps every transport error in MlflowException
+        return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    if response.status_code in _DOWN_STATUSES:
+        return f"HTTP {response.status_code} {response.reason}"
+    return None
 
 
 def _normalise_location(location: str) -> str:
@@ -93,6 +147,10 @@ def start_retrain_run(
     )
     if existing:
         run_id = existing[0].info.run_id
+        previous = existing[0].data.tags.get("failure_reason")
+        if previous:  # keep the earlier attempt's failure on record, but not as this attempt's
+            set_tags(client, run_id, {"previous_failure_reason": previous})
+            client.delete_tag(run_id, "failure_reason")
         client.update_run(run_id, status="RUNNING")
         return run_id
     run = client.create_run(
@@ -108,9 +166,12 @@ def log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> Non
     client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
 
-def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
-    now = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+def log_metrics(
+    client: MlflowClient, run_id: str, metrics: dict[str, float], step: int = 0, timestamp_ms: int | None = None
+) -> None:
+    """Log ``metrics`` at ``step``; ``timestamp_ms`` (default now) lets a buffered batch keep its original time."""
+    when = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+    client.log_batch(run_id, metrics=[Metric(k, float(v), when, step) for k, v in metrics.items()])
 
 
 def set_tags(client: MlflowClient, run_id: str, tags: dict[str, Any]) -> None:

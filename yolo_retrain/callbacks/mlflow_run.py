@@ -3,13 +3,25 @@
 Replaces Ultralytics' own MLflow callback (switched off in its settings), which calls ``set_experiment``,
 starts or reuses the thread-local active run and ends it after training. Here the run id is explicit, so it
 also works from Prefect's worker threads and from DDP subprocesses, which cannot see the parent's run.
+
+A tracking server outage never stops training. Each epoch's metrics are queued and sent in order; a send
+rides out a short outage in MLflow's own HTTP retries (about 4 minutes). If it still fails, the batch stays
+queued with its original timestamp, a warning is logged, and training goes on; later epochs first check
+quickly whether the server answers again (so a long outage does not stall every epoch for minutes) and then
+send the backlog. Training's end makes one last full attempt; whatever is still unsent is named in a
+warning, and is in ``results.csv``, which the retrain logs as an artifact.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+
 from mlflow import MlflowClient
 
-from yolo_retrain.tracking import log_metrics
+from yolo_retrain import tracking
+
+log = logging.getLogger(__name__)
 
 
 def _clean(metrics: dict) -> dict[str, float]:
@@ -17,19 +29,62 @@ def _clean(metrics: dict) -> dict[str, float]:
     return {k.replace("(", "").replace(")", ""): float(v) for k, v in metrics.items()}
 
 
+class MetricQueue:
+    """Metric batches for one run, sent in order; unsent ones wait (with their timestamps) for the server."""
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.pending: list[tuple[dict[str, float], int, int]] = []  # (metrics, step, timestamp_ms)
+        self.failed = False  # the last send failed: check the server answers before trying again
+
+    def put(self, metrics: dict[str, float], step: int) -> None:
+        self.pending.append((metrics, step, int(time.time() * 1000)))
+        self.flush(final=False)
+
+    def flush(self, final: bool) -> bool:
+        """Send the backlog in order; True when nothing is left. Never raises."""
+        uri = self.client.tracking_uri
+        if self.failed and not final and tracking.is_http_uri(uri) and tracking.server_problem(uri) is not None:
+            return False  # still down: keep training, try again next epoch
+        while self.pending:
+            metrics, step, when = self.pending[0]
+            try:
+                tracking.log_metrics(self.client, self.run_id, metrics, step=step, timestamp_ms=when)
+            except Exception as exc:  # noqa: BLE001 — any failure to log must not stop training
+                self.failed = True
+                log.warning(
+                    "could not log epoch %d metrics to MLflow run %s (%s); %d batch(es) queued%s",
+                    step,
+                    self.run_id,
+                    exc,
+                    len(self.pending),
+                    " and not sent: they are in results.csv" if final else ", training goes on",
+                )
+                return False
+            self.pending.pop(0)
+        self.failed = False
+        return True
+
+
 def callbacks(client: MlflowClient, run_id: str) -> dict:
     """Callbacks for ``YOLO.add_callback`` that log to ``run_id``, one step per epoch."""
+    queue = MetricQueue(client, run_id)
 
     def on_train_epoch_end(trainer) -> None:
-        log_metrics(
-            client,
-            run_id,
-            {**_clean(trainer.lr), **_clean(trainer.label_loss_items(trainer.tloss, prefix="train"))},
-            step=trainer.epoch,
+        queue.put(
+            {**_clean(trainer.lr), **_clean(trainer.label_loss_items(trainer.tloss, prefix="train"))}, trainer.epoch
         )
 
     def on_fit_epoch_end(trainer) -> None:
         val_metrics = {k: v for k, v in trainer.metrics.items() if not k.startswith("train/")}
-        log_metrics(client, run_id, _clean(val_metrics), step=trainer.epoch)
+        queue.put(_clean(val_metrics), trainer.epoch)
 
-    return {"on_train_epoch_end": on_train_epoch_end, "on_fit_epoch_end": on_fit_epoch_end}
+    def on_train_end(trainer) -> None:
+        queue.flush(final=True)
+
+    return {
+        "on_train_epoch_end": on_train_epoch_end,
+        "on_fit_epoch_end": on_fit_epoch_end,
+        "on_train_end": on_train_end,
+    }

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from yolo_retrain.cli.common import exit_on_error
 from yolo_retrain.config import get_settings
 
 if TYPE_CHECKING:
@@ -25,11 +26,29 @@ def _report(results: list[CheckResult]) -> None:
         raise typer.Exit(code=1)
 
 
-def doctor() -> None:
+def doctor(
+    fix: Annotated[
+        bool, typer.Option(help="First end what a killed retrain left: its RUNNING run, its claim, partial files.")
+    ] = False,
+) -> None:
     """Check the setup: home, MLflow tracking and registry, experiment, champion weights, data, store, Prefect."""
     from yolo_retrain.doctor import run_checks
 
-    _report(run_checks(get_settings()))
+    settings = get_settings()
+    if fix:
+        _recover(settings)
+    _report(run_checks(settings))
+
+
+def _recover(settings) -> None:
+    from yolo_retrain.recovery import recover_orphans, retrain_lock
+
+    with exit_on_error(), retrain_lock(settings, wait_seconds=0):  # refuses while a retrain is alive
+        recovery = recover_orphans(settings, current_batch=None, by="yolo-retrain doctor --fix")
+    typer.echo(
+        f"recovered: {len(recovery.killed_runs)} orphaned run(s) ended KILLED, "
+        f"{sum(recovery.released_batches.values())} correction(s) released, {len(recovery.removed_files)} partial file(s) removed"
+    )
 
 
 def verify(

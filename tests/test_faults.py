@@ -1,0 +1,367 @@
+"""Faults injected for real: a tracking server killed mid-retrain, a locked correction database, a full disk.
+
+After each: every accepted correction is pending or applied exactly once, no MLflow run is left RUNNING, and
+the champion alias points to a version whose weights load.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from conftest import TINY, import_corrections, use_home
+from mlflow import MlflowClient
+from PIL import Image
+from typer.testing import CliRunner
+from ultralytics import YOLO
+
+from flows.retrain import retrain
+from yolo_retrain import registry, tracking
+from yolo_retrain.callbacks.mlflow_run import MetricQueue
+from yolo_retrain.cli import app
+from yolo_retrain.config import Settings
+from yolo_retrain.errors import TransientError
+from yolo_retrain.store import CorrectionStore, CorrectionStoreBusy
+from yolo_retrain.synthetic import make_dataset
+
+MLFLOW = Path(sys.executable).with_name("mlflow")
+
+
+# helpers ------------------------------------------------------------------------------------------------------
+
+
+def untrained_weights(path: Path) -> Path:
+    """A real (untrained) YOLO checkpoint, ~6.5 MB, without training anything."""
+    YOLO("yolov8n.yaml").save(path)
+    return path
+
+
+def statuses(settings: Settings) -> dict[str, str]:
+    with CorrectionStore.from_settings(settings) as store:
+        return {c.id: c.status for c in store.list()}
+
+
+def running_runs(client: MlflowClient, settings: Settings) -> list:
+    experiment = client.get_experiment_by_name(settings.experiment_name)
+    return client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")
+
+
+def assert_champion_loads(client: MlflowClient, settings: Settings, version: str | int) -> None:
+    champion = registry.version_by_alias(client, settings.model_name, "champion")
+    assert champion is not None and str(champion.version) == str(version)
+    assert registry.sha256_file(settings.champion_weights) == champion.tags["weights_sha256"]
+    assert YOLO(str(settings.champion_weights)).model is not None
+
+
+# (a) the tracking server stops for 20 s in the middle of a retrain ------------------------------------------
+
+
+class MlflowServer:
+    """A real ``mlflow server`` on loopback with proxied artifacts; it can be killed and started again."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.db = root / "mlflow.db"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        cmd = [
+            str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{self.db}", "--artifacts-destination", str(self.root / "artifacts"),
+        ]  # fmt: skip
+        # No job runner (nothing here uses MLflow jobs): it only slows the start down.
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        log = open(self.root / "server.log", "ab")  # noqa: SIM115 — the server process keeps it
+        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+
+    def wait_up(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None and self.proc.poll() is None, (self.root / "server.log").read_text()[-3000:]
+            try:
+                if httpx.get(f"{self.uri}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"mlflow server on {self.uri} did not start in {timeout} s")
+
+    def kill(self) -> None:
+        """SIGKILL the server and its workers (its own process group), as a crash would."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+    def count(self, metric: str) -> int:
+        """How many values of ``metric`` the server stored (read from its database, not over HTTP)."""
+        try:
+            with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5) as db:
+                return db.execute("SELECT COUNT(*) FROM metrics WHERE key = ?", (metric,)).fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+OUTAGE_S = 20
+EPOCHS = 6
+
+
+def test_tracking_server_outage_during_training_loses_nothing(prefect_server, mlflow_server, monkeypatch, tmp_path):
+    settings = use_home(
+        monkeypatch,
+        tmp_path / "home",
+        tracking_uri=mlflow_server.uri,
+        artifact_location="mlflow-artifacts:/yolo-retrain",  # proxied: the server stores the artifacts
+        epochs=EPOCHS,
+        imgsz=64,
+        batch=8,
+    )
+    data = make_dataset(settings.home / "demo", train=24, val=8, size=64)
+    mlflow_server.wait_up()
+    result = CliRunner().invoke(app, ["init", "--no-train-baseline"])
+    assert result.exit_code == 0, result.output
+    corrections = import_corrections(settings, data)
+    assert corrections
+
+    outcome: dict = {}
+
+    def run_flow() -> None:
+        try:
+            outcome["report"] = retrain(trigger="manual")
+        except BaseException as exc:  # noqa: BLE001 — reported by the assertions below
+            outcome["error"] = exc
+
+    flow = threading.Thread(target=run_flow, daemon=True)
+    flow.start()
+    deadline = time.monotonic() + 180
+    while mlflow_server.count("train/box_loss") == 0:  # training has started: its first epoch is logged
+        assert flow.is_alive(), outcome
+        assert time.monotonic() < deadline, "training never logged an epoch"
+        time.sleep(0.2)
+
+    mlflow_server.kill()
+    logged_before = mlflow_server.count("train/box_loss")
+    time.sleep(OUTAGE_S)
+    mlflow_server.start()  # same port, same store
+    mlflow_server.wait_up()
+    back = time.time()
+    assert flow.is_alive() or "report" in outcome, f"the retrain gave up during the outage: {outcome}"
+
+    flow.join(timeout=300)
+    assert not flow.is_alive(), "the retrain did not finish after the server came back"
+    assert "error" not in outcome, repr(outcome.get("error"))
+    report = outcome["report"]
+    assert report.outcome == "promoted" and report.version == "1"
+
+    client = tracking.client_for(settings)
+    run = client.get_run(report.run_id)
+    assert run.info.status == "FINISHED" and run.info.end_time / 1000 > back
+    assert running_runs(client, settings) == []
+    # every epoch's metrics are in the run, once each: those logged while the server was down too
+    assert logged_before < EPOCHS
+    assert sorted(m.step for m in client.get_metric_history(report.run_id, "train/box_loss")) == list(range(EPOCHS))
+    val_steps = sorted(m.step for m in client.get_metric_history(report.run_id, "metrics/mAP50-95B"))
+    assert val_steps in (list(range(EPOCHS)), list(range(EPOCHS + 1)))  # + Ultralytics' final validation of best.pt
+    assert {"post_mAP50-95", "post_mAP50", "post_precision", "post_recall"} <= set(run.data.metrics)
+    # artifacts went through the server into its artifacts destination
+    artifacts = {a.path for a in client.list_artifacts(report.run_id, "dataset")}
+    assert {"dataset/corrections_applied.json", "dataset/manifest.json", "dataset/data.yaml"} <= artifacts
+    stored = mlflow_server.root / "artifacts" / "yolo-retrain" / report.run_id / "artifacts"
+    assert (stored / "training" / "weights" / "best.pt").is_file() and (stored / "training" / "results.csv").is_file()
+    # the registered version, the local file and the champion
+    version = client.get_model_version(settings.model_name, report.version)
+    assert version.run_id == report.run_id
+    assert registry.sha256_file(registry.local_weights_path(settings, report.version)) == version.tags["weights_sha256"]
+    assert_champion_loads(client, settings, report.version)
+    # every correction applied exactly once, into this version
+    with CorrectionStore.from_settings(settings) as store:
+        after = [store.get(c.id) for c in corrections]
+    assert {(c.status, c.applied_version) for c in after} == {("applied", report.version)}
+
+
+def test_metrics_of_a_longer_outage_are_queued_and_sent_when_the_server_is_back(mlflow_server, monkeypatch):
+    """Past MLflow's own retries (about 4 minutes) a per-epoch send fails: training must go on, nothing dropped."""
+    if mlflow_server.proc is None:
+        mlflow_server.start()
+    mlflow_server.wait_up()
+    client = MlflowClient(mlflow_server.uri)
+    run_id = client.create_run(client.create_experiment(f"queue-{uuid.uuid4().hex[:8]}")).info.run_id
+    queue = MetricQueue(client, run_id)
+    queue.put({"loss": 1.0}, 0)
+    assert queue.pending == []
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # stands for MLflow's retries running out
+    mlflow_server.kill()
+    started = time.monotonic()
+    queue.put({"loss": 0.9}, 1)  # fails: queued, no exception reaches the trainer
+    queue.put({"loss": 0.8}, 2)  # still down: a quick check, not another long send attempt
+    assert [step for _, step, _ in queue.pending] == [1, 2] and time.monotonic() - started < 10
+    mlflow_server.start()
+    mlflow_server.wait_up()
+    back = int(time.time() * 1000)
+    queue.put({"loss": 0.7}, 3)  # the backlog goes first, in order, with the epochs' own timestamps
+    assert queue.pending == []
+    history = sorted(client.get_metric_history(run_id, "loss"), key=lambda m: m.step)
+    assert [(m.step, m.value) for m in history] == [(0, 1.0), (1, 0.9), (2, 0.8), (3, 0.7)]
+    assert history[1].timestamp < back <= history[3].timestamp
+
+    mlflow_server.kill()  # down at the end of training: the last attempt warns instead of failing the training
+    queue.put({"loss": 0.6}, 4)
+    assert queue.flush(final=True) is False and len(queue.pending) == 1
+
+
+# (b) the correction database is locked by another connection ---------------------------------------------
+
+
+def hold_write_lock(db: Path, seconds: float) -> threading.Thread:
+    """Another connection takes ``BEGIN EXCLUSIVE`` on ``db`` and keeps it ``seconds``; returns once it holds it."""
+    locked = threading.Event()
+
+    def hold() -> None:
+        conn = sqlite3.connect(db, timeout=0, isolation_level=None)
+        conn.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        time.sleep(seconds)
+        conn.execute("COMMIT")
+        conn.close()
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    assert locked.wait(5)
+    return thread
+
+
+def image(seed: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+BOX = "0 0.5 0.5 0.25 0.25\n"
+
+
+def blob_files(store: CorrectionStore) -> list[Path]:
+    return sorted(p for p in store.blobs_dir.rglob("*") if p.is_file())
+
+
+def test_locked_database_write_waits_and_succeeds(tmp_path):
+    db = tmp_path / "corrections.db"
+    with CorrectionStore(f"sqlite:///{db}", tmp_path / "blobs", ["square", "circle"]) as store:
+        assert store.busy_timeout_s == 30
+        holder = hold_write_lock(db, 2.0)
+        started = time.monotonic()
+        added = store.add(image(1), BOX, image_name="a.png")  # waits for the lock, well within 30 s
+        waited = time.monotonic() - started
+        holder.join()
+        assert 1.5 < waited < 10
+        assert [c.id for c in store.list("pending")] == [added.id]
+        holder = hold_write_lock(db, 1.0)
+        assert [c.id for c in store.claim("batch-1")] == [added.id]
+        holder.join()
+
+
+def test_locked_database_beyond_the_timeout_is_a_clear_error_and_writes_nothing(tmp_path):
+    db = tmp_path / "corrections.db"
+    with CorrectionStore(f"sqlite:///{db}?timeout=1", tmp_path / "blobs", ["square", "circle"]) as store:
+        kept = store.add(image(1), BOX, image_name="kept.png")
+        rows, blobs = store.list(), blob_files(store)
+
+        holder = hold_write_lock(db, 2.5)
+        with pytest.raises(CorrectionStoreBusy) as add_error:
+            store.add(image(2), BOX, image_name="new.png")
+        with pytest.raises(CorrectionStoreBusy) as claim_error:
+            store.claim("batch-1")
+        holder.join()
+
+        for error in (add_error, claim_error):
+            message = str(error.value)
+            assert str(db) in message and "locked by another connection (waited 1 s)" in message
+            assert "nothing was written" in message
+        assert isinstance(add_error.value, TransientError)  # transient: Prefect's task retries try again
+        assert store.list() == rows and blob_files(store) == blobs  # no row, no blob, no claim
+        assert store.get(kept.id).status == "pending"
+        # the same write succeeds once the lock is gone
+        assert store.add(image(2), BOX, image_name="new.png").status == "pending"
+
+
+# (c) the disk fills up while the model is written ---------------------------------------------------------------
+
+
+def mount_tmpfs(target: Path, size_bytes: int) -> None:
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(target)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs at {target} to fill the disk: {result.stderr.strip()}")
+
+
+def test_disk_full_while_saving_the_model_fails_cleanly(prefect_server, monkeypatch, tmp_path):
+    settings = use_home(monkeypatch, tmp_path / "home", **TINY)
+    data = make_dataset(settings.home / "demo", train=8, val=4, size=64)
+    result = CliRunner().invoke(app, ["init", "--weights", str(untrained_weights(tmp_path / "init.pt"))])
+    assert result.exit_code == 0, result.output
+    corrections = import_corrections(settings, data)
+    client = tracking.client_for(settings)
+    champion_before = registry.version_by_alias(client, settings.model_name, "champion")
+    files_before = {p.name: registry.sha256_file(p) for p in settings.models_dir.iterdir()}
+    assert set(files_before) == {"champion.pt", "retrained_v1.pt"}
+
+    # models/ becomes a filesystem with room for what it holds plus 2 MB: the new ~6 MB weights do not fit
+    saved = tmp_path / "models-saved"
+    settings.models_dir.rename(saved)
+    settings.models_dir.mkdir()
+    used = sum(p.stat().st_size for p in saved.iterdir())
+    mount_tmpfs(settings.models_dir, used + 2 * 1024 * 1024)
+    try:
+        for p in saved.iterdir():
+            (settings.models_dir / p.name).write_bytes(p.read_bytes())
+
+        with pytest.raises(OSError, match="No space left on device"):
+            retrain(trigger="manual")
+
+        # no partial file left; the champion's files untouched, the alias unmoved, its weights load
+        assert {p.name: registry.sha256_file(p) for p in settings.models_dir.iterdir()} == files_before
+        assert_champion_loads(client, settings, champion_before.version)
+    finally:
+        subprocess.run(["umount", "-l", str(settings.models_dir)], check=False)
+
+    experiment = client.get_experiment_by_name(settings.experiment_name)
+    (run,) = client.search_runs([experiment.experiment_id], "tags.type = 'retraining'")
+    assert run.info.status == "FAILED" and "No space left on device" in run.data.tags["failure_reason"]
+    assert running_runs(client, settings) == []
+    assert registry.version_by_alias(client, settings.model_name, "challenger") is None
+    # the version registered just before the disk filled up is marked as a failed retrain's (tasks/finish.py)
+    (orphan,) = client.search_model_versions(f"run_id = '{run.info.run_id}'")
+    assert "No space left on device" in orphan.tags["run_failed"] and not orphan.aliases
+    assert statuses(settings) == {c.id: "pending" for c in corrections}
