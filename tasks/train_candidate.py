@@ -17,5 +17,5 @@ def train_candidate(settings: Settings, run: tracking.RetrainRun, dataset: Built
         dataset: The retraining dataset.
         start_weights: The champion's verified weights, or the base model on the first retrain.
     """
-    client = tracking.client_for(settings)
-    return train(settings, dataset.data_yaml, start_weights, name=f"train-{run.run_id[:8]}", client=client, run_id=run.run_id)
+    tracking.client_for(settings)  # checks a tracking server answers before hours of training
+    return train(settings, dataset.data_yaml, start_weights, name=f"train-{run.run_id[:8]}", run_id=run.run_id)

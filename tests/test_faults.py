@@ -214,7 +214,7 @@ def test_metrics_of_a_longer_outage_are_queued_and_sent_when_the_server_is_back(
     mlflow_server.wait_up()
     client = MlflowClient(mlflow_server.uri)
     run_id = client.create_run(client.create_experiment(f"queue-{uuid.uuid4().hex[:8]}")).info.run_id
-    queue = MetricQueue(client, run_id)
+    queue = MetricQueue(client.tracking_uri, run_id)
     queue.put({"loss": 1.0}, 0)
     assert queue.pending == []
 

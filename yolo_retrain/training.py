@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mlflow import MlflowClient
 from ultralytics import YOLO
 from ultralytics.utils import SETTINGS
 
@@ -78,7 +77,6 @@ def train(
     start_weights: str | Path,
     name: str,
     *,
-    client: MlflowClient | None = None,
     run_id: str | None = None,
     epochs: int | None = None,
     imgsz: int | None = None,
@@ -91,14 +89,13 @@ def train(
         data_yaml: The retraining dataset.
         start_weights: The champion's weights, or the configured base model.
         name: Output folder name under ``settings.runs_dir``.
-        client: With ``run_id``, per-epoch metrics go into that MLflow run.
-        run_id: The retrain's MLflow run.
+        run_id: The retrain's MLflow run (at ``settings.tracking_uri``): per-epoch metrics go into it.
         epochs: Overrides ``settings.epochs``; likewise ``imgsz`` and ``batch``.
     """
     model = YOLO(str(start_weights))
     hooks = [prefect_progress.callbacks()]
-    if client is not None and run_id is not None:
-        hooks.append(mlflow_run.callbacks(client, run_id))
+    if run_id is not None:
+        hooks.append(mlflow_run.callbacks(settings.tracking_uri, run_id))
     for hook in hooks:
         for event, fn in hook.items():
             model.add_callback(event, fn)

@@ -32,11 +32,22 @@ def _clean(metrics: dict) -> dict[str, float]:
 class MetricQueue:
     """Metric batches for one run, sent in order; unsent ones wait (with their timestamps) for the server."""
 
-    def __init__(self, client: MlflowClient, run_id: str) -> None:
-        self.client = client
+    def __init__(self, tracking_uri: str, run_id: str) -> None:
+        self.tracking_uri = tracking_uri
         self.run_id = run_id
+        self._client: MlflowClient | None = None
         self.pending: list[tuple[dict[str, float], int, int]] = []  # (metrics, step, timestamp_ms)
         self.failed = False  # the last send failed: check the server answers before trying again
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        return self._client
+
+    def __getstate__(self) -> dict:
+        # Only the URI and run id travel to a DDP worker (callbacks are cloudpickled into it); it opens its own client.
+        return {**self.__dict__, "_client": None}
 
     def put(self, metrics: dict[str, float], step: int) -> None:
         self.pending.append((metrics, step, int(time.time() * 1000)))
@@ -44,7 +55,7 @@ class MetricQueue:
 
     def flush(self, final: bool) -> bool:
         """Send the backlog in order; True when nothing is left. Never raises."""
-        uri = self.client.tracking_uri
+        uri = self.tracking_uri
         if self.failed and not final and tracking.is_http_uri(uri) and tracking.server_problem(uri) is not None:
             return False  # still down: keep training, try again next epoch
         while self.pending:
@@ -67,9 +78,13 @@ class MetricQueue:
         return True
 
 
-def callbacks(client: MlflowClient, run_id: str) -> dict:
-    """Callbacks for ``YOLO.add_callback`` that log to ``run_id``, one step per epoch."""
-    queue = MetricQueue(client, run_id)
+def callbacks(tracking_uri: str, run_id: str) -> dict:
+    """Callbacks for ``YOLO.add_callback`` that log to ``run_id``, one step per epoch.
+
+    They hold only the URI and the run id, so they survive being pickled into another process (Ultralytics
+    DDP runs training in subprocesses that cannot see this process's MLflow state).
+    """
+    queue = MetricQueue(tracking_uri, run_id)
 
     def on_train_epoch_end(trainer) -> None:
         queue.put(
