@@ -14,8 +14,9 @@ from prefect.schedules import Cron
 PREFECT_YAML = Path(__file__).resolve().parents[1] / "prefect.yaml"
 
 
-def deployment_specs(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
-    return yaml.safe_load(path.read_text())["deployments"]
+def deployment_specs(path: Path = PREFECT_YAML) -> dict[str, dict[str, Any]]:
+    """The deployments of prefect.yaml by name (YAML anchors and merge keys resolved)."""
+    return {spec["name"]: spec for spec in yaml.safe_load(path.read_text())["deployments"]}
 
 
 def _load_flow(entrypoint: str):

@@ -8,6 +8,8 @@ from __future__ import annotations
 import yolo_retrain  # noqa: F401  (environment first: Ultralytics/Prefect read it at import)
 from deployments.definitions import deployment_specs, to_runner_deployment
 
+SERVED = "yolo-retrain"  # the process variant: serve() runs flows in this process, like a process worker
+
 # Check for scheduled or triggered runs every 2 s (Prefect's default is 10 s): a threshold-triggered
 # retrain should start within seconds.
 POLL_SECONDS = 2
@@ -16,7 +18,7 @@ POLL_SECONDS = 2
 def main() -> None:
     from prefect import serve
 
-    serve(*(to_runner_deployment(spec) for spec in deployment_specs()), query_seconds=POLL_SECONDS)
+    serve(to_runner_deployment(deployment_specs()[SERVED]), query_seconds=POLL_SECONDS)
 
 
 if __name__ == "__main__":

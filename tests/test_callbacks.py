@@ -3,6 +3,7 @@ Ultralytics DDP does with callbacks (cloudpickled into each worker, which cannot
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -45,3 +46,18 @@ def test_pickled_callbacks_log_into_the_parents_run_from_another_process(monkeyp
     history = MlflowClient(settings.tracking_uri).get_metric_history(run_id, "train/box_loss")
     assert sorted(m.step for m in history) == [0, 1]
     assert len(client.search_runs([experiment_id])) == 1  # no run of its own: it logged into ours
+
+
+def test_only_rank_zero_logs_under_ddp(monkeypatch, tmp_path):
+    settings = use_home(monkeypatch, tmp_path)
+    client = tracking.client_for(settings)
+    run_id = client.create_run(tracking.create_experiment(client, settings)).info.run_id
+    data = make_dataset(tmp_path / "data", train=8, val=4, size=32)
+    hooks_file = tmp_path / "hooks.pkl"
+    hooks_file.write_bytes(cloudpickle.dumps(mlflow_run.callbacks(settings.tracking_uri, run_id)))
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, str(hooks_file), str(data.data_yaml), str(tmp_path / "runs")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "RANK": "1"},  # as a second DDP worker
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert client.get_metric_history(run_id, "train/box_loss") == []

@@ -85,7 +85,7 @@ def stack(tmp_path_factory):
         processes.wait_healthy(f"{api_url}/health", timeout=120)
         group.run([str(BIN / "yolo-retrain"), "init", "--no-train-baseline"])
         group.run([str(BIN / "prefect"), "work-pool", "create", processes.WORK_POOL, "--type", "process"])
-        group.run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"])
+        group.run([str(BIN / "prefect"), "--no-prompt", "deploy", "--name", "yolo-retrain"])
         group.start("worker", processes.worker())
         group.start("intake", processes.intake())
         intake_url = f"http://127.0.0.1:{intake_port}"

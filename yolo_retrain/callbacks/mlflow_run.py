@@ -15,6 +15,7 @@ warning, and is in ``results.csv``, which the retrain logs as an artifact.
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from mlflow import MlflowClient
@@ -22,6 +23,11 @@ from mlflow import MlflowClient
 from yolo_retrain import tracking
 
 log = logging.getLogger(__name__)
+
+
+def _main_process() -> bool:
+    """In DDP every rank runs the epoch callbacks; only rank 0 (or a single process, -1) logs."""
+    return int(os.environ.get("RANK", -1)) in (-1, 0)
 
 
 def _clean(metrics: dict) -> dict[str, float]:
@@ -87,11 +93,15 @@ def callbacks(tracking_uri: str, run_id: str) -> dict:
     queue = MetricQueue(tracking_uri, run_id)
 
     def on_train_epoch_end(trainer) -> None:
+        if not _main_process():
+            return
         queue.put(
             {**_clean(trainer.lr), **_clean(trainer.label_loss_items(trainer.tloss, prefix="train"))}, trainer.epoch
         )
 
     def on_fit_epoch_end(trainer) -> None:
+        if not _main_process():
+            return
         val_metrics = {k: v for k, v in trainer.metrics.items() if not k.startswith("train/")}
         queue.put(_clean(val_metrics), trainer.epoch)
 
