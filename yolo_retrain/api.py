@@ -299,7 +299,7 @@ async def start_retrain(body: RetrainRequest, settings: SettingsDep) -> RetrainS
         raise HTTPException(
             404,
             f"deployment {settings.deployment!r} not found at {prefect.api.url}: "
-            "start `yolo-retrain serve`, or deploy it with `prefect deploy --all`",
+            "start `yolo-retrain serve`, or deploy it with `prefect deploy --name yolo-retrain`",
         ) from exc
     except httpx.TransportError as exc:
         raise HTTPException(503, f"Prefect API at {prefect.api.url} unreachable ({exc})") from exc

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     seed: int = 0
 
     # Prefect deployment and intake service
+    prefect_api_url: str | None = Field(
+        default=None, description="Prefect server API (sets PREFECT_API_URL); default: Prefect's own setting or embedded."
+    )
     deployment: str = Field(default="retrain/yolo-retrain", description="<flow>/<deployment> that triggers and /retrain start.")
     api_host: str = Field(default="127.0.0.1", description="Intake service bind address.")
     api_port: int = Field(default=8000, ge=1, le=65535)
@@ -145,6 +148,8 @@ def configure_environment(settings: Settings | None = None) -> Settings:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     }
+    if settings.prefect_api_url:
+        env["PREFECT_API_URL"] = settings.prefect_api_url
     for key, value in env.items():
         os.environ.setdefault(key, value)
     _install_offline_fonts(Path(os.environ["YOLO_CONFIG_DIR"]) / "Ultralytics")

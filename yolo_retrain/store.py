@@ -24,7 +24,7 @@ from typing import Any, Literal, get_args
 
 from sqlalchemy import DateTime, Engine, String, Text, create_engine, event, func, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -52,12 +52,19 @@ class _UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is not None and value.tzinfo is None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
             raise ValueError(f"naive datetime {value} (use a timezone-aware one)")
-        return value.astimezone(timezone.utc).replace(tzinfo=None) if value is not None else None
+        utc = value.astimezone(timezone.utc)
+        # SQLite has no time zones: store naive UTC. Elsewhere (PostgreSQL timestamptz) bind the aware value,
+        # so the session's time zone cannot shift it.
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return value.replace(tzinfo=timezone.utc) if value is not None else None
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 class _Base(DeclarativeBase):
@@ -149,6 +156,16 @@ class CorrectionStore:
         self._writer = self._engine.execution_options(sqlite_immediate=True)
         with self._busy("open the store"):
             _Base.metadata.create_all(self._engine)
+            self._create_flag(THRESHOLD_ARMED, True)
+
+    def _create_flag(self, name: str, value: bool) -> None:
+        """Insert the flag row once; a concurrent opener inserting it first is fine."""
+        try:
+            with Session(self._writer) as session, session.begin():
+                if session.get(_Flag, name) is None:
+                    session.add(_Flag(name=name, value=value))
+        except IntegrityError:
+            pass
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CorrectionStore:
@@ -406,7 +423,7 @@ class CorrectionStore:
                 .values(status="claimed", batch_id=batch_id)
             )
             # What is pending from now on is a new backlog: its threshold crossing gets announced again.
-            session.merge(_Flag(name=THRESHOLD_ARMED, value=True))
+            session.execute(update(_Flag).where(_Flag.name == THRESHOLD_ARMED).values(value=True))
         return self.claimed(batch_id)
 
     # Threshold announcements -----------------------------------------------------------------
@@ -417,19 +434,19 @@ class CorrectionStore:
         so one backlog produces one retrain trigger, however many corrections arrive after it.
         """
         with self._busy("count the pending corrections"), Session(self._writer) as session, session.begin():
-            flag = session.get(_Flag, THRESHOLD_ARMED)
-            if flag is not None and not flag.value:
-                return None
             pending = session.scalar(select(func.count()).select_from(_Row).where(_Row.status == "pending")) or 0
             if pending < threshold:
                 return None
-            session.merge(_Flag(name=THRESHOLD_ARMED, value=False))
-            return pending
+            # One conditional UPDATE: of two concurrent takers (PostgreSQL), only one sees it change a row.
+            disarmed = session.execute(
+                update(_Flag).where(_Flag.name == THRESHOLD_ARMED, _Flag.value.is_(True)).values(value=False)
+            )
+            return pending if disarmed.rowcount == 1 else None
 
     def rearm_threshold(self) -> None:
         """Announce the next crossing again (the last announcement could not be delivered)."""
         with self._busy("re-arm the threshold announcement"), Session(self._writer) as session, session.begin():
-            session.merge(_Flag(name=THRESHOLD_ARMED, value=True))
+            session.execute(update(_Flag).where(_Flag.name == THRESHOLD_ARMED).values(value=True))
 
     def release(self, batch_id: str) -> int:
         """Give a failed retrain's corrections back: ``claimed`` → ``pending``, or ``superseded`` where a newer
