@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from mlflow.entities.model_registry import ModelVersion
@@ -8,6 +9,7 @@ from tasks import retrain_task
 from yolo_retrain import registry, tracking
 from yolo_retrain.config import Settings
 from yolo_retrain.gate import GateDecision, decide
+from yolo_retrain.summary import comparison_plot
 from yolo_retrain.training import EvalMetrics
 
 
@@ -34,4 +36,7 @@ def promotion_gate(
     client = tracking.client_for(settings)
     registry.apply_gate(client, settings, version, weights, decision)
     tracking.set_tags(client, run.run_id, {"gate_decision": decision.label, "gate_reason": decision.reason})
+    with tempfile.TemporaryDirectory() as tmp:
+        plot = comparison_plot(champion, candidate, Path(tmp) / "champion_vs_candidate.png", f"v{version.version}: {decision.label}")
+        client.log_artifact(run.run_id, str(plot))
     return decision

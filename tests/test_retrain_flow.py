@@ -49,6 +49,7 @@ def test_retrain_run_is_fully_recorded(in_world):
         assert f"dataset/{name}" in artifacts
     assert {"training/results.csv", "training/args.yaml", "training/weights/best.pt"} <= artifacts
     assert "training/plots/results.png" in artifacts
+    assert "champion_vs_candidate.png" in artifacts  # the gate's comparison, as a picture
 
     (dataset_input,) = run.inputs.dataset_inputs
     assert dataset_input.dataset.digest == in_world.report.dataset_digest[: tracking.MLFLOW_DIGEST_LENGTH]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 
 from yolo_retrain.training import GATE_METRICS, EvalMetrics
 
@@ -19,7 +20,6 @@ class RetrainReport:
     dataset_digest: str | None = None
     pre: EvalMetrics | None = None
     post: EvalMetrics | None = None
-    extra: dict = field(default_factory=dict)
 
     def metric_rows(self) -> list[tuple[str, float | None, float, float | None]]:
         """(metric, champion, candidate, delta) for the headline metrics and every class's AP50-95."""
@@ -70,3 +70,30 @@ def _fmt(value: float | None, signed: bool = False) -> str:
     if value is None:
         return "-"
     return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def comparison_plot(champion: EvalMetrics | None, candidate: EvalMetrics, path: Path, title: str) -> Path:
+    """A bar chart of champion vs candidate on the holdout: headline metrics and per-class AP50-95."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    names = list(GATE_METRICS) + [f"AP50-95\n{c}" for c in candidate.per_class_ap]
+    new = [candidate.value(n) for n in GATE_METRICS] + list(candidate.per_class_ap.values())
+    old = None
+    if champion is not None:
+        old = [champion.value(n) for n in GATE_METRICS] + [champion.per_class_ap.get(c, 0.0) for c in candidate.per_class_ap]
+    fig, ax = plt.subplots(figsize=(1.3 * len(names) + 2, 4))
+    x = range(len(names))
+    if old is not None:
+        ax.bar([i - 0.2 for i in x], old, width=0.4, label="champion (pre)", color="#9aa5b1")
+    ax.bar([i + (0.2 if old is not None else 0) for i in x], new, width=0.4, label="candidate (post)", color="#2f80ed")
+    ax.set_xticks(list(x), names)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -206,8 +206,6 @@ def end_run(client: MlflowClient, run_id: str, status: str, reason: str | None =
     client.set_terminated(run_id, status=status)
 
 
-def run_status(client: MlflowClient, run_id: str) -> str:
-    return client.get_run(run_id).info.status
 
 
 def log_dataset(client: MlflowClient, run_id: str, dataset: BuiltDataset) -> None:
