@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import time
 from typing import Annotated
 
@@ -33,6 +35,7 @@ def serve(
     with exit_on_error():
         check_bind(settings)
     api_url = f"http://127.0.0.1:{prefect_port}/api"
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the children on `kill` too, not only Ctrl-C
     with processes.ProcessGroup({**os.environ, "PREFECT_API_URL": api_url}) as group:
         group.start("prefect-server", processes.prefect_server(prefect_port))
         processes.wait_healthy(f"{api_url}/health", timeout=90)
