@@ -1,0 +1,301 @@
+"""Overhead of a whole retrain over a bare Ultralytics script, measured side by side (A B A B ...).
+
+(a) `bench/bare_train.py`: `YOLO(champion).train()` then `.val()`, in a fresh process.
+(b) `yolo-retrain run --force --epochs N`: the full flow in a fresh process, against a `prefect server` on
+    loopback and the default MLflow store (SQLite), in a temporary home with an experiment and a champion,
+    so the flow also evaluates the champion first (that pre-evaluation is part of its overhead).
+
+Same data (base + corrections for the flow; the same images with the corrected labels for the bare script),
+same start weights (the champion; rolled back between pairs so every pair starts from the same model),
+epochs, imgsz, batch, seed. Both sides are timed as wall clock of the whole process, start-up imports
+included. Each flow run is broken down from the Prefect API: start-up (process launch to the flow run
+Running), each task run, orchestration between tasks, and exit.
+
+    .venv/bin/python bench/overhead.py --sizes small large --pairs 3 --out bench/results/overhead.json
+    .venv/bin/python bench/overhead.py --quick        # smoke run: a few images, 1 epoch, 1 pair
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Self
+
+from _common import ROOT, emit, machine, median
+
+import yolo_retrain  # noqa: F401  (environment first)
+from yolo_retrain import processes
+from yolo_retrain.synthetic import make_dataset
+
+# Image counts and epochs picked so that (a) takes about 30 s and about 3 min on a 2-core CPU.
+SIZES = {
+    "quick": {"train": 16, "val": 8, "epochs": 1},
+    "small": {"train": 160, "val": 48, "epochs": 20},
+    "large": {"train": 480, "val": 96, "epochs": 70},
+}
+IMGSZ, BATCH, SEED = 64, 16, 0
+GOAL_FIXED_S, GOAL_FRACTION = 5.0, 0.03
+TRAINING, VALIDATION = "training (train-candidate - bare train)", "post-evaluation (evaluate-post - bare val)"
+
+
+class Bench:
+    """A temporary home with a Prefect server, an experiment, a champion (version 1) and the bare copy of the data."""
+
+    def __init__(self, home: Path, size: dict, champion_epochs: int, api_url: str | None = None) -> None:
+        self.home, self.size = home, size
+        self.logs = home / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.own_server = api_url is None
+        self.prefect_port = processes.free_port()
+        self.api_url = api_url or f"http://127.0.0.1:{self.prefect_port}/api"
+        self.env = {
+            **os.environ,
+            "PREFECT_HOME": str(home / "prefect"),
+            "PREFECT_API_URL": self.api_url,
+            "YOLO_RETRAIN_HOME": str(home),
+            "YOLO_CONFIG_DIR": str(home / "ultralytics"),
+            "YOLO_RETRAIN_IMGSZ": str(IMGSZ),
+            "YOLO_RETRAIN_BATCH": str(BATCH),
+            "YOLO_RETRAIN_SEED": str(SEED),
+            "YOLO_RETRAIN_RETRAIN_THRESHOLD": "1000000",  # no threshold events: only the retrain is measured
+        }
+        for key in (
+            "YOLO_RETRAIN_TRACKING_URI",
+            "YOLO_RETRAIN_BASE_DATA",
+            "YOLO_RETRAIN_CORRECTIONS_DB_URL",
+            "YOLO_RETRAIN_ARTIFACT_LOCATION",
+            "YOLO_RETRAIN_EXPERIMENT_ID",
+        ):
+            self.env.pop(key, None)
+        # The flow's data: base labels half wrong, the true labels as the corrections to submit.
+        self.data = make_dataset(home / "demo", train=size["train"], val=size["val"], wrong_fraction=0.5, seed=SEED)
+        # The bare script's data: the same images (same seed) with the corrected labels.
+        self.bare_data = make_dataset(
+            home / "bare-data", train=size["train"], val=size["val"], wrong_fraction=0.0, seed=SEED
+        )
+        self.group = processes.ProcessGroup(self.env, log_dir=self.logs)
+        self.champion_epochs = champion_epochs
+
+    def __enter__(self) -> Self:
+        from prefect.client.orchestration import SyncPrefectClient
+
+        self.group.__enter__()
+        if self.own_server:
+            self.group.start("prefect-server", processes.prefect_server(self.prefect_port))
+        processes.wait_healthy(f"{self.api_url}/health", timeout=180)
+        self.client = SyncPrefectClient(self.api_url)
+        self.client.__enter__()
+        if self.champion_epochs > 0:
+            # Experiment + a baseline champion (version 1) trained briefly on the base data: both sides start from it.
+            self.cli("init", "--epochs", str(self.champion_epochs), timeout=900)
+            self.start_weights = str(self.home / "bare-start" / "champion.pt")
+            Path(self.start_weights).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.home / "models" / "champion.pt", self.start_weights)
+        else:  # no champion: both sides train from the configured base model, and the flow skips the pre-evaluation
+            self.cli("init", "--no-train-baseline")
+            self.start_weights = "yolov8n.yaml"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.__exit__(*exc)
+        self.group.__exit__(*exc)
+
+    def cli(self, *args: str, timeout: float = 600) -> None:
+        self.group.run([str(processes.BIN / "yolo-retrain"), *args], timeout=timeout)
+
+    # One side of a pair each --------------------------------------------------------------------------------
+    def run_bare(self, i: int) -> dict:
+        _drop_label_caches(self.home / "bare-data")
+        cmd = [
+            sys.executable, str(ROOT / "bench" / "bare_train.py"),
+            "--data", str(self.bare_data.data_yaml), "--model", self.start_weights,
+            "--epochs", str(self.size["epochs"]), "--imgsz", str(IMGSZ), "--batch", str(BATCH), "--seed", str(SEED),
+            "--project", str(self.home / "bare-runs"), "--name", f"bare-{i}",
+        ]  # fmt: skip
+        wall, log = self._timed(cmd, f"bare-{i}")
+        line = next(line for line in log.splitlines() if line.startswith("BARE_RESULT "))
+        phases = json.loads(line.removeprefix("BARE_RESULT "))
+        phases["startup_and_exit_s"] = wall - phases["import_s"] - phases["train_s"] - phases["val_s"]
+        return {"wall_s": wall, **phases}
+
+    def run_flow(self, i: int) -> dict:
+        self._prepare_flow()
+        before = {r.id for r in self._flow_runs()}
+        launched = datetime.now(UTC)
+        cmd = [str(processes.BIN / "yolo-retrain"), "run", "--force", "--epochs", str(self.size["epochs"])]
+        wall, _ = self._timed(cmd, f"flow-{i}")
+        run = next(r for r in self._flow_runs() if r.id not in before)
+        breakdown = self._breakdown(run, launched)
+        breakdown["exit_s"] = wall - breakdown["startup_s"] - breakdown["flow_s"]  # flow run ended -> process gone
+        return {"wall_s": wall, **breakdown}
+
+    def _prepare_flow(self) -> None:
+        """Untimed: the corrections pending again, the champion back to version 1, label caches gone."""
+        from yolo_retrain import registry, tracking
+        from yolo_retrain.config import Settings
+        from yolo_retrain.store import CorrectionStore
+
+        settings = Settings(home=self.home)
+        with CorrectionStore.from_settings(settings) as store:
+            if store.pending_count() == 0:
+                store.import_dir(self.data.corrections_dir, author="bench")
+        client = tracking.client_for(settings)
+        champion = registry.version_by_alias(client, settings.model_name, "champion")
+        if self.champion_epochs > 0 and champion.version != "1":
+            registry.rollback(client, settings, "1")
+        _drop_label_caches(settings.datasets_dir)
+
+    def _timed(self, cmd: list[str], name: str) -> tuple[float, str]:
+        log_path = self.logs / f"{name}.log"
+        with open(log_path, "w") as log:
+            start = time.perf_counter()
+            code = subprocess.run(
+                cmd, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=3600, check=False
+            ).returncode
+            wall = time.perf_counter() - start
+        text = log_path.read_text(errors="replace")
+        if code != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({code}); log {log_path}:\n{text[-4000:]}")
+        return wall, text
+
+    def _flow_runs(self) -> list:
+        from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+        from prefect.client.schemas.sorting import FlowRunSort
+
+        retrain = FlowFilter(name=FlowFilterName(any_=["retrain"]))
+        return self.client.read_flow_runs(flow_filter=retrain, sort=FlowRunSort.START_TIME_DESC, limit=50)
+
+    def _breakdown(self, run, launched: datetime) -> dict:
+        """Where the flow's time went, from the Prefect API: start-up, each task run, gaps, exit."""
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+        run = self.client.read_flow_run(run.id)
+        task_runs = self.client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+        tasks: dict[str, float] = {}
+        done = sorted((t for t in task_runs if t.start_time and t.end_time), key=lambda t: t.start_time)
+        evaluations = [t for t in done if t.name.rsplit("-", 1)[0] == "evaluate"]
+        for tr in done:
+            name = tr.name.rsplit("-", 1)[0]  # Prefect names task runs <task name>-<3 random characters>
+            if name == "evaluate":  # the candidate's is the last one; the champion's, if any, comes before training
+                name = "evaluate-post" if tr is evaluations[-1] else "evaluate-pre"
+            tasks[name] = tasks.get(name, 0.0) + (tr.end_time - tr.start_time).total_seconds()
+        flow_s = (run.end_time - run.start_time).total_seconds()
+        return {
+            "state": run.state.type.value,
+            "startup_s": (run.start_time - launched).total_seconds(),
+            "flow_s": flow_s,
+            "tasks_s": tasks,
+            "between_tasks_s": flow_s - sum(tasks.values()),
+        }
+
+
+def _drop_label_caches(root: Path) -> None:
+    """Ultralytics' labels/*.cache: a real retrain's dataset folder is new, so both sides scan labels every run."""
+    if root.exists():
+        for cache in root.rglob("*.cache"):
+            cache.unlink()
+
+
+def extra_breakdown(bare: dict, flow: dict) -> dict[str, float]:
+    """flow wall - bare wall, split into where the difference comes from (sums to the difference)."""
+    tasks = dict(flow["tasks_s"])
+    parts = {
+        "start-up and exit (imports, flow run creation)": flow["startup_s"]
+        + flow["exit_s"]
+        - bare["import_s"]
+        - bare["startup_and_exit_s"],
+        "pre-evaluation of the champion": tasks.pop("evaluate-pre", 0.0),
+        TRAINING: tasks.pop("train-candidate", 0.0) - bare["train_s"],
+        VALIDATION: tasks.pop("evaluate-post", 0.0) - bare["val_s"],
+    }
+    parts.update({f"task {name}": seconds for name, seconds in tasks.items()})
+    parts["orchestration between tasks"] = flow["between_tasks_s"]
+    return parts
+
+
+def measure_size(name: str, pairs: int, champion_epochs: int, keep: Path | None, api_url: str | None = None) -> dict:
+    size = SIZES[name]
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-overhead-{name}-"))
+    try:
+        with Bench(tmp, size, champion_epochs, api_url) as bench:
+            results = []
+            for i in range(pairs):
+                bare = bench.run_bare(i)
+                flow = bench.run_flow(i)
+                pair = {
+                    "bare": bare,
+                    "flow": flow,
+                    "ratio": flow["wall_s"] / bare["wall_s"],
+                    "extra_s": flow["wall_s"] - bare["wall_s"],
+                    "extra_breakdown_s": extra_breakdown(bare, flow),
+                }
+                results.append(pair)
+                print(
+                    f"[{name}] pair {i + 1}/{pairs}: bare {bare['wall_s']:.1f} s, flow {flow['wall_s']:.1f} s, "
+                    f"extra {pair['extra_s']:+.1f} s, ratio {pair['ratio']:.3f}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    finally:
+        if keep:
+            shutil.copytree(tmp / "logs", keep / f"logs-{name}", dirs_exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    bare_median = median(p["bare"]["wall_s"] for p in results)
+    extra_median = median(p["extra_s"] for p in results)
+    allowed = GOAL_FIXED_S + GOAL_FRACTION * bare_median
+    keys = results[0]["extra_breakdown_s"].keys()
+    return {
+        "size": {**size, "imgsz": IMGSZ, "batch": BATCH, "seed": SEED},
+        "pairs": results,
+        "median_bare_s": bare_median,
+        "median_flow_s": median(p["flow"]["wall_s"] for p in results),
+        "median_ratio": median(p["ratio"] for p in results),
+        "median_extra_s": extra_median,
+        # Everything but the training and the validation both sides run: less exposed to the machine's noise.
+        "median_fixed_extra_s": median(
+            p["extra_s"] - p["extra_breakdown_s"][TRAINING] - p["extra_breakdown_s"][VALIDATION] for p in results
+        ),
+        "median_extra_breakdown_s": {k: median(p["extra_breakdown_s"].get(k, 0.0) for p in results) for k in keys},
+        "median_flow_tasks_s": {
+            k: median(p["flow"]["tasks_s"].get(k, 0.0) for p in results) for k in results[0]["flow"]["tasks_s"]
+        },
+        "goal": f"flow <= bare + {GOAL_FIXED_S:g} s + {GOAL_FRACTION:.0%}",
+        "allowed_extra_s": allowed,
+        "goal_met": extra_median <= allowed,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", choices=sorted(SIZES), default=["small", "large"])
+    parser.add_argument("--pairs", type=int, default=3, help="A B pairs per size (the median is reported).")
+    parser.add_argument(
+        "--champion-epochs",
+        type=int,
+        default=3,
+        help="Epochs of the baseline champion (setup, untimed); 0: no champion.",
+    )
+    parser.add_argument("--quick", action="store_true", help="Smoke run: the quick size, 1 pair, no champion.")
+    parser.add_argument("--api-url", help="Use this running Prefect server (PREFECT_API_URL) instead of starting one.")
+    parser.add_argument("--keep-logs", type=Path, help="Copy the processes' logs here.")
+    parser.add_argument("--out", type=Path, help="Write the figures as JSON here.")
+    args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.pairs, args.champion_epochs = ["quick"], 1, 0
+    result = {"benchmark": "overhead", "machine": machine(), "command": " ".join(["bench/overhead.py", *sys.argv[1:]])}
+    result["sizes"] = {
+        name: measure_size(name, args.pairs, args.champion_epochs, args.keep_logs, args.api_url) for name in args.sizes
+    }
+    emit(result, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Smoke runs of the bench scripts at tiny sizes: they run, and their JSON figures are sane.
+
+The real figures (docs/benchmarks.md) take minutes to hours; these only check that the scripts keep working.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from yolo_retrain.config import PROJECT_ROOT
+
+BENCH = PROJECT_ROOT / "bench"
+
+
+def run_bench(script: str, *args: str, out: Path, timeout: float) -> dict:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / script), *args, "--out", str(out)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, f"{script} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    figures = json.loads(out.read_text())
+    assert figures["machine"]["cores"] >= 1
+    assert figures["command"].startswith(f"bench/{script}")
+    return figures
+
+
+def test_dataset_scale_smoke(tmp_path: Path) -> None:
+    figures = run_bench(
+        "dataset_scale.py", "--images", "300", "--corrections", "40", "--new", "10", "--changed", "7",
+        "--in-process", "--no-mlflow", out=tmp_path / "dataset.json", timeout=120,
+    )  # fmt: skip
+    steps = figures["steps"]
+    cold, noop, rebuild, changed = steps["cold"], steps["noop"], steps["rebuild"], steps["changed"]
+    assert cold["image_bytes_copied"] == 0 and cold["regular_image_files"] == 0
+    assert cold["symlinks"] == cold["images_in_dataset"] == 300 + 20  # half the corrections re-label base images
+    assert cold["hashed_files"] == 300 and not cold["reused_folder"]
+    assert noop["hashed_files"] == 0 and noop["reused_folder"] and noop["digest"] == cold["digest"]
+    assert rebuild["hashed_files"] == 0  # the new corrections' hashes come from the store
+    assert rebuild["images_in_dataset"] == cold["images_in_dataset"] + 10
+    assert changed["hashed_files"] == 7  # exactly the changed base images
+    assert steps["copy"]["bytes_copied"] > 0
+    for step in (cold, noop, rebuild, changed, steps["copy"]):
+        assert step["seconds"] > 0
+    assert figures["cold_over_copy_ratio"] > 0
+    assert figures["goals"]["image_bytes_copied"]["met"]
+    assert figures["goals"]["rebuild_hashed_only_new_or_changed"]["met"]
+
+
+def test_intake_throughput_smoke(tmp_path: Path) -> None:
+    figures = run_bench(
+        "intake_throughput.py", "--count", "12", "--concurrency", "1", "3", "--api-count", "12", "--size-kb", "50",
+        "--cli-repeats", "0", out=tmp_path / "intake.json", timeout=180,
+    )  # fmt: skip
+    assert 45_000 < figures["image_bytes"] < 60_000
+    runs = figures["http"]["runs"]
+    assert [r["concurrency"] for r in runs] == [1, 3]
+    for r in runs:
+        assert r["corrections"] == 12 and r["per_s"] > 0 and 0 < r["latency_p50_ms"] <= r["latency_p95_ms"]
+    assert figures["api"]["corrections"] == 12 and figures["api"]["per_s"] > 0
+
+
+@pytest.mark.e2e
+def test_overhead_smoke(prefect_server, tmp_path: Path) -> None:
+    """One A B pair at 1 epoch on a few images, against the session's Prefect server."""
+    from prefect.settings import PREFECT_API_URL
+
+    figures = run_bench(
+        "overhead.py", "--quick", "--api-url", PREFECT_API_URL.value(), out=tmp_path / "overhead.json", timeout=300
+    )
+    quick = figures["sizes"]["quick"]
+    (pair,) = quick["pairs"]
+    bare, flow = pair["bare"], pair["flow"]
+    assert bare["wall_s"] > 0 and bare["train_s"] > 0 and bare["val_s"] > 0
+    assert flow["state"] == "COMPLETED" and flow["wall_s"] > flow["flow_s"] > 0
+    for task in (
+        "claim-corrections",
+        "build-dataset",
+        "train-candidate",
+        "evaluate-post",
+        "register-model",
+        "finish-retrain",
+    ):
+        assert flow["tasks_s"][task] > 0, task
+    assert "evaluate-pre" not in flow["tasks_s"]  # --quick has no champion
+    # the breakdown accounts for the whole difference
+    assert sum(pair["extra_breakdown_s"].values()) == pytest.approx(pair["extra_s"], abs=1e-6)
+    assert quick["median_ratio"] == pytest.approx(pair["ratio"])
