@@ -56,8 +56,10 @@ def dataset_scale(r: dict) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for name, s in r["steps"].items():
+        # ru_maxrss only grows: the mlflow step runs after a build in the same process, so its own peak is hidden
+        rss = "n/a" if name == "mlflow" else f"{s['peak_rss_mib']:.0f} MiB (+{s['peak_rss_delta_mib']:.0f})"
         lines.append(
-            f"| {name} | {s['seconds']:.2f} s | {s['peak_rss_mib']:.0f} MiB (+{s['peak_rss_delta_mib']:.0f}) "
+            f"| {name} | {s['seconds']:.2f} s | {rss} "
             f"| {s.get('hashed_files', '')} | {s.get('image_bytes_copied', s.get('bytes_copied', ''))} "
             f"| {s.get('images_in_dataset', '')} |"
         )
