@@ -4,7 +4,8 @@ from tasks import retrain_task
 from yolo_retrain import tracking
 from yolo_retrain.config import Settings
 from yolo_retrain.dataset import BuiltDataset
-from yolo_retrain.training import EvalMetrics, evaluate
+from yolo_retrain.metrics import EvalMetrics
+from yolo_retrain.training import evaluate
 
 
 @retrain_task("evaluate", resumable=True)

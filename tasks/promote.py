@@ -9,8 +9,8 @@ from tasks import retrain_task
 from yolo_retrain import registry, tracking
 from yolo_retrain.config import Settings
 from yolo_retrain.gate import GateDecision, decide
+from yolo_retrain.metrics import EvalMetrics
 from yolo_retrain.summary import comparison_plot
-from yolo_retrain.training import EvalMetrics
 
 
 @retrain_task("promotion-gate")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import World, use_home
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
-from conftest import World, use_home
 from yolo_retrain.api import check_bind, create_app
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import InvalidInput

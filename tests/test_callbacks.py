@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import cloudpickle
+from conftest import use_home
 from mlflow import MlflowClient
 
-from conftest import use_home
 from yolo_retrain import tracking
 from yolo_retrain.callbacks import mlflow_run
 from yolo_retrain.synthetic import make_dataset

@@ -1,5 +1,5 @@
 from yolo_retrain.gate import decide
-from yolo_retrain.training import EvalMetrics
+from yolo_retrain.metrics import EvalMetrics
 
 
 def metrics(map50_95: float, **per_class: float) -> EvalMetrics:

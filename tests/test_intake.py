@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 import yaml
+from conftest import use_home
 from PIL import Image
 
-from conftest import use_home
 from yolo_retrain import intake
 from yolo_retrain.store import CorrectionStore
 

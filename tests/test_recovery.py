@@ -9,9 +9,9 @@ import threading
 import time
 
 import pytest
+from conftest import TINY, import_corrections, use_home
 from typer.testing import CliRunner
 
-from conftest import TINY, import_corrections, use_home
 from flows.retrain import retrain
 from yolo_retrain import processes, tracking
 from yolo_retrain.cli import app

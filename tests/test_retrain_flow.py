@@ -8,11 +8,11 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+from conftest import TINY, import_corrections, use_home
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 from ultralytics import YOLO
 
-from conftest import TINY, import_corrections, use_home
 from flows.retrain import retrain
 from yolo_retrain import registry, tracking
 from yolo_retrain.cli import app

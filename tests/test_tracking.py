@@ -1,9 +1,9 @@
 """MLflow setup against a real SQLite tracking store: the experiment is never created silently."""
 
 import pytest
+from conftest import use_home
 from mlflow import MlflowClient
 
-from conftest import use_home
 from yolo_retrain import tracking
 from yolo_retrain.errors import TrackingSetupError
 

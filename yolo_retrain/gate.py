@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from yolo_retrain.training import EvalMetrics
+from yolo_retrain.metrics import EvalMetrics
 
 
 @dataclass(frozen=True)

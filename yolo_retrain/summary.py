@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from yolo_retrain.training import GATE_METRICS, EvalMetrics
+from yolo_retrain.metrics import GATE_METRICS, EvalMetrics
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from mlflow.entities.model_registry import ModelVersion
 from yolo_retrain import registry, tracking
 from yolo_retrain.config import Settings
 from yolo_retrain.doctor import CheckFailed, CheckResult, check, describe, experiment_id_or_fail, short_http_timeouts
-from yolo_retrain.training import GATE_METRICS
+from yolo_retrain.metrics import GATE_METRICS
 
 REQUIRED_TAGS = ("type", "trigger", "experiment_id", tracking.FLOW_RUN_TAG, "corrections_count", "dataset_digest")
 DATASET_FILES = tuple(
