@@ -7,6 +7,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -64,6 +65,11 @@ def _git() -> str | None:
     if commit.returncode != 0:
         return None
     return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def header(name: str) -> dict:
+    """The start of every result: which benchmark, on what machine, from which command line."""
+    return {"benchmark": name, "machine": machine(), "command": " ".join([f"bench/{name}.py", *sys.argv[1:]])}
 
 
 def median(values) -> float:

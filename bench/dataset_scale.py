@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from _common import ROOT, emit, machine
+from _common import ROOT, emit, header
 
 SIDE = 16
 GOAL_COLD_S, GOAL_REBUILD_S = 10.0, 2.0
@@ -338,11 +338,7 @@ def main() -> None:
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    result = {
-        "benchmark": "dataset_scale",
-        "machine": machine(),
-        "command": " ".join(["bench/dataset_scale.py", *sys.argv[1:]]),
-    }
+    result = header("dataset_scale")
     result.update(figures)
     emit(result, args.out)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from _common import ROOT, emit, machine, median
+from _common import ROOT, emit, header, median
 from PIL import Image
 
 import yolo_retrain  # noqa: F401  (environment first)
@@ -194,9 +194,7 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result = {
-        "benchmark": "intake_throughput",
-        "machine": machine(),
-        "command": " ".join(["bench/intake_throughput.py", *sys.argv[1:]]),
+        **header("intake_throughput"),
         "image_bytes": len(http_images[0]),
         "http": http,
         "api": api,

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Self
 
-from _common import ROOT, emit, machine, median
+from _common import ROOT, emit, header, median
 
 import yolo_retrain  # noqa: F401  (environment first)
 from yolo_retrain import processes
@@ -290,7 +290,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.pairs, args.champion_epochs = ["quick"], 1, 0
-    result = {"benchmark": "overhead", "machine": machine(), "command": " ".join(["bench/overhead.py", *sys.argv[1:]])}
+    result = header("overhead")
     result["sizes"] = {
         name: measure_size(name, args.pairs, args.champion_epochs, args.keep_logs, args.api_url) for name in args.sizes
     }
