@@ -11,7 +11,7 @@ from pydantic import Field
 
 from tasks.build_dataset import build_retraining_dataset
 from tasks.claim_corrections import claim_corrections, release_corrections
-from tasks.evaluate import evaluate_on_holdout
+from tasks.evaluate import evaluate_champion, evaluate_on_holdout, holdout_key
 from tasks.finish import fail_retrain, finish_retrain
 from tasks.log_dataset import log_dataset
 from tasks.log_training_artifacts import log_training_artifacts
@@ -75,9 +75,9 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
         run = setup_mlflow(settings, batch_id, tags, params)
         log_dataset(settings, run, dataset)
 
-        # 5. The current champion on the holdout: the bar to clear.
+        # 5. The current champion on the holdout: the bar to clear (its recorded figures if the holdout is unchanged).
         champion = resolve_champion(settings)
-        pre = evaluate_on_holdout(settings, run, dataset, str(champion.weights), "pre") if champion else None
+        pre = evaluate_champion(settings, run, dataset, champion) if champion else None
 
         # 6-7. Train from the champion, then validate the candidate on the same holdout.
         trained = train_candidate(settings, run, dataset, str(champion.weights) if champion else settings.base_model)
@@ -89,6 +89,7 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
             "dataset_digest": dataset.digest,
             "corrections_count": len(corrections),
             "parent_version": champion.version if champion else "none",
+            "evaluation_key": holdout_key(settings, dataset),
             **post.as_mlflow("post"),
             **(pre.as_mlflow("pre") if pre else {}),
         }

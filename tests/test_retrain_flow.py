@@ -164,3 +164,32 @@ def test_missing_experiment_fails_cleanly_and_creates_nothing(prefect_server, mo
         retrain(trigger="manual")
     assert tracking.client_for(settings).get_experiment_by_name(settings.experiment_name) is None
     assert _pending(settings) == len(corrections)
+
+
+def test_champion_figures_are_reused_while_the_holdout_is_unchanged(in_world):
+    # the corrections re-label training images only: the holdout is the baseline's, so its figures stand
+    tags = in_world.run(in_world.report.run_id).data.tags
+    assert tags["pre_metrics_source"] == "recorded on version 1 (same holdout and setup)"
+    assert in_world.report.pre == in_world.baseline.post
+    assert not (in_world.settings.runs_dir / f"pre-{in_world.report.run_id[:8]}").exists()  # no validation ran
+    version = in_world.client.get_model_version(in_world.settings.model_name, in_world.baseline.version)
+    champion = registry.Champion(version.version, Path(), dict(version.tags))
+    assert champion.recorded_metrics(version.tags["evaluation_key"]) == in_world.baseline.post
+    assert champion.recorded_metrics("another holdout") is None
+
+
+def test_a_corrected_holdout_image_means_the_champion_is_evaluated_again(prefect_server, monkeypatch, tmp_path):
+    settings = use_home(monkeypatch, tmp_path, **TINY)
+    data = make_dataset(tmp_path / "demo", train=8, val=4, size=64)
+    assert CliRunner().invoke(app, ["init", "--no-train-baseline"]).exit_code == 0
+    baseline = retrain(trigger="baseline", force=True)
+    val_image = sorted((data.data_yaml.parent / "images" / "val").glob("*.png"))[0]
+    with CorrectionStore.from_settings(settings) as store:
+        store.add(val_image, "0 0.5 0.5 0.25 0.25\n", author="test")
+    report = retrain(trigger="manual")
+
+    client = tracking.client_for(settings)
+    assert client.get_run(report.run_id).data.tags["pre_metrics_source"] == "evaluated"
+    first, second = (client.get_model_version(settings.model_name, r.version).tags for r in (baseline, report))
+    assert first["evaluation_key"] != second["evaluation_key"]  # the holdout's labels changed
+    assert (settings.runs_dir / f"pre-{report.run_id[:8]}").is_dir()  # Ultralytics' validation folder: it ran

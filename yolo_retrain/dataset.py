@@ -89,6 +89,7 @@ class BuiltDataset:
     data_yaml: Path
     manifest_path: Path
     digest: str
+    holdout_digest: str  # the val split's content alone: unchanged holdout, comparable evaluations
     base_data: Path
     names: list[str]
     holdout_fraction: float
@@ -240,6 +241,7 @@ def build_dataset(
         data_yaml=root / "data.yaml",
         manifest_path=root / "manifest.json",
         digest=digest,
+        holdout_digest=_digest(base.names, [m for m in manifest if m["split"] == "val"]),
         base_data=base.data_yaml,
         names=base.names,
         holdout_fraction=holdout_fraction,

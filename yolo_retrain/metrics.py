@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
 
 GATE_METRICS = {"mAP50-95": "map50_95", "mAP50": "map50", "precision": "precision", "recall": "recall"}
 
@@ -26,5 +30,23 @@ class EvalMetrics:
         metrics.update({f"{prefix}_AP50-95_{cls}": ap for cls, ap in self.per_class_ap.items()})
         return metrics
 
+    @classmethod
+    def from_mlflow(cls, prefix: str, values: Mapping[str, object]) -> EvalMetrics | None:
+        """The metrics ``as_mlflow(prefix)`` wrote (e.g. into version tags); None when any headline one is missing."""
+        try:
+            headline = {field_: float(values[f"{prefix}_{name}"]) for name, field_ in GATE_METRICS.items()}
+        except (KeyError, TypeError, ValueError):
+            return None
+        per_class_prefix = f"{prefix}_AP50-95_"
+        per_class = {k.removeprefix(per_class_prefix): float(v) for k, v in values.items() if k.startswith(per_class_prefix)}
+        return cls(**headline, per_class_ap=per_class)
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def evaluation_key(holdout_digest: str, imgsz: int, batch: int, device: str) -> str:
+    """Names one evaluation setup. Validation is deterministic: the same weights under the same key score the same,
+    so figures recorded under a key can stand in for evaluating again."""
+    setup = {"holdout": holdout_digest, "imgsz": imgsz, "batch": batch, "device": device, "ultralytics": version("ultralytics")}
+    return hashlib.sha256(json.dumps(setup, sort_keys=True).encode()).hexdigest()

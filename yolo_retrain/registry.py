@@ -9,7 +9,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
@@ -20,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import RetrainError
 from yolo_retrain.gate import GateDecision
+from yolo_retrain.metrics import EvalMetrics
 
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 
@@ -28,6 +29,13 @@ PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 class Champion:
     version: str
     weights: Path  # hash-checked against the version's weights_sha256
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def recorded_metrics(self, evaluation_key: str) -> EvalMetrics | None:
+        """The holdout figures recorded when this version was made, if they were measured under ``evaluation_key``."""
+        if self.tags.get("evaluation_key") != evaluation_key:
+            return None
+        return EvalMetrics.from_mlflow("post", self.tags)
 
 
 def sha256_file(path: Path) -> str:
@@ -149,7 +157,7 @@ def current_champion(client: MlflowClient, settings: Settings) -> Champion | Non
     version = version_by_alias(client, settings.model_name, "champion")
     if version is None:
         return None
-    return Champion(version=str(version.version), weights=verified_weights(settings, client, version))
+    return Champion(str(version.version), verified_weights(settings, client, version), dict(version.tags))
 
 
 def install_champion(settings: Settings, weights: Path) -> Path:
