@@ -12,7 +12,7 @@ base images, half are new images. Then, each step in a fresh process so its time
   copy      `shutil.copytree` of the base images into a new folder, the naive alternative (ratio)
   mlflow    `tracking.log_dataset` of the cold build into a run (what the flow does right after building)
 
-Bytes of image data copied = sizes of the regular (non-symlink) files under the built ``images/``.
+Bytes of image data copied = sizes of the regular (non-symlink) image files anywhere under the datasets folder.
 
     .venv/bin/python bench/dataset_scale.py --images 100000 --corrections 10000 --out bench/results/dataset_scale.json
     .venv/bin/python bench/dataset_scale.py --images 500 --corrections 50 --new 10 --changed 10   # smoke
@@ -148,11 +148,14 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _image_bytes_copied(root: Path) -> tuple[int, int, int]:
-    """(bytes in regular files, regular files, symlinks) under ``root/images``."""
+def _image_bytes_copied(out_root: Path) -> tuple[int, int, int]:
+    """(bytes in regular image files, regular image files, image symlinks) anywhere under the datasets folder
+    (every dataset folder and the corrected store; links to the base folders are not followed: they are the base)."""
     copied = regular = links = 0
-    for dirpath, _dirs, files in os.walk(root / "images"):
+    for dirpath, _dirs, files in os.walk(out_root):
         for name in files:
+            if name.rpartition(".")[-1].lower() not in ("png", "jpg"):
+                continue
             st = os.lstat(os.path.join(dirpath, name))
             if stat.S_ISLNK(st.st_mode):
                 links += 1
@@ -187,13 +190,14 @@ def worker(step: str, work: Path, changed: int) -> dict:
     start = time.perf_counter()
     built = build_dataset(base_data, corrections, out_root)
     seconds = time.perf_counter() - start
-    copied, regular, links = _image_bytes_copied(built.root)
+    copied, regular, links = _image_bytes_copied(out_root)
     return {
         "seconds": seconds,
         "peak_rss_mib": _rss_mib(),
         "rss_before_mib": rss_before,
         "hashed_files": built.hashed_files,
         "reused_folder": built.reused,
+        "corrected_written": built.corrected_written,
         "images_in_dataset": built.counts["train_images"] + built.counts["val_images"],
         "counts": built.counts,
         "image_bytes_copied": copied,

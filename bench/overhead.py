@@ -7,12 +7,15 @@
 
 Same data (base + corrections for the flow; the same images with the corrected labels for the bare script),
 same start weights (the champion; rolled back between pairs so every pair starts from the same model),
-epochs, imgsz, batch, seed. Both sides are timed as wall clock of the whole process, start-up imports
-included. Each flow run is broken down from the Prefect API: start-up (process launch to the flow run
-Running), each task run, orchestration between tasks, and exit.
+epochs, imgsz, batch, device, dataloader workers, seed; the Ultralytics args.yaml of both trainings is
+checked to agree. Both sides are timed as wall clock of the whole process, start-up imports included, with
+the GPU's utilisation sampled meanwhile where nvidia-smi exists. Each flow run is broken down from the
+Prefect API: start-up (process launch to the flow run Running), each task run, orchestration between
+tasks, and exit.
 
     .venv/bin/python bench/overhead.py --sizes small large --pairs 3 --out bench/results/overhead.json
     .venv/bin/python bench/overhead.py --quick        # smoke run: a few images, 1 epoch, 1 pair
+    .venv/bin/python bench/overhead.py --sizes gpu --pairs 2 --champion-epochs 1 --budget-s 400  # as gpu_check.sh
 """
 
 from __future__ import annotations
@@ -29,19 +32,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Self
 
-from _common import ROOT, emit, header, median
+import yaml
+from _common import ROOT, GpuSampler, emit, header, median
+from _fast_synthetic import make_dataset_pair
 
 import yolo_retrain  # noqa: F401  (environment first)
 from yolo_retrain import processes
 from yolo_retrain.synthetic import make_dataset
 
-# Image counts and epochs picked so that (a) takes about 30 s and about 3 min on a 2-core CPU.
+# Image counts and epochs picked so that (a) takes about 30 s and about 3 min on a 2-core CPU, and, for
+# "gpu" (bench/gpu_check.sh), about a minute of training on one H100 (an estimate until measured there).
+CPU = {"imgsz": 64, "batch": 16, "device": "cpu", "workers": 0}
 SIZES = {
-    "quick": {"train": 16, "val": 8, "epochs": 1},
-    "small": {"train": 160, "val": 48, "epochs": 20},
-    "large": {"train": 480, "val": 96, "epochs": 70},
+    "quick": {"train": 16, "val": 8, "epochs": 1, **CPU},
+    "small": {"train": 160, "val": 48, "epochs": 20, **CPU},
+    "large": {"train": 480, "val": 96, "epochs": 70, **CPU},
+    "gpu": {"train": 2500, "val": 300, "epochs": 10, "imgsz": 640, "batch": 32, "device": "0", "workers": 8},
 }
-IMGSZ, BATCH, SEED = 64, 16, 0
+SEED = 0
+SYNTHETIC_SIDE = 64  # image side of yolo_retrain.synthetic's images, which the CPU figures were measured on
+TRAIN_ARGS = ("epochs", "imgsz", "batch", "device", "workers")  # what both sides must train with
 GOAL_FIXED_S, GOAL_FRACTION = 5.0, 0.03
 TRAINING, VALIDATION = "training (train-candidate - bare train)", "post-evaluation (evaluate-post - bare val)"
 
@@ -50,7 +60,7 @@ class Bench:
     """A temporary home with a Prefect server, an experiment, a champion (version 1) and the bare copy of the data."""
 
     def __init__(self, home: Path, size: dict, champion_epochs: int, api_url: str | None = None) -> None:
-        self.home, self.size = home, size
+        self.home, self.size = home, size  # size: a SIZES entry with the command line's overrides
         self.logs = home / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.own_server = api_url is None
@@ -62,8 +72,10 @@ class Bench:
             "PREFECT_API_URL": self.api_url,
             "YOLO_RETRAIN_HOME": str(home),
             "YOLO_CONFIG_DIR": str(home / "ultralytics"),
-            "YOLO_RETRAIN_IMGSZ": str(IMGSZ),
-            "YOLO_RETRAIN_BATCH": str(BATCH),
+            "YOLO_RETRAIN_IMGSZ": str(size["imgsz"]),
+            "YOLO_RETRAIN_BATCH": str(size["batch"]),
+            "YOLO_RETRAIN_DEVICE": str(size["device"]),
+            "YOLO_RETRAIN_WORKERS": str(size["workers"]),
             "YOLO_RETRAIN_SEED": str(SEED),
             "YOLO_RETRAIN_RETRAIN_THRESHOLD": "1000000",  # no threshold events: only the retrain is measured
         }
@@ -76,11 +88,22 @@ class Bench:
         ):
             self.env.pop(key, None)
         # The flow's data: base labels half wrong, the true labels as the corrections to submit.
-        self.data = make_dataset(home / "demo", train=size["train"], val=size["val"], wrong_fraction=0.5, seed=SEED)
-        # The bare script's data: the same images (same seed) with the corrected labels.
-        self.bare_data = make_dataset(
-            home / "bare-data", train=size["train"], val=size["val"], wrong_fraction=0.0, seed=SEED
-        )
+        # The bare script's data: the same images with the corrected labels. Images as large as imgsz.
+        if size["imgsz"] == SYNTHETIC_SIDE:
+            self.data = make_dataset(home / "demo", train=size["train"], val=size["val"], wrong_fraction=0.5, seed=SEED)
+            self.bare_data = make_dataset(  # same seed: the same images
+                home / "bare-data", train=size["train"], val=size["val"], wrong_fraction=0.0, seed=SEED
+            )
+        else:  # synthetic.make_dataset takes minutes for thousands of 640 px images
+            self.data, self.bare_data = make_dataset_pair(
+                home / "demo",
+                home / "bare-data",
+                size["train"],
+                size["val"],
+                size["imgsz"],
+                wrong_fraction=0.5,
+                seed=SEED,
+            )
         self.group = processes.ProcessGroup(self.env, log_dir=self.logs)
         self.champion_epochs = champion_epochs
 
@@ -117,25 +140,29 @@ class Bench:
         cmd = [
             sys.executable, str(ROOT / "bench" / "bare_train.py"),
             "--data", str(self.bare_data.data_yaml), "--model", self.start_weights,
-            "--epochs", str(self.size["epochs"]), "--imgsz", str(IMGSZ), "--batch", str(BATCH), "--seed", str(SEED),
+            "--epochs", str(self.size["epochs"]), "--imgsz", str(self.size["imgsz"]), "--batch", str(self.size["batch"]),
+            "--device", str(self.size["device"]), "--workers", str(self.size["workers"]), "--seed", str(SEED),
             "--project", str(self.home / "bare-runs"), "--name", f"bare-{i}",
         ]  # fmt: skip
-        wall, log = self._timed(cmd, f"bare-{i}")
+        launched = time.time()
+        wall, log, gpu = self._timed(cmd, f"bare-{i}")
         line = next(line for line in log.splitlines() if line.startswith("BARE_RESULT "))
         phases = json.loads(line.removeprefix("BARE_RESULT "))
         phases["startup_and_exit_s"] = wall - phases["import_s"] - phases["train_s"] - phases["val_s"]
-        return {"wall_s": wall, **phases}
+        trained_with = _trained_with(self.home / "bare-runs", launched)
+        return {"wall_s": wall, **phases, "gpu": gpu, "trained_with": trained_with}
 
     def run_flow(self, i: int) -> dict:
         self._prepare_flow()
         before = {r.id for r in self._flow_runs()}
         launched = datetime.now(UTC)
         cmd = [str(processes.BIN / "yolo-retrain"), "run", "--force", "--epochs", str(self.size["epochs"])]
-        wall, _ = self._timed(cmd, f"flow-{i}")
+        wall, _, gpu = self._timed(cmd, f"flow-{i}")
         run = next(r for r in self._flow_runs() if r.id not in before)
         breakdown = self._breakdown(run, launched)
         breakdown["exit_s"] = wall - breakdown["startup_s"] - breakdown["flow_s"]  # flow run ended -> process gone
-        return {"wall_s": wall, **breakdown}
+        trained_with = _trained_with(self.home / "runs", launched.timestamp())
+        return {"wall_s": wall, **breakdown, "gpu": gpu, "trained_with": trained_with}
 
     def _prepare_flow(self) -> None:
         """Untimed: the corrections pending again, the champion back to version 1, label caches gone."""
@@ -153,9 +180,10 @@ class Bench:
             registry.rollback(client, settings, "1")
         _drop_label_caches(settings.datasets_dir)
 
-    def _timed(self, cmd: list[str], name: str) -> tuple[float, str]:
+    def _timed(self, cmd: list[str], name: str) -> tuple[float, str, dict | None]:
+        """Wall time, output and GPU utilisation (None without nvidia-smi) of one side's process."""
         log_path = self.logs / f"{name}.log"
-        with open(log_path, "w") as log:
+        with open(log_path, "w") as log, GpuSampler(str(self.size["device"])) as gpu:
             start = time.perf_counter()
             code = subprocess.run(
                 cmd, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=3600, check=False
@@ -164,7 +192,7 @@ class Bench:
         text = log_path.read_text(errors="replace")
         if code != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed ({code}); log {log_path}:\n{text[-4000:]}")
-        return wall, text
+        return wall, text, gpu.summary()
 
     def _flow_runs(self) -> list:
         from prefect.client.schemas.filters import FlowFilter, FlowFilterName
@@ -197,6 +225,15 @@ class Bench:
         }
 
 
+def _trained_with(runs: Path, since: float) -> dict:
+    """The settings in the args.yaml of the training Ultralytics started under ``runs`` after ``since``."""
+    written = [p for p in runs.glob("*/args.yaml") if p.stat().st_mtime >= since]
+    if not written:
+        raise RuntimeError(f"no Ultralytics training under {runs} since the side started")
+    args = yaml.safe_load(max(written, key=lambda p: p.stat().st_mtime).read_text())
+    return {key: args[key] for key in TRAIN_ARGS}
+
+
 def _drop_label_caches(root: Path) -> None:
     """Ultralytics' labels/*.cache: a real retrain's dataset folder is new, so both sides scan labels every run."""
     if root.exists():
@@ -221,15 +258,59 @@ def extra_breakdown(bare: dict, flow: dict) -> dict[str, float]:
     return parts
 
 
-def measure_size(name: str, pairs: int, champion_epochs: int, keep: Path | None, api_url: str | None = None) -> dict:
-    size = SIZES[name]
+def check_same_training(size: dict, bare: dict, flow: dict) -> None:
+    """Both sides trained with the requested settings (device: as Ultralytics canonicalised it, the same on both)."""
+    requested = {key: size[key] for key in TRAIN_ARGS if key != "device"}
+    for side in (bare, flow):
+        used = {key: side["trained_with"][key] for key in requested}
+        if used != requested:
+            raise RuntimeError(f"a side trained with {side['trained_with']}, not the requested {requested}")
+    if bare["trained_with"] != flow["trained_with"]:
+        raise RuntimeError(f"the sides trained differently: bare {bare['trained_with']}, flow {flow['trained_with']}")
+
+
+def gpu_summary(results: list[dict]) -> dict | None:
+    """Per side: the median over pairs of the mean utilisation, the highest utilisation and memory seen."""
+    if any(p[side]["gpu"] is None for p in results for side in ("bare", "flow")):
+        return None
+    return {
+        side: {
+            "util_mean_pct": median(p[side]["gpu"]["util_mean_pct"] for p in results),
+            "util_max_pct": max(p[side]["gpu"]["util_max_pct"] for p in results),
+            "memory_max_mib": max(p[side]["gpu"]["memory_max_mib"] for p in results),
+        }
+        for side in ("bare", "flow")
+    }
+
+
+def _gpu_text(gpu: dict | None) -> str:
+    if gpu is None:
+        return ""
+    return "; GPU util " + ", ".join(
+        f"{side} mean {g['util_mean_pct']:.0f} % max {g['util_max_pct']:.0f} % ({g['memory_max_mib']:.0f} MiB)"
+        for side, g in gpu.items()
+    )
+
+
+def measure_size(
+    name: str,
+    size: dict,
+    pairs: int,
+    champion_epochs: int,
+    keep: Path | None,
+    api_url: str | None = None,
+    deadline: float | None = None,
+) -> dict:
+    """``pairs`` A B pairs of ``size`` (a SIZES entry with overrides); no new pair once it would end past ``deadline``."""
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-overhead-{name}-"))
     try:
         with Bench(tmp, size, champion_epochs, api_url) as bench:
             results = []
             for i in range(pairs):
+                started = time.monotonic()
                 bare = bench.run_bare(i)
                 flow = bench.run_flow(i)
+                check_same_training(size, bare, flow)
                 pair = {
                     "bare": bare,
                     "flow": flow,
@@ -240,10 +321,16 @@ def measure_size(name: str, pairs: int, champion_epochs: int, keep: Path | None,
                 results.append(pair)
                 print(
                     f"[{name}] pair {i + 1}/{pairs}: bare {bare['wall_s']:.1f} s, flow {flow['wall_s']:.1f} s, "
-                    f"extra {pair['extra_s']:+.1f} s, ratio {pair['ratio']:.3f}",
+                    f"extra {pair['extra_s']:+.1f} s, ratio {pair['ratio']:.3f}" + _gpu_text(gpu_summary([pair])),
                     file=sys.stderr,
                     flush=True,
                 )
+                now = time.monotonic()
+                if deadline is not None and i + 1 < pairs and now + (now - started) > deadline:
+                    print(
+                        f"[{name}] stopping after {i + 1} pair(s): another would end past --budget-s", file=sys.stderr
+                    )
+                    break
     finally:
         if keep:
             shutil.copytree(tmp / "logs", keep / f"logs-{name}", dirs_exist_ok=True)
@@ -252,8 +339,9 @@ def measure_size(name: str, pairs: int, champion_epochs: int, keep: Path | None,
     extra_median = median(p["extra_s"] for p in results)
     allowed = GOAL_FIXED_S + GOAL_FRACTION * bare_median
     keys = results[0]["extra_breakdown_s"].keys()
-    return {
-        "size": {**size, "imgsz": IMGSZ, "batch": BATCH, "seed": SEED},
+    summary = {
+        "size": {**size, "seed": SEED},
+        "pairs_requested": pairs,
         "pairs": results,
         "median_bare_s": bare_median,
         "median_flow_s": median(p["flow"]["wall_s"] for p in results),
@@ -267,15 +355,24 @@ def measure_size(name: str, pairs: int, champion_epochs: int, keep: Path | None,
         "median_flow_tasks_s": {
             k: median(p["flow"]["tasks_s"].get(k, 0.0) for p in results) for k in results[0]["flow"]["tasks_s"]
         },
+        "gpu_util": gpu_summary(results),
         "goal": f"flow <= bare + {GOAL_FIXED_S:g} s + {GOAL_FRACTION:.0%}",
         "allowed_extra_s": allowed,
         "goal_met": extra_median <= allowed,
     }
+    print(
+        f"[{name}] median of {len(results)} pair(s): bare {bare_median:.1f} s, flow {summary['median_flow_s']:.1f} s, "
+        f"ratio {summary['median_ratio']:.3f}, extra {extra_median:+.1f} s, allowed {allowed:.1f} s "
+        f"({'met' if summary['goal_met'] else 'missed'})" + _gpu_text(summary["gpu_util"]),
+        file=sys.stderr,
+        flush=True,
+    )
+    return summary
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", choices=sorted(SIZES), default=["small", "large"])
+    parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=["small", "large"])
     parser.add_argument("--pairs", type=int, default=3, help="A B pairs per size (the median is reported).")
     parser.add_argument(
         "--champion-epochs",
@@ -284,15 +381,33 @@ def main() -> None:
         help="Epochs of the baseline champion (setup, untimed); 0: no champion.",
     )
     parser.add_argument("--quick", action="store_true", help="Smoke run: the quick size, 1 pair, no champion.")
+    overrides = parser.add_argument_group("overrides of the sizes' settings (both sides get the same)")
+    overrides.add_argument("--train-images", dest="train", type=int, metavar="N", help="Generated training images.")
+    overrides.add_argument("--val-images", dest="val", type=int, metavar="N", help="Generated holdout images.")
+    overrides.add_argument("--epochs", type=int)
+    overrides.add_argument("--imgsz", type=int, help="Training size; the generated images are this large too.")
+    overrides.add_argument("--batch", type=int)
+    overrides.add_argument("--device", help="Ultralytics device: cpu, 0, 0,1 ...")
+    overrides.add_argument("--workers", type=int, help="Dataloader workers.")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        help="Start no new pair that would end (judged by the last pair) more than this many seconds after start.",
+    )
     parser.add_argument("--api-url", help="Use this running Prefect server (PREFECT_API_URL) instead of starting one.")
     parser.add_argument("--keep-logs", type=Path, help="Copy the processes' logs here.")
     parser.add_argument("--out", type=Path, help="Write the figures as JSON here.")
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.pairs, args.champion_epochs = ["quick"], 1, 0
+    deadline = time.monotonic() + args.budget_s if args.budget_s else None
+    chosen = {key: getattr(args, key) for key in ("train", "val", *TRAIN_ARGS) if getattr(args, key) is not None}
     result = header("overhead")
     result["sizes"] = {
-        name: measure_size(name, args.pairs, args.champion_epochs, args.keep_logs, args.api_url) for name in args.sizes
+        name: measure_size(
+            name, {**SIZES[name], **chosen}, args.pairs, args.champion_epochs, args.keep_logs, args.api_url, deadline
+        )
+        for name in args.sizes
     }
     emit(result, args.out)
 

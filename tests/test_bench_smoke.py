@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,10 @@ def test_dataset_scale_smoke(tmp_path: Path) -> None:
     steps = figures["steps"]
     cold, noop, rebuild, changed = steps["cold"], steps["noop"], steps["rebuild"], steps["changed"]
     assert cold["image_bytes_copied"] == 0 and cold["regular_image_files"] == 0
-    assert cold["symlinks"] == cold["images_in_dataset"] == 300 + 20  # half the corrections re-label base images
+    assert cold["images_in_dataset"] == 300 + 20  # half the corrections re-label base images
+    # files only for the 40 corrected images and the first image of each split: the base is read in place
+    assert 40 <= cold["symlinks"] <= 42 and 38 <= cold["corrected_written"] <= 40
+    assert noop["corrected_written"] == changed["corrected_written"] == 0 and 8 <= rebuild["corrected_written"] <= 10
     assert cold["hashed_files"] == 300 and not cold["reused_folder"]
     assert noop["hashed_files"] == 0 and noop["reused_folder"] and noop["digest"] == cold["digest"]
     assert rebuild["hashed_files"] == 0  # the new corrections' hashes come from the store
@@ -70,11 +74,14 @@ def test_overhead_smoke(prefect_server, tmp_path: Path) -> None:
     from prefect.settings import PREFECT_API_URL
 
     figures = run_bench(
-        "overhead.py", "--quick", "--api-url", PREFECT_API_URL.value(), out=tmp_path / "overhead.json", timeout=300
-    )
+        "overhead.py", "--quick", "--batch", "8", "--api-url", PREFECT_API_URL.value(),
+        out=tmp_path / "overhead.json", timeout=300,
+    )  # fmt: skip
     quick = figures["sizes"]["quick"]
     (pair,) = quick["pairs"]
     bare, flow = pair["bare"], pair["flow"]
+    # the override reached both trainings (from their Ultralytics args.yaml)
+    assert quick["size"]["batch"] == bare["trained_with"]["batch"] == flow["trained_with"]["batch"] == 8
     assert bare["wall_s"] > 0 and bare["train_s"] > 0 and bare["val_s"] > 0
     assert flow["state"] == "COMPLETED" and flow["wall_s"] > flow["flow_s"] > 0
     for task in (
@@ -90,3 +97,46 @@ def test_overhead_smoke(prefect_server, tmp_path: Path) -> None:
     # the breakdown accounts for the whole difference
     assert sum(pair["extra_breakdown_s"].values()) == pytest.approx(pair["extra_s"], abs=1e-6)
     assert quick["median_ratio"] == pytest.approx(pair["ratio"])
+
+
+def test_fast_synthetic_pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU size's data: the flow's and the bare script's copies share image files, differ only in labels."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    from _fast_synthetic import make_dataset_pair
+    from PIL import Image
+
+    flow, bare = make_dataset_pair(tmp_path / "flow", tmp_path / "bare", train=8, val=2, size=96, seed=1)
+    corrections = sorted((flow.corrections_dir / "labels").glob("*.txt"))
+    assert flow.wrong_images == len(corrections) > 0
+    assert flow.data_yaml.is_file() and bare.data_yaml == tmp_path / "bare" / "data.yaml" and bare.data_yaml.is_file()
+    for split, count in (("train", 8), ("val", 2)):
+        images = sorted((tmp_path / "flow" / "images" / split).glob("*.jpg"))
+        assert len(images) == count
+        for image in images:
+            twin = tmp_path / "bare" / "images" / split / image.name
+            assert image.stat().st_ino == twin.stat().st_ino  # a hard link: the very same bytes
+            assert Image.open(image).size == (96, 96)
+    for label in corrections:  # the correction is the bare copy's label and not the flow's base label
+        assert label.read_text() == (tmp_path / "bare" / "labels" / "train" / label.name).read_text()
+        assert label.read_text() != (tmp_path / "flow" / "labels" / "train" / label.name).read_text()
+
+
+def test_gpu_sampler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Samples from nvidia-smi (a stand-in here: two GPUs, only GPU 1 busy); nothing without nvidia-smi."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    from _common import GpuSampler
+
+    fake = tmp_path / "bin" / "nvidia-smi"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nprintf '0, 0, 100\\n1, 80, 5000\\n'\n")
+    fake.chmod(0o755)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("PATH", str(fake.parent))
+    with GpuSampler("1", interval=0.05) as one, GpuSampler("cpu", interval=0.05) as every:
+        time.sleep(0.3)
+    assert one.summary()["util_mean_pct"] == 80 and one.summary()["memory_max_mib"] == 5000
+    assert every.summary()["util_mean_pct"] == 40 and every.summary()["memory_max_mib"] == 5100
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi
+    with GpuSampler("0") as none:
+        pass
+    assert none.summary() is None

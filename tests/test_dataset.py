@@ -69,24 +69,44 @@ def base(tmp_path: Path) -> Path:
     return make_base(tmp_path / "base")
 
 
+def listed(built: BuiltDataset, split: str) -> list[Path]:
+    """The image paths the dataset's train.txt / val.txt lists."""
+    return [Path(line) for line in (built.root / f"{split}.txt").read_text().splitlines()]
+
+
+def label_of(built: BuiltDataset, image_sha256: str) -> str:
+    """The label text Ultralytics reads for an image of the dataset (found from its listed path, the Ultralytics way);
+    "" for no label file (Ultralytics: a background image)."""
+    from ultralytics.data.utils import img2label_paths
+
+    (label,) = img2label_paths([str(built.root / entries(built)[image_sha256]["path"])])
+    return Path(label).read_text() if Path(label).exists() else ""
+
+
+def regular_image_files(folder: Path) -> list[Path]:
+    """Image files under ``folder`` that are not symlinks: copied image bytes."""
+    return [p for p in folder.rglob("*.png") if not p.is_symlink() and p.is_file()]
+
+
 def test_layout_symlinks_and_data_yaml(base: Path, tmp_path: Path) -> None:
     built = build_dataset(base, [], tmp_path / "out")
 
     assert built.root == tmp_path / "out" / built.digest[:16]
     assert yaml.safe_load(built.data_yaml.read_text()) == {
         "path": str(built.root),
-        "train": "images/train",
-        "val": "images/val",
+        "train": "train.txt",
+        "val": "val.txt",
         "names": {0: "cat", 1: "dog"},
     }
     originals = {p.resolve() for p in (base.parent / "images").rglob("*.png")}
-    linked = list((built.root / "images").rglob("*.png"))
-    assert len(linked) == 6 and all(p.is_symlink() and Path(os.readlink(p)).is_absolute() for p in linked)
-    assert {p.resolve() for p in linked} == originals  # no image bytes copied
+    linked = listed(built, "train") + listed(built, "val")
+    assert len(linked) == 6 and all(p.is_relative_to(built.root) for p in linked)
+    assert {p.resolve() for p in linked} == originals
+    assert regular_image_files(tmp_path / "out") == []  # no image bytes copied
     for e in entries(built).values():
-        label = built.root / "labels" / e["split"] / (Path(e["image"]).stem + ".txt")
         source_label = Path(e["source_image"].replace("/images/", "/labels/")).with_suffix(".txt")
-        assert label.read_text() == (source_label.read_text() if source_label.exists() else "")
+        assert label_of(built, e["image_sha256"]) == (source_label.read_text() if source_label.exists() else "")
+        assert built.root / e["path"] in listed(built, e["split"])
     manifest = json.loads(built.manifest_path.read_text())
     assert manifest == sorted(manifest, key=lambda e: (e["split"], e["image_sha256"]))
     assert built.counts == {
@@ -99,6 +119,48 @@ def test_layout_symlinks_and_data_yaml(base: Path, tmp_path: Path) -> None:
         "total_boxes": 1 + 2 + 3 + 1 + 2,
     }
     assert json.loads(json.dumps(built.metadata()))["digest"] == built.digest
+
+
+def test_ultralytics_image_formats_are_ours() -> None:
+    from ultralytics.data.utils import IMG_FORMATS, img2label_paths
+
+    from yolo_retrain.dataset import IMG_FORMATS as OURS
+    from yolo_retrain.dataset import label_path
+
+    assert OURS == IMG_FORMATS
+    images = ["/d/images/train/a.b.png", "/d/images/x/images/c.JPG", "/d/other/e.png"]
+    assert [label_path(i) for i in images] == img2label_paths(images)
+
+
+def test_rebuild_writes_files_only_for_new_corrections(base: Path, tmp_path: Path) -> None:
+    out, blobs = tmp_path / "out", tmp_path / "blobs"
+    corrections = [new_correction(blobs, i, f"c{i}") for i in range(30, 70)]  # colours unlike the base images
+    first = build_dataset(base, corrections, out)
+    stored = set((out / "corrected").rglob("*.*"))
+    # one link + one label per corrected image, except the one listed first in its split (it lives in 0/)
+    assert first.corrected_written in (39, 40) and len(stored) == 2 * first.corrected_written
+
+    again = build_dataset(base, list(reversed(corrections)), out)
+    assert (again.root, again.reused, again.corrected_written) == (first.root, True, 0)
+
+    second = build_dataset(base, [*corrections, new_correction(blobs, 99, "c99")], out)
+    assert second.corrected_written in (1, 2)  # the new one, and the former first of its split if it was displaced
+    assert len(listed(second, "train") + listed(second, "val")) == 6 + 41
+    assert all(p.exists() for p in listed(first, "train") + listed(first, "val"))  # the first dataset is intact
+    assert regular_image_files(out) == []
+
+
+def test_manifest_lines_are_the_entries(tmp_path: Path) -> None:
+    weird = tmp_path / 'base "q" \\ ünï' / "images" / "train" / 'a "b".png'
+    make_png(weird, 77)
+    data = make_base(tmp_path / 'base "q" \\ ünï', n_train=2, n_val=1)
+    built = build_dataset(data, [new_correction(tmp_path / "blobs", 40, 'c"1')], tmp_path / "out")
+    manifest = json.loads(built.manifest_path.read_text(encoding="utf-8"))
+    assert len(built.manifest_path.read_text(encoding="utf-8").splitlines()) == len(manifest) + 2  # one per line
+    by_name = {e["image"]: e for e in manifest}
+    assert by_name['a "b".png']["source_image"] == str(weird)
+    assert [e["correction_id"] for e in manifest if e["label_source"] == "correction"] == ['c"1']
+    assert {e["path"] for e in manifest} == {str(p.relative_to(built.root)) for s in ("train", "val") for p in listed(built, s)}
 
 
 def test_splits_are_stable_across_builds(base: Path, tmp_path: Path) -> None:
@@ -128,7 +190,7 @@ def test_correction_of_base_image_replaces_its_labels(base: Path, tmp_path: Path
 
     e = entries(built)[sha]
     assert (e["split"], e["label_source"], e["correction_id"]) == ("train", "correction", "c1")
-    assert (built.root / "labels" / "train" / f"{sha[:16]}.txt").read_text() == fixed
+    assert label_of(built, sha) == fixed
     assert built.corrections_applied == [{"id": "c1", "image_sha256": sha, "split": "train", "replaced_base": True}]
     assert built.counts["overridden_base_images"] == 1 and built.counts["train_images"] == 4
 
@@ -143,7 +205,7 @@ def test_digest_tracks_content_only(base: Path, tmp_path: Path) -> None:
     shutil.copytree(base.parent, moved)
     from_copy = build_dataset(moved / "data.yaml", [], out)
     assert from_copy.digest == first.digest and from_copy.reused
-    assert all(p.resolve().is_relative_to(moved) for p in (from_copy.root / "images").rglob("*.png"))
+    assert all(p.resolve().is_relative_to(moved) for p in listed(from_copy, "train") + listed(from_copy, "val"))
 
     (base.parent / "labels" / "val" / "img0.txt").write_text("1 0.5 0.5 0.1 0.1\n")
     changed = build_dataset(base, [], out)
@@ -158,7 +220,7 @@ def test_newest_correction_of_an_image_wins(base: Path, tmp_path: Path) -> None:
 
     e = entries(built)[old.image_sha256]
     assert e["correction_id"] == "new"
-    assert (built.root / "labels" / e["split"] / f"{old.image_sha256[:16]}.txt").read_text() == new.label_text
+    assert label_of(built, old.image_sha256) == new.label_text
     assert built.superseded_corrections == ["old"]
     assert [a["id"] for a in built.corrections_applied] == ["new"]
 
@@ -193,7 +255,7 @@ def test_txt_image_list_and_path_key(tmp_path: Path) -> None:
     (root / "train.txt").write_text("./images/train/img0.png\nimages/train/img1.png\n")
     data.write_text(yaml.safe_dump({"path": "..", "train": "ds/train.txt", "val": ["ds/images/val"], "names": ["a"]}))
     base = load_base_dataset(data)
-    assert [(i.split, i.image.name, i.label is not None) for i in base.images] == [
+    assert [(i.split, os.path.basename(i.image), i.label is not None) for i in base.images] == [
         ("train", "img0.png", True),
         ("train", "img1.png", True),
         ("val", "img0.png", True),
@@ -229,16 +291,17 @@ def test_ultralytics_reads_corrected_labels(base: Path, tmp_path: Path) -> None:
     from ultralytics.data.dataset import YOLODataset
     from ultralytics.data.utils import check_det_dataset
 
-    def train_labels(built: BuiltDataset) -> dict[str, list[int]]:
+    def train_labels(built: BuiltDataset) -> dict[Path, list[int]]:
         data = check_det_dataset(str(built.data_yaml))
         assert data["nc"] == 2 and data["names"] == {0: "cat", 1: "dog"}
         dataset = YOLODataset(img_path=data["train"], data=data, augment=False, imgsz=32)
-        return {Path(lb["im_file"]).name: lb["cls"].ravel().tolist() for lb in dataset.labels}
+        assert (built.root / "0" / "labels" / "train.cache").is_file()  # Ultralytics' label cache: this dataset's own
+        return {Path(lb["im_file"]).resolve(): lb["cls"].ravel().tolist() for lb in dataset.labels}
 
     out = tmp_path / "out"
     image = base.parent / "images" / "train" / "img0.png"
     sha = file_sha256(image)
-    assert train_labels(build_dataset(base, [], out))[f"{sha[:16]}.png"] == [0]  # also writes labels/train.cache
+    assert train_labels(build_dataset(base, [], out))[image] == [0]
     fixed = "1 0.25 0.25 0.1 0.1\n1 0.75 0.75 0.1 0.1\n"
     labels = train_labels(build_dataset(base, [Corr("c1", sha, str(image), fixed, T0)], out))
-    assert labels[f"{sha[:16]}.png"] == [1, 1] and len(labels) == 4
+    assert labels[image] == [1, 1] and len(labels) == 4

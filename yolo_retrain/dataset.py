@@ -1,26 +1,33 @@
 """Assemble a retraining dataset from a base Ultralytics dataset plus reviewers' corrections.
 
-A built dataset is one folder per content digest under ``out_root``::
+Layout under ``out_root``::
 
-    <digest[:16]>/
-        data.yaml                  path: <this folder>, train: images/train, val: images/val, names
-        manifest.json              one entry per image (split, names, hashes, where image and label came from)
-        images/{train,val}/<sha256[:16]><ext>   symlinks to the original image files (no bytes copied)
-        labels/{train,val}/<sha256[:16]>.txt    label files, written fresh
+    <digest[:16]>/                  one dataset, named by the digest of its content
+        data.yaml                     path: <this folder>, train: train.txt, val: val.txt, names
+        train.txt, val.txt            every image's path, all inside this folder (Ultralytics reads image lists)
+        manifest.json                 one entry per image (split, name, hashes, where image and label came from)
+        b/<n>/{images,labels}         links to the base dataset's folders: unchanged base images are read in place
+        c -> ../corrected             corrected and new images
+        0/{images,labels}/<split>/    the first image of each split (see below)
+    corrected/<xx>/{images,labels}/   one image link + label file per corrected image, named by the hash of image,
+                                      label and location: written once, shared by every dataset that has it
+    hash_cache.sqlite                 path -> size, mtime_ns, sha256: only new or changed files are read again
 
-Rules: a correction of a base image (same sha256) replaces its labels and keeps its split; any other
-correction image is new and goes to val when ``int(sha[:8], 16) / 2**32 < holdout_fraction``, so no image
-ever changes split between builds. The digest covers class names and each image's split, name, image hash
-and label hash, not file locations: the same content always lands in the same folder, and a changed label
-always lands in a new one, so Ultralytics' ``labels/*.cache`` can never serve stale labels.
+No image byte is copied, and a build writes files only for corrected images it has not seen before: a rebuild
+after 100 new corrections writes 200 small files, two lists and the manifest. A changed label always gets a new
+path. Ultralytics keeps its label cache beside the label of the first listed image (in sorted order); ``0/``
+sorts first, so every dataset has a cache of its own, and a changed label is never served from a stale one.
 
-Image hashes are kept in ``out_root/hash_cache.sqlite`` (path -> size, mtime_ns, sha256); only new or
-changed files are read again.
+Rules: a correction of a base image (same sha256) replaces its labels and keeps its split; any other correction image
+is new and goes to val when ``int(sha[:8], 16) / 2**32 < holdout_fraction``, so no image ever changes split between
+builds. The digest covers class names and each image's split, name, image hash and label hash, not file locations:
+the same content always lands in the same dataset folder (its links re-pointed if the base moved). Base files are
+read where they are: a base file changed in place gets a new hash (size or mtime changed) and so a new dataset.
 """
 
 from __future__ import annotations
 
-import glob
+import gc
 import hashlib
 import json
 import os
@@ -28,21 +35,28 @@ import re
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import closing
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from json.encoder import encode_basestring
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, Self
 
 import yaml
-from ultralytics.data.utils import IMG_FORMATS, img2label_paths
 
 from yolo_retrain.errors import InvalidInput
 
 SPLITS = ("train", "val")
 HASH_CACHE_NAME = "hash_cache.sqlite"
+CORRECTED_DIR = "corrected"
+# Ultralytics' image formats (ultralytics.data.utils.IMG_FORMATS, kept equal by a test): importing that module
+# would pull in torch, ~1.5 s and ~500 MiB, in every process that builds a dataset.
+IMG_FORMATS = frozenset(
+    {"avif", "bmp", "dng", "heic", "heif", "jp2", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp"}
+)
+_IMAGES_PART, _LABELS_PART = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
 _CHUNK = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -65,11 +79,12 @@ class CorrectionLike(Protocol):
 
 
 class BaseImage(NamedTuple):
-    """One image of the base dataset; ``label`` is None when it has no label file (no objects)."""
+    """One image of the base dataset (absolute paths); ``label`` is None when it has no label file (no objects)."""
 
     split: str
-    image: Path
-    label: Path | None
+    image: str
+    name: str  # the image's file name
+    label: str | None
 
 
 @dataclass(frozen=True)
@@ -98,6 +113,7 @@ class BuiltDataset:
     superseded_corrections: list[str]
     hashed_files: int  # image files read and hashed by this build (the rest came from the hash cache)
     reused: bool  # True when the folder for this digest already existed
+    corrected_written: int = 0  # corrected images this build wrote into the corrected store (the rest were there)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def metadata(self) -> dict[str, Any]:
@@ -105,17 +121,19 @@ class BuiltDataset:
         return json.loads(json.dumps(asdict(self), default=_jsonable))
 
 
-@dataclass(frozen=True)
-class _Entry:
+class _Entry(NamedTuple):
     """One image of the dataset being built."""
 
     split: str
-    name: str  # file name in images/<split>/
+    name: str  # file name as listed: the base file's own, or <sha256[:16]><ext> for a corrected image
     source: str  # absolute path of the original image
     image_sha256: str
-    label: bytes
+    label_sha256: str
+    boxes: int
     label_source: str  # "base" | "correction"
     correction_id: str | None
+    label_path: str | None  # the base label file, read only if this image anchors a split
+    label_text: bytes | None  # a correction's labels
 
     def manifest(self) -> dict[str, Any]:
         return {
@@ -123,10 +141,18 @@ class _Entry:
             "image": self.name,
             "source_image": self.source,
             "image_sha256": self.image_sha256,
-            "label_sha256": hashlib.sha256(self.label).hexdigest(),
+            "label_sha256": self.label_sha256,
             "label_source": self.label_source,
             "correction_id": self.correction_id,
         }
+
+    def label_bytes(self) -> bytes:
+        if self.label_text is not None:
+            return self.label_text
+        if self.label_path is None:
+            return b""
+        with open(self.label_path, "rb") as f:
+            return f.read()
 
 
 def file_sha256(path: Path | str) -> str:
@@ -136,6 +162,11 @@ def file_sha256(path: Path | str) -> str:
         while chunk := f.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def label_path(image: str) -> str:
+    """The Ultralytics label file of an image: last ``/images/`` -> ``/labels/``, suffix -> ``.txt``."""
+    return _LABELS_PART.join(image.rsplit(_IMAGES_PART, 1)).rsplit(".", 1)[0] + ".txt"
 
 
 def load_base_dataset(base_data: Path) -> BaseDataset:
@@ -162,13 +193,20 @@ def load_base_dataset(base_data: Path) -> BaseDataset:
     if not root.is_dir():
         raise InvalidInput(f"base data.yaml {base_data}: 'path' {root} is not a folder")
     names = _parse_names(data["names"], base_data)
+    label_files: dict[str, tuple[str, frozenset[str]]] = {}  # image folder -> (label folder, its file names)
     images: list[BaseImage] = []
     for split in SPLITS:
-        files = _image_files(data[split], Path(os.path.normpath(root)), base_data, split)
+        files = _image_files(data[split], os.path.normpath(root), base_data, split)
         if not files:
             raise InvalidInput(f"base data.yaml {base_data}: '{split}' holds no images")
-        for image, label in zip(files, img2label_paths(files), strict=True):
-            images.append(BaseImage(split, Path(image), Path(label) if os.path.isfile(label) else None))
+        for image in files:
+            folder, _, name = image.rpartition("/")
+            labels = label_files.get(folder)
+            if labels is None:  # one listing per folder, not one stat per image
+                label_folder = label_path(image).rpartition("/")[0]
+                labels = label_files[folder] = (label_folder, _files_in(label_folder))
+            label = f"{name.rpartition('.')[0]}.txt"
+            images.append(BaseImage(split, image, name, f"{labels[0]}/{label}" if label in labels[1] else None))
     return BaseDataset(base_data, names, images)
 
 
@@ -182,29 +220,51 @@ def build_dataset(
     """Build (or reuse) the dataset of ``base_data`` plus ``corrections`` under ``out_root/<digest[:16]>``.
 
     Of several corrections of one image the newest ``created_at`` wins. Correction image hashes are trusted
-    (the store computed them); base images are hashed through the cache. ``progress(done, total)`` reports
-    hashing of base images (cached ones count as done at once). The folder is built beside its final place
-    and renamed into it, so a half-built folder is never used; when it already exists it is reused, with
-    symlinks re-pointed at the current image locations if the base dataset moved.
+    (the store computed them); base images and labels are hashed through the cache. ``progress(done, total)``
+    reports hashing of base images (cached ones count as done at once). Shards and the dataset folder are each
+    written beside their final place and renamed into it, so a half-written one is never used.
     """
     if not 0.0 <= holdout_fraction < 1.0:
         raise InvalidInput(f"holdout_fraction {holdout_fraction}: must be in [0, 1)")
+    with _collector_paused():
+        return _build(Path(base_data), corrections, Path(out_root), holdout_fraction, progress)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """A build makes a few objects per image and no reference cycles: the cyclic garbage collector would only
+    walk them again and again (~8 % of a rebuild at 100 000 images)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _build(
+    base_data: Path,
+    corrections: Sequence[CorrectionLike],
+    out_root: Path,
+    holdout_fraction: float,
+    progress: Progress | None,
+) -> BuiltDataset:
     base = load_base_dataset(base_data)
     out_root = Path(os.path.abspath(out_root))
     out_root.mkdir(parents=True, exist_ok=True)
-    image_paths = [str(item.image) for item in base.images]
-    hashes, hashed_files = _hash_files(image_paths, out_root / HASH_CACHE_NAME, progress)
+    with _HashCache(out_root / HASH_CACHE_NAME) as cache:
+        facts, hashed_files = cache.facts(base.images, progress)
 
     # Base images by content; an image found in both splits stays in val (the holdout never leaks into train).
     entries: dict[str, _Entry] = {}
     duplicates = 0
-    for item in sorted(base.images, key=lambda i: i.split != "val"):
-        sha = hashes[str(item.image)]
+    for item in [i for i in base.images if i.split == "val"] + [i for i in base.images if i.split != "val"]:
+        sha, label_sha, boxes = facts[item.image]
         if sha in entries:
             duplicates += 1
             continue
-        label = item.label.read_bytes() if item.label else b""
-        entries[sha] = _Entry(item.split, _link_name(sha, item.image), str(item.image), sha, label, "base", None)
+        entries[sha] = _Entry(item.split, item.name, item.image, sha, label_sha, boxes, "base", None, item.label, None)
 
     winners, superseded = _newest_per_image(corrections)
     applied = []
@@ -212,36 +272,50 @@ def build_dataset(
         old = entries.get(sha)
         split = old.split if old else _hash_split(sha, holdout_fraction)
         source = old.source if old else os.path.abspath(corr.image_path)
-        name = old.name if old else _link_name(sha, Path(source))
-        entries[sha] = _Entry(split, name, source, sha, corr.label_text.encode(), "correction", corr.id)
+        name = _link_name(sha, source)
+        text = corr.label_text.encode()
+        label_sha = hashlib.sha256(text).hexdigest()
+        entries[sha] = _Entry(
+            split, name, source, sha, label_sha, _count_boxes(text), "correction", corr.id, None, text
+        )
         applied.append({"id": corr.id, "image_sha256": sha, "split": split, "replaced_base": old is not None})
 
-    ordered = sorted(entries.values(), key=lambda e: (e.split, e.image_sha256))
-    manifest = [e.manifest() for e in ordered]
-    digest = _digest(base.names, manifest)
+    by_hash = [entries[sha] for sha in sorted(entries)]
+    train, val = ([e for e in by_hash if e.split == split] for split in SPLITS)
+    ordered = train + val
+    digest = _digest(base.names, ordered)
     root = out_root / digest[:16]
+    placement = _place(ordered, out_root / CORRECTED_DIR)
+    corrected_written = _write_corrected(out_root / CORRECTED_DIR, placement.corrected)
+    data_yaml = {"path": str(root), "train": "train.txt", "val": "val.txt", "names": dict(enumerate(base.names))}
+    files = {
+        **placement.files,
+        **{f"{split}.txt": _image_list(root, ordered, placement.listed, split) for split in SPLITS},
+        "manifest.json": _manifest_text(ordered, placement.listed).encode(),
+        "data.yaml": yaml.safe_dump(data_yaml, sort_keys=False, allow_unicode=True).encode(),
+    }
     reused = (root / "data.yaml").is_file()
     if reused:
-        _refresh(root, ordered, manifest)
+        _refresh(root, files, placement.links)
     else:
-        _build_folder(root, ordered, manifest, base.names)
+        _write_dataset_folder(root, files, placement.links)
 
     overridden = sum(a["replaced_base"] for a in applied)
     counts = {
-        "train_images": sum(e.split == "train" for e in ordered),
-        "val_images": sum(e.split == "val" for e in ordered),
+        "train_images": len(train),
+        "val_images": len(val),
         "corrected_images": len(applied),
         "new_images": len(applied) - overridden,
         "overridden_base_images": overridden,
         "duplicate_base_images": duplicates,
-        "total_boxes": sum(_count_boxes(e.label) for e in ordered),
+        "total_boxes": sum(e.boxes for e in ordered),
     }
     return BuiltDataset(
         root=root,
         data_yaml=root / "data.yaml",
         manifest_path=root / "manifest.json",
         digest=digest,
-        holdout_digest=_digest(base.names, [m for m in manifest if m["split"] == "val"]),
+        holdout_digest=_digest(base.names, val),
         base_data=base.data_yaml,
         names=base.names,
         holdout_fraction=holdout_fraction,
@@ -250,6 +324,7 @@ def build_dataset(
         superseded_corrections=sorted(superseded),
         hashed_files=hashed_files,
         reused=reused,
+        corrected_written=corrected_written,
     )
 
 
@@ -271,19 +346,19 @@ def _parse_names(raw: Any, data_yaml: Path) -> list[str]:
     return [str(n) for n in raw]
 
 
-def _image_files(value: Any, root: Path, data_yaml: Path, key: str) -> list[str]:
+def _image_files(value: Any, root: str, data_yaml: Path, key: str) -> list[str]:
     """Absolute paths of the images one train/val value points to (sorted, as Ultralytics lists them)."""
     sources = value if isinstance(value, list) else [value]
     if not all(isinstance(s, str) for s in sources):
         raise InvalidInput(f"base data.yaml {data_yaml}: '{key}' must be a path or a list of paths")
     files: list[str] = []
     for source in sources:
-        path = os.path.normpath(root / source)
+        path = os.path.normpath(os.path.join(root, source))
         if os.path.isdir(path):
-            files += glob.glob(os.path.join(glob.escape(path), "**", "*.*"), recursive=True)
+            files += _walk_files(path)
         elif os.path.isfile(path) and path.endswith(".txt"):
-            listed = _listed_images(Path(path))
-            missing = next((f for f in listed if not os.path.isfile(f) and _is_image(f)), None)
+            listed = _listed_images(path)
+            missing = next((f for f in listed if _is_image(f) and not os.path.isfile(f)), None)
             if missing:
                 raise InvalidInput(f"base data.yaml {data_yaml}: '{key}' list {path} names missing image {missing}")
             files += listed
@@ -292,52 +367,110 @@ def _image_files(value: Any, root: Path, data_yaml: Path, key: str) -> list[str]
     return sorted(f for f in files if _is_image(f))
 
 
-def _listed_images(list_file: Path) -> list[str]:
+def _walk_files(folder: str) -> list[str]:
+    """Every file under ``folder`` (following links to folders, as Ultralytics' glob does), hidden ones excepted."""
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [f"{dirpath}/{f}" for f in filenames if not f.startswith(".")]
+    return found
+
+
+def _listed_images(list_file: str) -> list[str]:
     """Absolute image paths of a .txt image list; relative lines are taken relative to the list's folder."""
-    lines = list_file.read_text(encoding="utf-8-sig").splitlines()
-    return [os.path.normpath(list_file.parent / line.strip()) for line in lines if line.strip()]
+    with open(list_file, encoding="utf-8-sig") as f:
+        lines = f.read().splitlines()
+    folder = os.path.dirname(list_file)
+    return [os.path.normpath(os.path.join(folder, line.strip())) for line in lines if line.strip()]
 
 
 def _is_image(path: str) -> bool:
     return path.rpartition(".")[-1].lower() in IMG_FORMATS
 
 
+def _files_in(folder: str) -> frozenset[str]:
+    """Names of the files in ``folder`` (none if it does not exist)."""
+    try:
+        with os.scandir(folder) as it:
+            return frozenset(e.name for e in it if e.is_file())
+    except OSError:
+        return frozenset()
+
+
 # --- hashing ---------------------------------------------------------------------------------------------------
 
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
-def _hash_files(paths: list[str], cache_file: Path, progress: Progress | None) -> tuple[dict[str, str], int]:
-    """sha256 of every path, reading only files whose size or mtime differs from the cache; also the number read."""
-    with closing(sqlite3.connect(cache_file, timeout=60)) as db:
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS file_hash"
-            " (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL)"
+
+class _HashCache:
+    """sha256 of each base image and of its label file (and the label's number of boxes), kept by path, size and
+    mtime_ns of both: only new or changed files are read again. One row per image: one lookup per image."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, timeout=60)
+
+    def __enter__(self) -> Self:
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS base_files (image TEXT PRIMARY KEY, image_size INTEGER NOT NULL,"
+            " image_mtime_ns INTEGER NOT NULL, image_sha256 TEXT NOT NULL,"
+            " label_size INTEGER, label_mtime_ns INTEGER, label_sha256 TEXT, boxes INTEGER)"
         )
-        cached = {row[0]: row[1:] for row in db.execute("SELECT path, size, mtime_ns, sha256 FROM file_hash")}
-        hashes: dict[str, str] = {}
-        todo: dict[str, tuple[int, int]] = {}
-        for path in dict.fromkeys(paths):
-            st = os.stat(path)
-            hit = cached.get(path)
-            if hit and hit[:2] == (st.st_size, st.st_mtime_ns):
-                hashes[path] = hit[2]
+        self._cached = {row[0]: row for row in self._db.execute("SELECT * FROM base_files")}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._db.close()
+
+    def facts(self, images: list[BaseImage], progress: Progress | None) -> tuple[dict[str, tuple[str, str, int]], int]:
+        """Image path -> (image sha256, label sha256, boxes), and how many images had to be read and hashed."""
+        known: dict[str, tuple[str, str, int]] = {}
+        todo: list[tuple[BaseImage, os.stat_result, os.stat_result | None, tuple | None]] = []
+        for item in {i.image: i for i in images}.values():
+            st, lst = os.stat(item.image), os.stat(item.label) if item.label else None
+            hit = self._cached.get(item.image)  # (image, size, mtime_ns, sha256, label size, mtime_ns, sha256, boxes)
+            if (
+                hit is not None
+                and hit[1] == st.st_size
+                and hit[2] == st.st_mtime_ns
+                and (hit[4] == lst.st_size and hit[5] == lst.st_mtime_ns if lst else hit[4] is None)
+            ):
+                known[item.image] = (hit[3], hit[6] or _EMPTY_SHA256, hit[7] or 0)
             else:
-                todo[path] = (st.st_size, st.st_mtime_ns)
-        total, done = len(hashes) + len(todo), len(hashes)
+                todo.append((item, st, lst, hit))
+        total = len(known) + len(todo)
         if progress:
-            progress(done, total)
+            progress(len(known), total)
+        rows = []
+        # Chunks, not one future per file: most files are small, and per-file futures cost more than the hashing.
+        chunks = [todo[i : i + 256] for i in range(0, len(todo), 256)]
         with ThreadPoolExecutor() as pool:
-            futures = {pool.submit(file_sha256, path): path for path in todo}
-            for future in as_completed(futures):
-                hashes[futures[future]] = future.result()
-                done += 1
+            for chunk_rows in pool.map(lambda chunk: [_read_base_files(*t) for t in chunk], chunks):
+                rows += chunk_rows
+                known.update((row[0], (row[3], row[6] or _EMPTY_SHA256, row[7] or 0)) for row in chunk_rows)
                 if progress:
-                    progress(done, total)
-        with db:
-            db.executemany(
-                "INSERT OR REPLACE INTO file_hash VALUES (?, ?, ?, ?)",
-                ((p, size, mtime, hashes[p]) for p, (size, mtime) in todo.items()),
-            )
-    return hashes, len(todo)
+                    progress(len(known), total)
+        if rows:
+            with self._db:
+                self._db.executemany("INSERT OR REPLACE INTO base_files VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        images_read = sum(hit is None or hit[1:3] != (st.st_size, st.st_mtime_ns) for _, st, _, hit in todo)
+        return known, images_read
+
+
+def _read_base_files(item: BaseImage, st: os.stat_result, lst: os.stat_result | None, hit: tuple | None) -> tuple:
+    """A fresh cache row for one base image: whichever of image and label changed is read again."""
+    if hit is not None and hit[1:3] == (st.st_size, st.st_mtime_ns):
+        image_sha = hit[3]
+    else:
+        image_sha = file_sha256(item.image)
+    if lst is None:
+        return (item.image, st.st_size, st.st_mtime_ns, image_sha, None, None, None, 0)
+    if hit is not None and hit[4:6] == (lst.st_size, lst.st_mtime_ns):
+        label_sha, boxes = hit[6], hit[7]
+    else:
+        with open(item.label, "rb") as f:
+            data = f.read()
+        label_sha, boxes = hashlib.sha256(data).hexdigest(), _count_boxes(data)
+    return (item.image, st.st_size, st.st_mtime_ns, image_sha, lst.st_size, lst.st_mtime_ns, label_sha, boxes)
 
 
 # --- corrections -----------------------------------------------------------------------------------------------
@@ -367,33 +500,118 @@ def _hash_split(image_sha256: str, holdout_fraction: float) -> str:
     return "val" if int(image_sha256[:8], 16) / 2**32 < holdout_fraction else "train"
 
 
-# --- the dataset folder ----------------------------------------------------------------------------------------
+# --- the dataset folder and the corrected store -----------------------------------------------------------------------------
 
 
-def _link_name(image_sha256: str, image: Path) -> str:
-    return f"{image_sha256[:16]}{image.suffix.lower()}"
+def _link_name(image_sha256: str, image: str) -> str:
+    return f"{image_sha256[:16]}.{image.rpartition('.')[-1].lower()}"
 
 
-def _digest(names: list[str], manifest: list[dict[str, Any]]) -> str:
+def _digest(names: list[str], entries: Iterable[_Entry]) -> str:
     """sha256 of the dataset's content: class names and each image's split, name, image hash and label hash."""
-    content_keys = ("split", "image", "image_sha256", "label_sha256")
-    content = {"names": names, "images": [{k: e[k] for k in content_keys} for e in manifest]}
-    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    content = hashlib.sha256(json.dumps(names).encode())
+    content.update("".join(f"\n{e.split}\t{e.name}\t{e.image_sha256}\t{e.label_sha256}" for e in entries).encode())
+    return content.hexdigest()
 
 
-def _build_folder(root: Path, entries: list[_Entry], manifest: list[dict[str, Any]], names: list[str]) -> None:
-    """Write the dataset into a temporary sibling folder, then rename it to ``root`` in one step."""
+class _Placement(NamedTuple):
+    """Where each image of a dataset is listed, and what its folder holds besides lists and manifest."""
+
+    listed: list[str]  # per entry of ``ordered``, relative to the dataset folder
+    links: dict[str, str]  # symlinks in the dataset folder: relative path -> target
+    files: dict[str, bytes]  # the anchors' label files: relative path -> content
+    corrected: dict[str, _Entry]  # corrected images by their path in the corrected store, relative to it
+
+
+def _place(ordered: list[_Entry], corrected_root: Path) -> _Placement:
+    """List base images in place, corrected ones from the corrected store, the first of each split from ``0/``.
+
+    Ultralytics sorts the listed paths and keeps its label cache beside the first one's label: ``0/`` sorts before
+    ``b/`` and ``c/``, so each dataset has its own cache, and a cache can never hold another dataset's labels.
+    """
+    anchors = {e.split: e for e in reversed(ordered)}
+    links = {"c": str(corrected_root)}
+    base_folders: dict[str, str] = {}
+    files: dict[str, bytes] = {}
+    corrected: dict[str, _Entry] = {}
+    listed: list[str] = []
+    for e in ordered:
+        if anchors[e.split] is e:
+            listed.append(f"0/images/{e.split}/{e.name}")
+            links[listed[-1]] = e.source
+            files[f"0/labels/{e.split}/{e.name.rpartition('.')[0]}.txt"] = e.label_bytes()
+        elif e.label_source == "correction":
+            # Named by image, label and location: a changed label is a new path, the same one is never rewritten.
+            key = hashlib.sha256(f"{e.image_sha256}\t{e.label_sha256}\t{e.source}".encode()).hexdigest()[:32]
+            path = f"{key[:2]}/images/{key}.{e.name.rpartition('.')[-1]}"
+            corrected[path] = e
+            listed.append(f"c/{path}")
+        else:
+            folder = e.source.rpartition("/")[0]
+            if folder not in base_folders:
+                base_folders[folder] = f"b/{len(base_folders)}"
+                links[f"{base_folders[folder]}/images"] = folder
+                links[f"{base_folders[folder]}/labels"] = label_path(e.source).rpartition("/")[0]
+            listed.append(f"{base_folders[folder]}/images/{e.name}")
+    return _Placement(listed, links, files, corrected)
+
+
+def _write_corrected(corrected_root: Path, corrected: dict[str, _Entry]) -> int:
+    """Write the corrected images not in the store yet (label file, then image link); returns how many."""
+    missing = [(path, e) for path, e in corrected.items() if not os.path.lexists(f"{corrected_root}/{path}")]
+    for folder in {path.partition("/")[0] for path, _ in missing}:
+        os.makedirs(corrected_root / folder / "images", exist_ok=True)
+        os.makedirs(corrected_root / folder / "labels", exist_ok=True)
+    chunks = [missing[i : i + 256] for i in range(0, len(missing), 256)]
+    with ThreadPoolExecutor(4) as pool:  # file creation waits on the filesystem more than on the GIL
+        list(pool.map(lambda chunk: [_write_pair(str(corrected_root / path), e) for path, e in chunk], chunks))
+    return len(missing)
+
+
+def _write_pair(image: str, e: _Entry) -> None:
+    """The image link exists only once its label is complete: a pair is whole or written again."""
+    with open(label_path(image), "wb") as f:
+        f.write(e.label_bytes())
+    try:
+        os.symlink(e.source, image)
+    except FileExistsError:
+        pass  # another build wrote the same pair: same name, same content
+
+
+def _image_list(root: Path, ordered: list[_Entry], listed: list[str], split: str) -> bytes:
+    """``train.txt`` / ``val.txt``: absolute paths, one per line, as Ultralytics reads image lists."""
+    return "".join(f"{root}/{path}\n" for e, path in zip(ordered, listed, strict=True) if e.split == split).encode()
+
+
+def _manifest_text(ordered: list[_Entry], listed: list[str]) -> str:
+    """The manifest as JSON, one entry per line (``_Entry.manifest`` plus ``path``, the image as listed).
+
+    Written line by line with the json module's own string escaping: 2-3 times faster than encoding dicts, which
+    counts at 100 000 images; a test checks that ``json.loads`` gives back exactly the entries."""
+    q = encode_basestring
+    return (
+        "[\n"
+        + ",\n".join(
+            f'{{"split": "{e.split}", "image": {q(e.name)}, "source_image": {q(e.source)}, "image_sha256": "{e.image_sha256}",'
+            f' "label_sha256": "{e.label_sha256}", "label_source": "{e.label_source}",'
+            f' "correction_id": {"null" if e.correction_id is None else q(e.correction_id)}, "path": {q(path)}}}'
+            for e, path in zip(ordered, listed, strict=True)
+        )
+        + "\n]\n"
+    )
+
+
+def _write_dataset_folder(root: Path, files: dict[str, bytes], links: dict[str, str]) -> None:
+    """Write the dataset folder into a temporary sibling, then rename it to ``root`` in one step; ``data.yaml``
+    (which marks a complete folder) is among ``files``."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
-        for kind in ("images", "labels"):
-            for split in SPLITS:
-                (tmp / kind / split).mkdir(parents=True)
-        for e in entries:
-            os.symlink(e.source, tmp / "images" / e.split / e.name)
-            (tmp / "labels" / e.split / f"{Path(e.name).stem}.txt").write_bytes(e.label)
-        _write_json(tmp / "manifest.json", manifest)
-        data = {"path": str(root), "train": "images/train", "val": "images/val", "names": dict(enumerate(names))}
-        (tmp / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        for name, target in links.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(target, tmp / name)
+        for name, content in files.items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_bytes(content)
         if root.exists() and not (root / "data.yaml").exists():
             shutil.rmtree(root)  # left by something else: complete folders only ever appear by rename
         try:
@@ -406,23 +624,27 @@ def _build_folder(root: Path, entries: list[_Entry], manifest: list[dict[str, An
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _refresh(root: Path, entries: list[_Entry], manifest: list[dict[str, Any]]) -> None:
-    """Re-point symlinks of a reused folder at the images' current locations and record them in the manifest."""
-    for e in entries:
-        link = root / "images" / e.split / e.name
-        if not link.is_symlink() or os.readlink(link) != e.source:
-            tmp = link.with_name(f".{e.name}.{os.getpid()}.tmp")
-            os.symlink(e.source, tmp)
-            os.replace(tmp, link)
-    if json.loads((root / "manifest.json").read_text(encoding="utf-8")) != manifest:
-        _write_json(root / "manifest.json", manifest)
-
-
-def _write_json(path: Path, value: Any) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def _refresh(root: Path, files: dict[str, bytes], links: dict[str, str]) -> None:
+    """Bring a reused folder up to date (images moved, a new correction id for the same labels): each link and
+    file that differs is replaced atomically."""
+    for name, target in links.items():
+        path = root / name
+        if not path.is_symlink() or os.readlink(path) != target:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            os.symlink(target, tmp)
+            os.replace(tmp, path)
+    for name, content in files.items():
+        path = root / name
+        try:
+            current = path.read_bytes()
+        except FileNotFoundError:
+            current = None
+        if current != content:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(content)
+            os.replace(tmp, path)
 
 
 def _jsonable(value: Any) -> str:
