@@ -193,3 +193,9 @@ def test_a_corrected_holdout_image_means_the_champion_is_evaluated_again(prefect
     first, second = (client.get_model_version(settings.model_name, r.version).tags for r in (baseline, report))
     assert first["evaluation_key"] != second["evaluation_key"]  # the holdout's labels changed
     assert (settings.runs_dir / f"pre-{report.run_id[:8]}").is_dir()  # Ultralytics' validation folder: it ran
+
+
+def test_training_leaves_the_garbage_collector_as_it_was(in_world):
+    import gc
+
+    assert gc.get_freeze_count() == 0 and gc.isenabled()  # frozen only while training, paused only while building

@@ -135,17 +135,6 @@ class _Entry(NamedTuple):
     label_path: str | None  # the base label file, read only if this image anchors a split
     label_text: bytes | None  # a correction's labels
 
-    def manifest(self) -> dict[str, Any]:
-        return {
-            "split": self.split,
-            "image": self.name,
-            "source_image": self.source,
-            "image_sha256": self.image_sha256,
-            "label_sha256": self.label_sha256,
-            "label_source": self.label_source,
-            "correction_id": self.correction_id,
-        }
-
     def label_bytes(self) -> bytes:
         if self.label_text is not None:
             return self.label_text
@@ -221,8 +210,9 @@ def build_dataset(
 
     Of several corrections of one image the newest ``created_at`` wins. Correction image hashes are trusted
     (the store computed them); base images and labels are hashed through the cache. ``progress(done, total)``
-    reports hashing of base images (cached ones count as done at once). Shards and the dataset folder are each
-    written beside their final place and renamed into it, so a half-written one is never used.
+    reports hashing of base images (cached ones count as done at once). The dataset folder is written beside its
+    final place and renamed into it, so a half-written one is never used; a corrected image's link is made only
+    once its label file is complete.
     """
     if not 0.0 <= holdout_fraction < 1.0:
         raise InvalidInput(f"holdout_fraction {holdout_fraction}: must be in [0, 1)")
@@ -500,7 +490,7 @@ def _hash_split(image_sha256: str, holdout_fraction: float) -> str:
     return "val" if int(image_sha256[:8], 16) / 2**32 < holdout_fraction else "train"
 
 
-# --- the dataset folder and the corrected store -----------------------------------------------------------------------------
+# --- the dataset folder and the corrected store -----------------------------------------------------------------------
 
 
 def _link_name(image_sha256: str, image: str) -> str:
@@ -569,7 +559,8 @@ def _write_corrected(corrected_root: Path, corrected: dict[str, _Entry]) -> int:
 
 
 def _write_pair(image: str, e: _Entry) -> None:
-    """The image link exists only once its label is complete: a pair is whole or written again."""
+    """The image link exists only once its label is complete: a pair is whole or written again. (Builds into one
+    folder never overlap: the flow builds under the retrain lock, ``recovery.retrain_lock``.)"""
     with open(label_path(image), "wb") as f:
         f.write(e.label_bytes())
     try:
@@ -584,16 +575,18 @@ def _image_list(root: Path, ordered: list[_Entry], listed: list[str], split: str
 
 
 def _manifest_text(ordered: list[_Entry], listed: list[str]) -> str:
-    """The manifest as JSON, one entry per line (``_Entry.manifest`` plus ``path``, the image as listed).
+    """The manifest as JSON, one entry per line: split, image (the file name as listed), source_image, image_sha256,
+    label_sha256, label_source (base or correction), correction_id, path (as listed, relative to the folder).
 
     Written line by line with the json module's own string escaping: 2-3 times faster than encoding dicts, which
-    counts at 100 000 images; a test checks that ``json.loads`` gives back exactly the entries."""
+    counts at 100 000 images; a test checks that ``json.loads`` reads back every entry."""
     q = encode_basestring
     return (
         "[\n"
         + ",\n".join(
-            f'{{"split": "{e.split}", "image": {q(e.name)}, "source_image": {q(e.source)}, "image_sha256": "{e.image_sha256}",'
-            f' "label_sha256": "{e.label_sha256}", "label_source": "{e.label_source}",'
+            f'{{"split": "{e.split}", "image": {q(e.name)}, "source_image": {q(e.source)},'
+            f' "image_sha256": "{e.image_sha256}", "label_sha256": "{e.label_sha256}",'
+            f' "label_source": "{e.label_source}",'
             f' "correction_id": {"null" if e.correction_id is None else q(e.correction_id)}, "path": {q(path)}}}'
             for e, path in zip(ordered, listed, strict=True)
         )

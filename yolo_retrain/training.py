@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,18 +77,32 @@ def train(
     for hook in hooks:
         for event, fn in hook.items():
             model.add_callback(event, fn)
-    model.train(
-        data=str(data_yaml),
-        epochs=epochs or settings.epochs,
-        name=name,
-        seed=settings.seed,
-        deterministic=True,
-        plots=True,
-        **_common_args(settings, imgsz, batch),
-    )
+    with _heap_frozen():
+        model.train(
+            data=str(data_yaml),
+            epochs=epochs or settings.epochs,
+            name=name,
+            seed=settings.seed,
+            deterministic=True,
+            plots=True,
+            **_common_args(settings, imgsz, batch),
+        )
     trainer = model.trainer
     best = Path(trainer.best if Path(trainer.best).exists() else trainer.last)
     return TrainOutput(save_dir=Path(trainer.save_dir), best_weights=best)
+
+
+@contextmanager
+def _heap_frozen() -> Iterator[None]:
+    """Keep what exists before training (Prefect, MLflow, pandas: twice the objects of a bare Ultralytics process)
+    out of the garbage collector's passes during training. On a GPU Ultralytics calls ``gc.collect()`` twice an
+    epoch once memory is half full: 250 ms each over this process's heap (100 ms in a bare Ultralytics process),
+    ~0 once frozen."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def evaluate(
