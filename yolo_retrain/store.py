@@ -303,15 +303,21 @@ class CorrectionStore:
     ) -> builtins.list[_Row]:
         """Refuse duplicates, write new blobs (listed in ``written``), supersede and insert rows; not committed."""
         seen: set[tuple[str, str]] = set()
+        unapplied: dict[str, builtins.list[Any]] = {}  # image sha256 -> its pending and claimed rows
         for c in candidates:
             key = (c.sha256, c.label_text)
-            dup = session.scalar(
-                select(_Row.id).where(
-                    _Row.image_sha256 == c.sha256,
-                    _Row.label_text == c.label_text,
-                    _Row.status.in_(("pending", "claimed")),
-                )
+            # One query per image serves both the duplicate check and, below, the superseding.
+            rows_of_image = unapplied.setdefault(
+                c.sha256,
+                list(
+                    session.execute(
+                        select(_Row.id, _Row.label_text, _Row.status, _Row.created_at).where(
+                            _Row.image_sha256 == c.sha256, _Row.status.in_(("pending", "claimed"))
+                        )
+                    )
+                ),
             )
+            dup = next((r.id for r in rows_of_image if r.label_text == c.label_text), None)
             if dup is not None or key in seen:
                 raise DuplicateCorrection(
                     f"{c.name}: the same image with the same labels is already stored and not yet applied"
@@ -321,14 +327,14 @@ class CorrectionStore:
         rows = []
         for c in candidates:
             path = self._write_blob(c, written)
-            newer_pending = session.scalar(
-                select(_Row.id).where(_Row.image_sha256 == c.sha256, _Row.status == "pending", _Row.created_at > when)
-            )
-            session.execute(
-                update(_Row)
-                .where(_Row.image_sha256 == c.sha256, _Row.status == "pending", _Row.created_at <= when)
-                .values(status="superseded")
-            )
+            pending_of_image = [r for r in unapplied[c.sha256] if r.status == "pending"]
+            newer_pending = any(r.created_at > when for r in pending_of_image)
+            if any(r.created_at <= when for r in pending_of_image):
+                session.execute(
+                    update(_Row)
+                    .where(_Row.image_sha256 == c.sha256, _Row.status == "pending", _Row.created_at <= when)
+                    .values(status="superseded")
+                )
             row = _Row(
                 id=uuid.uuid4().hex,
                 image_sha256=c.sha256,
@@ -346,6 +352,7 @@ class CorrectionStore:
             session.add(row)
             session.flush()
             rows.append(row)
+            unapplied[c.sha256].append(row)  # a later image of this batch supersedes it, as a later call would
         return rows
 
     def _write_blob(self, c: _Candidate, written: builtins.list[Path]) -> Path:
@@ -433,6 +440,10 @@ class CorrectionStore:
         Taking it disarms the announcement until the next claim (or ``rearm_threshold`` if sending failed),
         so one backlog produces one retrain trigger, however many corrections arrive after it.
         """
+        if self.pending_count() < threshold:
+            # Below it, a plain read decides (no write lock): a concurrent writer that reaches the threshold
+            # counts its own row when it asks next.
+            return None
         with self._busy("count the pending corrections"), Session(self._writer) as session, session.begin():
             pending = session.scalar(select(func.count()).select_from(_Row).where(_Row.status == "pending")) or 0
             if pending < threshold:
