@@ -280,7 +280,8 @@ def _build(
     data_yaml = {"path": str(root), "train": "train.txt", "val": "val.txt", "names": dict(enumerate(base.names))}
     files = {
         **placement.files,
-        **{f"{split}.txt": _image_list(root, ordered, placement.listed, split) for split in SPLITS},
+        "train.txt": _image_list(root, placement.listed[: len(train)]),
+        "val.txt": _image_list(root, placement.listed[len(train) :]),
         "manifest.json": _manifest_text(ordered, placement.listed).encode(),
         "data.yaml": yaml.safe_dump(data_yaml, sort_keys=False, allow_unicode=True).encode(),
     }
@@ -569,9 +570,9 @@ def _write_pair(image: str, e: _Entry) -> None:
         pass  # another build wrote the same pair: same name, same content
 
 
-def _image_list(root: Path, ordered: list[_Entry], listed: list[str], split: str) -> bytes:
+def _image_list(root: Path, listed: list[str]) -> bytes:
     """``train.txt`` / ``val.txt``: absolute paths, one per line, as Ultralytics reads image lists."""
-    return "".join(f"{root}/{path}\n" for e, path in zip(ordered, listed, strict=True) if e.split == split).encode()
+    return "".join(f"{root}/{path}\n" for path in listed).encode()
 
 
 def _manifest_text(ordered: list[_Entry], listed: list[str]) -> str:
