@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from yolo_retrain.synthetic import CLASS_NAMES, SyntheticDataset
+from yolo_retrain.synthetic import CLASS_NAMES, SyntheticDataset, draw_shapes
 
 SPLITS = ("train", "val")
 
@@ -60,15 +60,7 @@ def _write_image(root: Path, bare_root: Path, split: str, i: int, size: int, wro
     rng = np.random.default_rng([seed, SPLITS.index(split), i])
     low = rng.integers(0, 60, size=(max(size // 8, 1), max(size // 8, 1), 3), dtype=np.uint8)
     image = Image.fromarray(low).resize((size, size), Image.Resampling.BILINEAR)
-    draw = ImageDraw.Draw(image)
-    boxes = []
-    for _ in range(int(rng.integers(1, 4))):
-        cls = int(rng.integers(0, len(CLASS_NAMES)))
-        side = int(rng.integers(size // 5, size // 2.5))
-        x0, y0 = (int(v) for v in rng.integers(0, size - side, size=2))
-        color = tuple(int(c) for c in rng.integers(140, 256, size=3))
-        (draw.rectangle if cls == 0 else draw.ellipse)([x0, y0, x0 + side, y0 + side], fill=color)
-        boxes.append((cls, (x0 + side / 2) / size, (y0 + side / 2) / size, side / size, side / size))
+    boxes = draw_shapes(image, rng)
     wrong = split == "train" and rng.random() < wrong_fraction
     base_boxes = [(1 - c, x, y, w, h) for c, x, y, w, h in boxes] if wrong else boxes
 

@@ -28,6 +28,12 @@ class SyntheticDataset:
 def _draw_image(rng: np.random.Generator, size: int) -> tuple[Image.Image, list[tuple[int, float, float, float, float]]]:
     background = rng.integers(0, 60, size=(size, size, 3), dtype=np.uint8)
     image = Image.fromarray(background)
+    return image, draw_shapes(image, rng)
+
+
+def draw_shapes(image: Image.Image, rng: np.random.Generator) -> list[tuple[int, float, float, float, float]]:
+    """1-3 bright squares (class 0) and circles (class 1) on ``image``; their YOLO boxes (class, x, y, w, h)."""
+    size = image.width
     draw = ImageDraw.Draw(image)
     boxes = []
     for _ in range(int(rng.integers(1, 4))):
@@ -38,7 +44,7 @@ def _draw_image(rng: np.random.Generator, size: int) -> tuple[Image.Image, list[
         shape = draw.rectangle if cls == 0 else draw.ellipse
         shape([x0, y0, x0 + side, y0 + side], fill=color)
         boxes.append((cls, (x0 + side / 2) / size, (y0 + side / 2) / size, side / size, side / size))
-    return image, boxes
+    return boxes
 
 
 def _label_text(boxes) -> str:
