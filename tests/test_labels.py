@@ -13,7 +13,8 @@ from PIL import Image
 
 from yolo_retrain import labels
 from yolo_retrain.errors import InvalidInput
-from yolo_retrain.labels import check_image, format_labels, image_suffix, parse_labels, read_class_names, safe_filename
+from yolo_retrain.data_yaml import read_class_names
+from yolo_retrain.labels import check_image, format_labels, image_suffix, parse_labels, safe_filename
 
 
 def encode(fmt: str, size: tuple[int, int] = (48, 32), seed: int = 0) -> bytes:

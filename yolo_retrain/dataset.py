@@ -46,17 +46,14 @@ from typing import Any, NamedTuple, Protocol, Self
 
 import yaml
 
+from yolo_retrain.data_yaml import IMG_FORMATS, load_data_yaml  # noqa: F401  (IMG_FORMATS: re-exported)
+from yolo_retrain.data_yaml import is_image as _is_image
+from yolo_retrain.data_yaml import label_path as label_path
 from yolo_retrain.errors import InvalidInput
 
 SPLITS = ("train", "val")
 HASH_CACHE_NAME = "hash_cache.sqlite"
 CORRECTED_DIR = "corrected"
-# Ultralytics' image formats (ultralytics.data.utils.IMG_FORMATS, kept equal by a test): importing that module
-# would pull in torch, ~1.5 s and ~500 MiB, in every process that builds a dataset.
-IMG_FORMATS = frozenset(
-    {"avif", "bmp", "dng", "heic", "heif", "jp2", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp"}
-)
-_IMAGES_PART, _LABELS_PART = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
 _CHUNK = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -153,41 +150,19 @@ def file_sha256(path: Path | str) -> str:
     return digest.hexdigest()
 
 
-def label_path(image: str) -> str:
-    """The Ultralytics label file of an image: last ``/images/`` -> ``/labels/``, suffix -> ``.txt``."""
-    return _LABELS_PART.join(image.rsplit(_IMAGES_PART, 1)).rsplit(".", 1)[0] + ".txt"
-
-
 def load_base_dataset(base_data: Path) -> BaseDataset:
-    """Read and validate a detection data.yaml; list its train and val images with their label files.
+    """Read and validate a detection data.yaml (resolved as Ultralytics does: ``yolo_retrain.data_yaml``); list its
+    train and val images with their label files (the Ultralytics way: last ``/images/`` -> ``/labels/``, .txt).
 
-    ``path`` (optional, relative to the yaml's folder) is the root; ``train`` and ``val`` are each a folder of
-    images (searched recursively), a .txt list of image paths (relative lines are relative to the list's folder),
-    or a list of these. Labels are found the Ultralytics way (last ``/images/`` -> ``/labels/``, suffix -> .txt).
     Raises InvalidInput naming the data.yaml and the offending key or path.
     """
-    base_data = Path(os.path.abspath(base_data))
-    if not base_data.is_file():
-        raise InvalidInput(f"base data.yaml {base_data}: file not found")
-    try:
-        data = yaml.safe_load(base_data.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise InvalidInput(f"base data.yaml {base_data}: not valid YAML ({e})") from e
-    if not isinstance(data, dict):
-        raise InvalidInput(f"base data.yaml {base_data}: must be a YAML mapping")
-    for key in (*SPLITS, "names"):
-        if data.get(key) is None:
-            raise InvalidInput(f"base data.yaml {base_data}: key '{key}' is missing")
-    root = base_data.parent / str(data["path"]) if data.get("path") else base_data.parent
-    if not root.is_dir():
-        raise InvalidInput(f"base data.yaml {base_data}: 'path' {root} is not a folder")
-    names = _parse_names(data["names"], base_data)
+    data = load_data_yaml(base_data, "base data.yaml")
     label_files: dict[str, tuple[str, frozenset[str]]] = {}  # image folder -> (label folder, its file names)
     images: list[BaseImage] = []
     for split in SPLITS:
-        files = _image_files(data[split], os.path.normpath(root), base_data, split)
+        files = data.images(split)
         if not files:
-            raise InvalidInput(f"base data.yaml {base_data}: '{split}' holds no images")
+            raise InvalidInput(f"{data.describe()}: '{split}' holds no images")
         for image in files:
             folder, _, name = image.rpartition("/")
             labels = label_files.get(folder)
@@ -196,7 +171,7 @@ def load_base_dataset(base_data: Path) -> BaseDataset:
                 labels = label_files[folder] = (label_folder, _files_in(label_folder))
             label = f"{name.rpartition('.')[0]}.txt"
             images.append(BaseImage(split, image, name, f"{labels[0]}/{label}" if label in labels[1] else None))
-    return BaseDataset(base_data, names, images)
+    return BaseDataset(data.path, data.names, images)
 
 
 def build_dataset(
@@ -319,64 +294,7 @@ def _build(
     )
 
 
-# --- base data.yaml --------------------------------------------------------------------------------------------
-
-
-def _parse_names(raw: Any, data_yaml: Path) -> list[str]:
-    """Class names from a list or an ``{index: name}`` mapping with indices 0..n-1."""
-    if isinstance(raw, dict):
-        try:
-            by_index = {int(k): str(v) for k, v in raw.items()}
-        except (TypeError, ValueError) as e:
-            raise InvalidInput(f"base data.yaml {data_yaml}: 'names' keys must be class indices") from e
-        if sorted(by_index) != list(range(len(by_index))):
-            raise InvalidInput(f"base data.yaml {data_yaml}: 'names' indices must be 0..{len(by_index) - 1}")
-        raw = [by_index[i] for i in range(len(by_index))]
-    if not isinstance(raw, list) or not raw:
-        raise InvalidInput(f"base data.yaml {data_yaml}: 'names' must be a non-empty list or mapping")
-    return [str(n) for n in raw]
-
-
-def _image_files(value: Any, root: str, data_yaml: Path, key: str) -> list[str]:
-    """Absolute paths of the images one train/val value points to (sorted, as Ultralytics lists them)."""
-    sources = value if isinstance(value, list) else [value]
-    if not all(isinstance(s, str) for s in sources):
-        raise InvalidInput(f"base data.yaml {data_yaml}: '{key}' must be a path or a list of paths")
-    files: list[str] = []
-    for source in sources:
-        path = os.path.normpath(os.path.join(root, source))
-        if os.path.isdir(path):
-            files += _walk_files(path)
-        elif os.path.isfile(path) and path.endswith(".txt"):
-            listed = _listed_images(path)
-            missing = next((f for f in listed if _is_image(f) and not os.path.isfile(f)), None)
-            if missing:
-                raise InvalidInput(f"base data.yaml {data_yaml}: '{key}' list {path} names missing image {missing}")
-            files += listed
-        else:
-            raise InvalidInput(f"base data.yaml {data_yaml}: '{key}' path {path} is not a folder or a .txt list")
-    return sorted(f for f in files if _is_image(f))
-
-
-def _walk_files(folder: str) -> list[str]:
-    """Every file under ``folder`` (following links to folders, as Ultralytics' glob does), hidden ones excepted."""
-    found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found += [f"{dirpath}/{f}" for f in filenames if not f.startswith(".")]
-    return found
-
-
-def _listed_images(list_file: str) -> list[str]:
-    """Absolute image paths of a .txt image list; relative lines are taken relative to the list's folder."""
-    with open(list_file, encoding="utf-8-sig") as f:
-        lines = f.read().splitlines()
-    folder = os.path.dirname(list_file)
-    return [os.path.normpath(os.path.join(folder, line.strip())) for line in lines if line.strip()]
-
-
-def _is_image(path: str) -> bool:
-    return path.rpartition(".")[-1].lower() in IMG_FORMATS
+# --- base data.yaml (read by yolo_retrain.data_yaml) ---------------------------------------------------------
 
 
 def _files_in(folder: str) -> frozenset[str]:

@@ -10,10 +10,13 @@ next submission, and the nightly retrain picks the backlog up.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from yolo_retrain.config import Settings
-from yolo_retrain.store import Correction, CorrectionStore
+from yolo_retrain.formats import ClassMapping, open_export
+from yolo_retrain.store import Correction, CorrectionStore, Submission
 
 THRESHOLD_EVENT = "yolo-retrain.corrections.threshold-reached"
 CORRECTIONS_RESOURCE = "yolo-retrain.corrections"
@@ -28,11 +31,46 @@ def add_correction(store: CorrectionStore, settings: Settings, image: Path | byt
     return correction
 
 
-def import_corrections(store: CorrectionStore, settings: Settings, directory: Path, **meta) -> list[Correction]:
-    """``store.import_dir`` (all or nothing), then announce the threshold if this reached it."""
-    added = store.import_dir(directory, **meta)
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import stored, from which format, and how the export's class ids were mapped."""
+
+    format: str
+    mapping: ClassMapping
+    added: list[Correction]
+
+
+def import_corrections(
+    store: CorrectionStore,
+    settings: Settings,
+    path: Path,
+    *,
+    format: str | None = None,
+    images: Path | None = None,
+    report: Callable[[str], None] | None = None,
+    **meta,
+) -> ImportResult:
+    """Import a labelling tool's export (folder, data.yaml or .zip; ``format`` detected when None), all or nothing.
+
+    Its class ids are mapped to the project's by name (``report`` gets the mapping when it is not the identity);
+    every image and label is read, mapped and validated before anything is stored. Then the threshold is announced
+    if this reached it.
+    """
+    with open_export(Path(path), format, images) as export:
+        mapping = ClassMapping.between(
+            export.class_names, export.names_source, store.class_names, f"base data.yaml {settings.base_data}"
+        )
+        submissions = [
+            Submission(r.image, mapping.apply(r.label_text, r.label_source), labels_source=r.label_source)
+            for r in export.records
+        ]
+        if report is not None and not mapping.identity:
+            report(f"{export.format} export: class ids mapped by name to the project's ({export.names_source}):")
+            for line in mapping.describe():
+                report(f"  {line}")
+        added = store.add_many(submissions, **meta)
     announce_threshold(store, settings)
-    return added
+    return ImportResult(export.format, mapping, added)
 
 
 def announce_threshold(store: CorrectionStore, settings: Settings) -> bool:

@@ -1,4 +1,4 @@
-"""Validation of the inputs a correction is made of: class names, YOLO label text, image bytes, file names.
+"""Validation of the inputs a correction is made of: YOLO label text, image bytes, file names; their bounded reads.
 
 Every refusal raises :class:`~yolo_retrain.errors.InvalidInput` whose message names the input and the reason.
 """
@@ -9,10 +9,10 @@ import io
 import math
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-import yaml
 from PIL import Image
 
 from yolo_retrain.errors import InvalidInput
+from yolo_retrain.files import decode_text, read_bounded, read_text_bounded
 
 Box = tuple[int, float, float, float, float]
 """One YOLO detection box: class index, then centre x, centre y, width, height, all normalised to [0, 1]."""
@@ -29,26 +29,25 @@ _SIGNATURES = {  # leading bytes of each accepted format but WebP (RIFF....WEBP)
 
 MAX_IMAGE_SIDE = 20_000
 MAX_IMAGE_BYTES = 100 * 1024 * 1024
+MAX_LABEL_BYTES = 16 * 1024 * 1024  # ~300 000 boxes: far more than any image holds
 
 
-def read_class_names(data_yaml: Path) -> list[str]:
-    """Class names of an Ultralytics ``data.yaml`` in index order; ``names`` is a list or an ``{index: name}`` dict."""
-    try:
-        data = yaml.safe_load(Path(data_yaml).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InvalidInput(f"{data_yaml}: cannot read dataset config ({exc.strerror or exc})") from exc
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"{data_yaml}: not valid YAML ({exc})") from exc
-    names = data.get("names") if isinstance(data, dict) else None
-    if isinstance(names, dict):
-        if sorted(names) != list(range(len(names))):
-            raise InvalidInput(f"{data_yaml}: 'names' keys must be the indices 0..{len(names) - 1}")
-        names = [names[i] for i in range(len(names))]
-    if not isinstance(names, list) or not names:
-        raise InvalidInput(f"{data_yaml}: no class 'names' (expected a non-empty list or {{index: name}} mapping)")
-    if not all(isinstance(n, str) and n.strip() for n in names):
-        raise InvalidInput(f"{data_yaml}: every class name must be a non-empty string")
-    return names
+def read_label_file(path: Path | str) -> str:
+    """The text of a YOLO label file: a regular file (refused before opening otherwise), at most
+    ``MAX_LABEL_BYTES``, UTF-8."""
+    return read_text_bounded(path, MAX_LABEL_BYTES, "label file")
+
+
+def decode_labels(data: bytes, source: str) -> str:
+    """Label text from bytes received elsewhere (an upload): at most ``MAX_LABEL_BYTES``, UTF-8."""
+    if len(data) > MAX_LABEL_BYTES:
+        raise InvalidInput(f"{source}: label file too large (over the limit of {MAX_LABEL_BYTES} bytes)")
+    return decode_text(data, source)
+
+
+def read_image_file(path: Path | str) -> bytes:
+    """The bytes of an image file: a regular file (refused before opening otherwise), at most ``MAX_IMAGE_BYTES``."""
+    return read_bounded(path, MAX_IMAGE_BYTES, "image")
 
 
 def parse_labels(text: str, source: str, num_classes: int) -> list[Box]:

@@ -30,7 +30,16 @@ from sqlalchemy.types import TypeDecorator
 
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import DuplicateCorrection, InvalidInput, TransientError
-from yolo_retrain.labels import check_image, format_labels, image_suffix, parse_labels, read_class_names, safe_filename
+from yolo_retrain.data_yaml import read_class_names
+from yolo_retrain.labels import (
+    check_image,
+    format_labels,
+    image_suffix,
+    parse_labels,
+    read_image_file,
+    read_label_file,
+    safe_filename,
+)
 
 Status = Literal["pending", "claimed", "applied", "superseded"]
 STATUSES: tuple[Status, ...] = get_args(Status)
@@ -132,6 +141,19 @@ def _snapshot(row: _Row) -> Correction:
 
 
 @dataclass(frozen=True)
+class Submission:
+    """One correction to store: an image (path or bytes) and its YOLO label text (text or a ``.txt`` path).
+
+    ``labels_source`` names text labels in messages (e.g. the export's label file they were mapped from).
+    """
+
+    image: Path | bytes
+    labels: str | Path
+    image_name: str | None = None
+    labels_source: str | None = None
+
+
+@dataclass(frozen=True)
 class _Candidate:
     """A fully validated correction not yet stored."""
 
@@ -218,6 +240,18 @@ class CorrectionStore:
         candidate = self._validate(image, labels, image_name)
         return self._store([candidate], source_model_version, author, created_at)[0]
 
+    def add_many(
+        self,
+        submissions: builtins.list[Submission],
+        *,
+        source_model_version: str | None = None,
+        author: str | None = None,
+        created_at: datetime | None = None,
+    ) -> builtins.list[Correction]:
+        """Store several corrections, all or nothing: every one is validated before anything is written."""
+        candidates = [self._validate(s.image, s.labels, s.image_name, s.labels_source) for s in submissions]
+        return self._store(candidates, source_model_version, author, created_at)
+
     def import_dir(
         self,
         directory: Path,
@@ -229,43 +263,32 @@ class CorrectionStore:
         """Store every image of a YOLO folder (``images/x.jpg`` labelled by ``labels/x.txt``), all or nothing.
 
         Hidden files are skipped. An image without a label file, a label file without an image, or any invalid
-        file raises InvalidInput naming it, and nothing is stored.
+        file raises InvalidInput naming it, and nothing is stored. (Other layouts, and class names matched by
+        name: ``intake.import_corrections``.)
         """
-        directory = Path(directory)
-        images_dir, labels_dir = directory / "images", directory / "labels"
-        for sub in (images_dir, labels_dir):
-            if not sub.is_dir():
-                raise InvalidInput(f"{sub}: missing folder (expected {directory}/images and {directory}/labels)")
-        images = _visible_files(images_dir)
-        if not images:
-            raise InvalidInput(f"{images_dir}: no images to import")
-        stems = {p.stem for p in images}
-        for label in _visible_files(labels_dir):
-            if label.suffix != ".txt" or label.stem not in stems:
-                raise InvalidInput(f"{label}: label file without a matching image in {images_dir}")
-        candidates = []
-        for image in images:
-            label = labels_dir / f"{image.stem}.txt"
-            if not label.is_file():
-                raise InvalidInput(f"{image}: missing label file {label}")
-            candidates.append(self._validate(image, label, None))
-        return self._store(candidates, source_model_version, author, created_at)
+        from yolo_retrain.formats import plain
 
-    def _validate(self, image: Path | bytes, labels: str | Path, image_name: str | None) -> _Candidate:
+        records = plain.read(Path(directory)).records
+        submissions = [Submission(r.image, r.label_text, labels_source=r.label_source) for r in records]
+        return self.add_many(submissions, source_model_version=source_model_version, author=author, created_at=created_at)
+
+    def _validate(
+        self, image: Path | bytes, labels: str | Path, image_name: str | None, labels_source: str | None = None
+    ) -> _Candidate:
         """Read and check one image and its labels; nothing is written."""
         if isinstance(image, bytes):
             data, source = image, image_name or "<image bytes>"
         else:
-            data, source = _read_bytes(Path(image)), str(image)
+            data, source = read_image_file(Path(image)), str(image)
         width, height = check_image(data, source)
         sha = hashlib.sha256(data).hexdigest()
         suffix = image_suffix(data)
         default_name = f"{sha}{suffix}" if isinstance(image, bytes) else Path(image).name
         name = safe_filename(image_name if image_name is not None else default_name)
         if isinstance(labels, Path):
-            text, label_source = _read_text(labels), str(labels)
+            text, label_source = read_label_file(labels), str(labels)
         else:
-            text, label_source = labels, f"labels of {source}"
+            text, label_source = labels, labels_source or f"labels of {source}"
         boxes = parse_labels(text, label_source, len(self.class_names))
         return _Candidate(data, sha, suffix, name, format_labels(boxes), len(boxes), width, height)
 
@@ -533,24 +556,4 @@ def _make_engine(url: str) -> tuple[Engine, float]:
     return engine, busy_s
 
 
-def _visible_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read ({exc.strerror or exc})") from exc
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-
-
-__all__ = ["STATUSES", "Correction", "CorrectionStore", "CorrectionStoreBusy", "Status"]
+__all__ = ["STATUSES", "Correction", "CorrectionStore", "CorrectionStoreBusy", "Status", "Submission"]

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from yolo_retrain import intake
 from yolo_retrain.cli.common import exit_on_error
 from yolo_retrain.config import get_settings
+from yolo_retrain.formats import FORMAT_NAMES
 from yolo_retrain.store import Correction, CorrectionStore, Status
 
 app = typer.Typer(
@@ -49,16 +50,33 @@ def add(
 
 @app.command("import")
 def import_(
-    directory: Annotated[
-        Path, typer.Argument(help="YOLO folder with images/ and labels/ (labels/<stem>.txt per image).")
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A labelling tool's export: a folder, its data.yaml, or the .zip as downloaded (Label Studio YOLO, "
+            "CVAT YOLO 1.1 or Ultralytics YOLO Detection, Roboflow YOLOv5/v8/v11, an Ultralytics dataset, or "
+            "images/ + labels/)."
+        ),
     ],
+    format: Annotated[
+        Optional[str],
+        typer.Option("--format", help=f"The export's format, if detection guesses wrong: {', '.join(FORMAT_NAMES)}."),
+    ] = None,
+    images: Annotated[
+        Optional[Path],
+        typer.Option("--images", help="Folder with the images of an export without them (Label Studio YOLO, CVAT "
+                     "annotations only): matched by file name."),
+    ] = None,
     author: AuthorOption = None,
     source_model_version: VersionOption = None,
 ) -> None:
-    """Import a whole YOLO folder of corrections: all of them, or none if any file is invalid."""
+    """Import a whole export of corrections, classes matched by name: all of them, or none if any is refused."""
     with _store() as store:
-        added = intake.import_corrections(store, get_settings(), directory, author=author, source_model_version=source_model_version)
-    typer.echo(f"imported {len(added)} corrections from {directory}")
+        result = intake.import_corrections(
+            store, get_settings(), path, format=format, images=images, report=typer.echo,
+            author=author, source_model_version=source_model_version,
+        )
+    typer.echo(f"imported {len(result.added)} corrections from {path} ({result.format})")
 
 
 @app.command("list")
