@@ -29,7 +29,7 @@ from yolo_retrain.cli import app
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import InvalidInput, RetrainError, TrackingSetupError
 from yolo_retrain.store import CorrectionStore
-from yolo_retrain.synthetic import make_dataset
+from yolo_retrain.synthetic import make_dataset, untrained_weights
 
 BOX = "0 0.5 0.5 0.25 0.25\n"
 
@@ -219,7 +219,7 @@ def test_altered_champion_weights_are_refetched_or_refused(prefect_server, monke
     settings = use_home(monkeypatch, tmp_path / "home", **TINY)
     data = make_dataset(settings.home / "demo", train=8, val=4, size=64)
     weights = tmp_path / "init.pt"
-    YOLO("yolov8n.yaml").save(weights)  # a real checkpoint, untrained: no training needed
+    untrained_weights(weights)  # a real checkpoint of the data's classes, untrained: no training needed
     result = CliRunner().invoke(app, ["init", "--weights", str(weights)])
     assert result.exit_code == 0, result.output
     client: MlflowClient = tracking.client_for(settings)

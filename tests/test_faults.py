@@ -35,18 +35,12 @@ from yolo_retrain.cli import app
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import TransientError
 from yolo_retrain.store import CorrectionStore, CorrectionStoreBusy
-from yolo_retrain.synthetic import make_dataset
+from yolo_retrain.synthetic import make_dataset, untrained_weights
 
 MLFLOW = Path(sys.executable).with_name("mlflow")
 
 
 # helpers ------------------------------------------------------------------------------------------------------
-
-
-def untrained_weights(path: Path) -> Path:
-    """A real (untrained) YOLO checkpoint, ~6.5 MB, without training anything."""
-    YOLO("yolov8n.yaml").save(path)
-    return path
 
 
 def statuses(settings: Settings) -> dict[str, str]:

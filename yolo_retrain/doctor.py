@@ -167,7 +167,8 @@ def check_registry(settings: Settings) -> str:
 
 @check("champion", fix=TRACKING_FIX)
 def check_champion(settings: Settings) -> str:
-    """The champion alias resolves and its local weights (both files) match the version's ``weights_sha256``."""
+    """The champion alias resolves, its local weights (both files) match the version's ``weights_sha256``, and
+    its class names are the base data.yaml's."""
     version = registry.version_by_alias(tracking.client_for(settings), settings.model_name, "champion")
     if version is None:
         return "no champion yet — run yolo-retrain init"
@@ -182,7 +183,24 @@ def check_champion(settings: Settings) -> str:
             raise CheckFailed(
                 f"champion v{version.version}: {path} sha256 differs from weights_sha256 {expected[:12]}", fix
             )
-    return f"v{version.version}, local weights match weights_sha256 {expected[:12]}"
+    classes = classes_finding(settings, settings.champion_weights)
+    return f"v{version.version}, local weights match weights_sha256 {expected[:12]}, {classes}"
+
+
+def classes_finding(settings: Settings, weights: Path) -> str:
+    """``check_model_classes`` as a check's finding: CheckFailed with the fix when the classes differ."""
+    from yolo_retrain.data_yaml import read_class_names
+    from yolo_retrain.model_classes import ClassMismatch, check_model_classes
+
+    assert settings.base_data is not None  # filled by Settings
+    project = read_class_names(settings.base_data)
+    try:
+        names = check_model_classes(weights, project, f"base data.yaml {settings.base_data}")
+    except ClassMismatch as exc:
+        raise CheckFailed(
+            str(exc), "point YOLO_RETRAIN_BASE_DATA at the data the champion was trained on, or roll back"
+        ) from exc
+    return f"classes {names} as in the base data.yaml"
 
 
 @check("base dataset", fix="fix the data.yaml, or point YOLO_RETRAIN_BASE_DATA at a valid one")

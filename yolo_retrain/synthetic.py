@@ -88,3 +88,16 @@ def make_dataset(
         yaml.safe_dump({"path": str(root), "train": "images/train", "val": "images/val", "names": dict(enumerate(CLASS_NAMES))})
     )
     return SyntheticDataset(data_yaml=data_yaml, corrections_dir=corrections, wrong_images=wrong)
+
+
+def untrained_weights(path: Path, names: list[str] | None = None) -> Path:
+    """A real, untrained YOLOv8n checkpoint (~6 MB) for ``names`` (default: this dataset's), without training."""
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import DetectionModel
+
+    names = list(names or CLASS_NAMES)
+    model = YOLO("yolov8n.yaml")
+    model.model = DetectionModel("yolov8n.yaml", nc=len(names), verbose=False)
+    model.model.names = dict(enumerate(names))
+    model.save(path)
+    return path

@@ -19,7 +19,15 @@ from mlflow.entities.model_registry import ModelVersion
 
 from yolo_retrain import registry, tracking
 from yolo_retrain.config import Settings
-from yolo_retrain.doctor import CheckFailed, CheckResult, check, describe, experiment_id_or_fail, short_http_timeouts
+from yolo_retrain.doctor import (
+    CheckFailed,
+    CheckResult,
+    classes_finding,
+    check,
+    describe,
+    experiment_id_or_fail,
+    short_http_timeouts,
+)
 from yolo_retrain.metrics import GATE_METRICS
 
 REQUIRED_TAGS = ("type", "trigger", "experiment_id", tracking.FLOW_RUN_TAG, "corrections_count", "dataset_digest")
@@ -148,7 +156,8 @@ def check_training_artifacts(t: _Target) -> str:
 
 @check("registry version")
 def check_registry_version(t: _Target) -> str:
-    """The run's registry version exists and ``models/retrained_vN.pt`` matches its ``weights_sha256``."""
+    """The run's registry version exists, ``models/retrained_vN.pt`` matches its ``weights_sha256``, and its class
+    names are the base data.yaml's."""
     version = t.need_version()
     expected = version.tags.get("weights_sha256")
     if not expected:
@@ -159,7 +168,7 @@ def check_registry_version(t: _Target) -> str:
         raise CheckFailed(f"v{version.version}: {path} is missing", fix)
     if registry.sha256_file(path) != expected:
         raise CheckFailed(f"v{version.version}: {path} sha256 differs from weights_sha256 {expected[:12]}", fix)
-    return f"v{version.version}: {path.name} matches weights_sha256 {expected[:12]}"
+    return f"v{version.version}: {path.name} matches weights_sha256 {expected[:12]}, {classes_finding(t.settings, path)}"
 
 
 @check("gate aliases")

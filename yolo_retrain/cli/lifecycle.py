@@ -23,9 +23,15 @@ def init(
 ) -> None:
     """Create the MLflow experiment with its artifact location, and a first champion if there is none."""
     from yolo_retrain import registry, tracking
+    from yolo_retrain.data_yaml import read_class_names
+    from yolo_retrain.model_classes import check_model_classes
 
     settings = get_settings()
     with exit_on_error():
+        if weights is not None:  # before anything is created: weights of other classes are refused outright
+            assert settings.base_data is not None  # filled by Settings
+            project = read_class_names(settings.base_data)
+            check_model_classes(weights, project, f"base data.yaml {settings.base_data}")
         client = tracking.client_for(settings)
         experiment_id = tracking.create_experiment(client, settings)
         typer.echo(f"experiment {settings.experiment_name!r} (id {experiment_id}) at {settings.tracking_uri}")

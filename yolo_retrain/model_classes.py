@@ -1,0 +1,43 @@
+"""The class contract's other half: a model's ``model.names`` must equal the project's classes (the base data.yaml's
+names, in order). A model trained on other classes, or the same ones in another order, would be promoted and
+trained on with every id meaning something else; ``init --weights``, ``doctor`` and ``verify`` refuse it here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from yolo_retrain.data_yaml import class_names
+from yolo_retrain.errors import InvalidInput
+from yolo_retrain.files import check_regular
+
+
+class ClassMismatch(InvalidInput):
+    """Weights whose class names differ from the project's."""
+
+
+def model_class_names(weights: Path) -> list[str]:
+    """``model.names`` of YOLO weights, in index order (loading them with Ultralytics)."""
+    from ultralytics import YOLO
+
+    check_regular(weights, "weights")
+    try:
+        names = YOLO(str(weights)).names
+    except Exception as exc:  # Ultralytics raises many types for a bad file
+        raise InvalidInput(f"{weights}: not loadable as YOLO weights ({exc})") from exc
+    return class_names(names, f"weights {weights}")
+
+
+def check_model_classes(weights: Path, project_names: list[str], project_source: str) -> list[str]:
+    """The weights' class names if they equal ``project_names`` (same names, same order); ClassMismatch naming
+    both lists otherwise."""
+    names = model_class_names(weights)
+    if names != list(project_names):
+        same_set = sorted(names) == sorted(project_names)
+        raise ClassMismatch(
+            f"{weights}: the model's classes {names} differ from the project's {list(project_names)} "
+            f"({project_source}){' (same names, another order)' if same_set else ''}: its class ids would mean "
+            "other classes. Use weights trained on the project's classes, or train a baseline (`yolo-retrain init` "
+            "without --weights)"
+        )
+    return names
