@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from yolo_retrain import intake, registry, tracking
 from yolo_retrain.config import Settings, Trigger
 from yolo_retrain.errors import DuplicateCorrection, InvalidInput, TrackingSetupError, TransientError
+from yolo_retrain.labels import MAX_IMAGE_BYTES, MAX_LABEL_BYTES, decode_labels
 from yolo_retrain.store import CorrectionStore, Status
 
 # Response models -----------------------------------------------------------------------------------
@@ -238,18 +239,16 @@ def submit_correction(
     declared = (image.content_type or "").lower()
     if not (declared.startswith("image/") or declared == "application/octet-stream"):
         raise HTTPException(415, f"{image.filename}: declared as {declared or 'no content type'}, expected image/*")
-    if isinstance(labels, str):
-        labels_text = labels
-    else:
-        try:
-            labels_text = labels.file.read().decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise HTTPException(422, f"{labels.filename}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     try:
+        # Each read stops one byte past its limit (the body limit is the service's, these are the files').
+        if isinstance(labels, str):
+            labels_text = decode_labels(labels.encode(), "labels")
+        else:
+            labels_text = decode_labels(labels.file.read(MAX_LABEL_BYTES + 1), labels.filename or "labels")
         correction = intake.add_correction(
             store,
             settings,
-            image.file.read(),
+            image.file.read(MAX_IMAGE_BYTES + 1),
             labels_text,
             image_name=image.filename,
             author=author,

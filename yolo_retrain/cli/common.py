@@ -1,19 +1,38 @@
-"""What every command shares: errors a user can act on become one line and exit code 2."""
+"""What every command shares: errors a user can act on become one line and exit code 2, printed last."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import atexit
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import typer
 
 from yolo_retrain.errors import RetrainError
 
+_last_words: list[str] = []
+
+
+@atexit.register  # registered when the CLI starts, before Prefect's own exit handlers: so it runs after them
+def _say_last_words() -> None:
+    for line in _last_words:
+        print(line, file=sys.stderr, flush=True)
+
 
 @contextmanager
-def exit_on_error() -> Iterator[None]:
+def exit_on_error(defer: Callable[[], bool] | None = None) -> Iterator[None]:
+    """A RetrainError becomes ``error: ...`` on stderr and exit code 2.
+
+    The error must be the last thing a person reads: when ``defer()`` says something will still print at exit
+    (Prefect stopping the temporary server a flow started, with a log line), the error is printed after it.
+    """
     try:
         yield
     except RetrainError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        message = f"error: {exc}"
+        if defer is not None and defer():
+            _last_words.append(message)
+        else:
+            typer.echo(message, err=True)
         raise typer.Exit(code=2) from exc

@@ -61,9 +61,12 @@ def run(
 
 def _run_flow(trigger: Trigger, **params) -> None:
     from flows.retrain import retrain
+    from prefect.server.api.server import SubprocessASGIServer
 
     setup_logging()
-    with exit_on_error():
+    # Prefect stops a temporary server the flow started at exit, with a log line: a refusal is printed after it.
+    temporary = SubprocessASGIServer()
+    with exit_on_error(defer=lambda: temporary.running):
         retrain(trigger=trigger, **params)  # the flow prints its own summary
     # Exit without the interpreter's final collections over everything torch, MLflow and Prefect left
     # (2-3 s per retrain in bench/overhead.py).
