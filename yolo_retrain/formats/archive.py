@@ -65,7 +65,7 @@ def _target(archive: Path, dest: Path, info: zipfile.ZipInfo) -> Path:
     if info.create_system == _UNIX and mode:
         if stat.S_ISLNK(mode):
             raise InvalidInput(f"{where}: a symbolic link, refusing to extract the archive")
-        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):  # 0: permission bits only, a plain file
             raise InvalidInput(f"{where}: not a regular file or folder, refusing to extract the archive")
     return dest.joinpath(*[part for part in posix.parts if part not in ("", ".")])
 

@@ -15,7 +15,7 @@ from yolo_retrain.formats import ultralytics
 from yolo_retrain.formats.records import Export, find_yaml
 
 NAME = "cvat-ultralytics"
-TOLERANCE = 0.01  # how far outside the image a box edge may be and still be clipped (a fraction of the side)
+TOLERANCE = 0.01  # how far outside [0, 1] a coordinate may be and still be clipped (a fraction of the side)
 
 
 def detect(root: Path) -> bool:
@@ -52,8 +52,8 @@ def _clean_line(line: str) -> str:
         return line
     if all(0.0 <= v <= 1.0 for v in (cx, cy, w, h)):
         return " ".join(fields)
-    x0, x1, y0, y1 = cx - w / 2, cx + w / 2, cy - h / 2, cy + h / 2
-    if min(x0, y0) < -TOLERANCE or max(x1, y1) > 1 + TOLERANCE:
-        return " ".join(fields)  # more than a hair: refused by validation
-    x0, x1, y0, y1 = max(x0, 0.0), min(x1, 1.0), max(y0, 0.0), min(y1, 1.0)
+    if any(v < -TOLERANCE or v > 1 + TOLERANCE for v in (cx, cy, w, h)):
+        return " ".join(fields)  # more than a hair: refused by validation, with its line
+    x0, x1 = max(cx - w / 2, 0.0), min(cx + w / 2, 1.0)
+    y0, y1 = max(cy - h / 2, 0.0), min(cy + h / 2, 1.0)
     return f"{fields[0]} {(x0 + x1) / 2:.6f} {(y0 + y1) / 2:.6f} {x1 - x0:.6f} {y1 - y0:.6f}"

@@ -6,6 +6,7 @@ An image without a label file has no objects (a background image, as Ultralytics
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,7 +33,9 @@ def read_dataset(root: Path, name: str, clean: Callable[[str, str], str] | None 
     data = load_data_yaml(data_yaml, "export data.yaml", required=())
     if not data.sources:
         raise InvalidInput(f"{data.describe()}: none of {', '.join(SPLIT_KEYS)} is set: no images to import")
-    files = sorted({image for key in SPLIT_KEYS for image in data.images(key)})
+    # A test split that is not there is no error: Roboflow writes ``test: ../test/images`` with or without one.
+    keys = [k for k in SPLIT_KEYS if k != "test" or all(os.path.exists(p) for p in data.sources.get(k, []))]
+    files = sorted({image for key in keys for image in data.images(key)})
     if not files:
         raise InvalidInput(f"{data.describe()}: no images to import")
     records = [labels_of(Path(image), Path(label_path(image))) for image in files]
