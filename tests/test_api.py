@@ -137,6 +137,23 @@ def test_refused_request_changes_nothing(client: TestClient, settings: Settings,
     assert (store_of(client).stats(), blobs(settings)) == before
 
 
+def test_uploaded_files_are_read_up_to_their_limit(
+    client: TestClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each file is read one byte past its own limit (below the body limit here), then refused: 422."""
+    from yolo_retrain import api, labels
+
+    for module in (api, labels):
+        monkeypatch.setattr(module, "MAX_LABEL_BYTES", len(BOX) + 1)
+    response = client.post("/corrections", **form(png(6), (BOX * 2).encode()))
+    assert response.status_code == 422 and "a.txt: label file too large" in response.json()["detail"]
+    for module in (api, labels):
+        monkeypatch.setattr(module, "MAX_IMAGE_BYTES", len(png(5)) - 1)
+    response = client.post("/corrections", **form(png(5)))
+    assert response.status_code == 422 and "image too large" in response.json()["detail"]
+    assert store_of(client).stats()["total"] == 0 and blobs(settings) == []
+
+
 @pytest.mark.parametrize(
     "body",
     [{"epochs": 0}, {"epochs": "5"}, {"imgsz": 16}, {"force": "yes"}, {"trigger": "whenever"}, {"gpus": 2}],
