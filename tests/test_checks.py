@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import TINY, World, use_home
 from mlflow.entities import ViewType
 from typer.testing import CliRunner
@@ -80,6 +81,19 @@ def test_doctor_detects_a_corrupted_champion_file(in_world, world_copy):
     assert f"retrained_v{champion.version}.pt sha256 differs" in result.detail
     assert result.fix is not None and f"rollback --to {champion.version}" in result.fix
     assert doctor.check_champion(in_world.settings).ok  # the shared world is untouched
+
+
+def test_doctor_detects_a_champion_of_other_classes(in_world, world_copy, monkeypatch, tmp_path):
+    base = yaml.safe_load(in_world.settings.base_data.read_text())
+    names = [base["names"][i] for i in sorted(base["names"])]
+    assert "classes ['square', 'circle'] as in the base data.yaml" in doctor.check_champion(in_world.settings).detail
+    swapped = tmp_path / "swapped.yaml"  # the same data, the classes listed in the other order
+    swapped.write_text(yaml.safe_dump({**base, "names": list(reversed(names))}))
+    settings = use_home(monkeypatch, world_copy.home, artifact_location=world_copy.artifact_location, base_data=swapped, **TINY)
+    result = doctor.check_champion(settings)
+    assert not result.ok
+    assert "the model's classes ['square', 'circle'] differ from the project's ['circle', 'square']" in result.detail
+    assert "same names, another order" in result.detail and "YOLO_RETRAIN_BASE_DATA" in (result.fix or "")
 
 
 def test_verify_passes_on_the_latest_retrain(in_world):
