@@ -6,8 +6,8 @@ onto them, and the champion's ``model.names`` must equal them.
 Resolution, as Ultralytics' ``check_det_dataset``:
 - ``names`` is a list or an ``{index: name}`` mapping (indices 0..n-1); without ``names``, ``nc`` gives
   ``class_0``..; with both, their counts must agree;
-- ``path`` is the dataset root (default: the yaml's folder). Unlike Ultralytics, a relative ``path`` is taken
-  relative to the yaml's folder, not to the working directory: the same yaml means the same files from anywhere;
+- ``path`` is the dataset root (default: the yaml's folder). A relative ``path`` is taken relative to the yaml's
+  folder first (the same yaml means the same files from anywhere), then to the working directory (Ultralytics');
 - ``train``/``val``/``test`` are each a folder of images (searched recursively), a ``.txt`` list of images
   (relative lines relative to the list's folder), or a list of these; a single ``../x`` that does not exist is
   taken as ``x`` under the root (Roboflow's exports rely on this fallback); ``validation`` is read as ``val``;
@@ -132,9 +132,13 @@ def load_data_yaml(data_yaml: Path, what: str = "data.yaml", required: tuple[str
         if data.get(key) is None:
             raise InvalidInput(f"{source}: key '{key}' is missing")
     names, named = names_of(data, source)
-    root = Path(os.path.normpath(path.parent / str(data["path"]))) if data.get("path") else path.parent
-    if not root.is_dir():
-        raise InvalidInput(f"{source}: 'path' {root} is not a folder")
+    root = path.parent
+    if data.get("path"):
+        # Relative to the yaml's folder first; then, as Ultralytics takes it, to the working directory.
+        candidates = [Path(os.path.normpath(path.parent / str(data["path"]))), Path(os.path.abspath(str(data["path"])))]
+        root = next((c for c in candidates if c.is_dir()), candidates[0])
+        if not root.is_dir():
+            raise InvalidInput(f"{source}: 'path' {root} is not a folder")
     sources = {key: _resolve(data[key], root, source, key) for key in SPLIT_KEYS if data.get(key)}
     return DataYaml(path, root, names, named, sources, data, what)
 

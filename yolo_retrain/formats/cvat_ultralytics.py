@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from yolo_retrain.data_yaml import read_yaml
+from yolo_retrain.errors import InvalidInput
 from yolo_retrain.formats import ultralytics
 from yolo_retrain.formats.records import Export, find_yaml
 
@@ -25,7 +26,7 @@ def detect(root: Path) -> bool:
         return False
     try:
         data = read_yaml(data_yaml)
-    except Exception:  # noqa: BLE001 — not ours to refuse here: the reader names the problem
+    except InvalidInput:  # not ours to refuse here: the reader names the problem
         return False
     splits = [data[k] for k in ("train", "val", "test") if isinstance(data.get(k), str)]
     return bool(splits) and all(s.endswith(".txt") and (data_yaml.parent / s).is_file() for s in splits)

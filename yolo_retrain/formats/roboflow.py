@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
+from yolo_retrain.data_yaml import read_yaml
 from yolo_retrain.errors import InvalidInput
 from yolo_retrain.formats import ultralytics
 from yolo_retrain.formats.records import Export, find_yaml, images_in, labels_of
@@ -23,8 +22,8 @@ def detect(root: Path) -> bool:
     data_yaml = find_yaml(root)
     if data_yaml is not None:
         try:
-            return "roboflow" in (yaml.safe_load(data_yaml.read_text(encoding="utf-8")) or {})
-        except (OSError, ValueError, TypeError, yaml.YAMLError):
+            return "roboflow" in read_yaml(data_yaml)
+        except InvalidInput:  # not ours to refuse here: the reader names the problem
             return False
     return root.is_dir() and any((root / s / "images").is_dir() for s in SUBSETS)
 
