@@ -385,3 +385,25 @@ def test_init_refuses_weights_of_other_classes(settings: Settings, tmp_path: Pat
     with pytest.raises(ClassMismatch, match="same names, another order"):
         check_model_classes(reordered, PROJECT, "base")
     assert check_model_classes(untrained_weights(tmp_path / "ok.pt", PROJECT), PROJECT, "base") == PROJECT
+
+
+# Errors a person sees --------------------------------------------------------------------------------------------
+
+
+def test_a_refused_retrain_prints_its_error_last(tmp_path: Path) -> None:
+    """The real command, with Prefect's temporary server: the error comes after Prefect's shutdown log line."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "data.yaml"
+    bad.write_text("train: images/gone\nval: images/gone\nnames: [square, circle]\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update(YOLO_RETRAIN_HOME=str(tmp_path / "home"), YOLO_RETRAIN_BASE_DATA=str(bad))
+    cli = Path(sys.executable).with_name("yolo-retrain")
+    run = [str(cli), "run", "--force"]
+    result = subprocess.run(run, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert result.returncode == 2, result.stdout
+    assert "Stopping temporary server" in result.stdout  # Prefect does print after the flow...
+    assert result.stdout.strip().splitlines()[-1] == (  # ...and the reason comes after it
+        f"error: base data.yaml {bad}: 'train' path {tmp_path / 'images' / 'gone'} is not a folder or a .txt list"
+    )
