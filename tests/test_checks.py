@@ -89,7 +89,8 @@ def test_doctor_detects_a_champion_of_other_classes(in_world, world_copy, monkey
     assert "classes ['square', 'circle'] as in the base data.yaml" in doctor.check_champion(in_world.settings).detail
     swapped = tmp_path / "swapped.yaml"  # the same data, the classes listed in the other order
     swapped.write_text(yaml.safe_dump({**base, "names": list(reversed(names))}))
-    settings = use_home(monkeypatch, world_copy.home, artifact_location=world_copy.artifact_location, base_data=swapped, **TINY)
+    location = world_copy.artifact_location
+    settings = use_home(monkeypatch, world_copy.home, artifact_location=location, base_data=swapped, **TINY)
     result = doctor.check_champion(settings)
     assert not result.ok
     assert "the model's classes ['square', 'circle'] differ from the project's ['circle', 'square']" in result.detail

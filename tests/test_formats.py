@@ -48,7 +48,8 @@ def label_text(names: list[str], order: list[str], extra: str = "") -> str:
 
 def expected_text(names: list[str]) -> str:
     """The stored label text: the same boxes with the project's ids (canonical form, sorted)."""
-    return "".join(sorted(f"{PROJECT.index(n)} 0.{i + 2}00000 0.500000 0.100000 0.200000\n" for i, n in enumerate(names)))
+    lines = (f"{PROJECT.index(n)} 0.{i + 2}00000 0.500000 0.100000 0.200000\n" for i, n in enumerate(names))
+    return "".join(sorted(lines))
 
 
 def write_images(folder: Path, suffix: str = ".jpg") -> None:
@@ -210,7 +211,9 @@ def test_ultralytics_dataset_with_lists(settings: Settings, tmp_path: Path) -> N
     (export / "train.txt").write_text("./images/train/a.jpg\nimages/train/b.jpg\n")
     (export / "labels" / "train" / "c.txt").unlink()
     (export / "data.yaml").write_text(
-        yaml.safe_dump({"path": ".", "train": ["train.txt"], "val": "images/train", "names": dict(enumerate(TOOL_ORDER))})
+        yaml.safe_dump(
+            {"path": ".", "train": ["train.txt"], "val": "images/train", "names": dict(enumerate(TOOL_ORDER))}
+        )
     )
     output = run_import(settings, export)
     assert "(ultralytics)" in output
@@ -237,7 +240,10 @@ def test_a_class_id_the_export_does_not_name_is_refused(settings: Settings, tmp_
     write_images(export / "images")
     write_labels(export / "labels", TOOL_ORDER)
     (export / "classes.txt").write_text("circle\nsquare\n")  # 2 names; b.txt uses id 2
-    with CorrectionStore.from_settings(settings) as store, pytest.raises(InvalidInput, match=r"b\.txt:2: class 2 out of range"):
+    with (
+        CorrectionStore.from_settings(settings) as store,
+        pytest.raises(InvalidInput, match=r"b\.txt:2: class 2 out of range"),
+    ):
         intake.import_corrections(store, settings, export)
     assert stored(settings) == {}
 
@@ -296,7 +302,8 @@ def test_a_fifo_as_image_is_refused_without_blocking(settings: Settings, tmp_pat
 def test_a_device_as_image_is_refused_before_reading(settings: Settings, tmp_path: Path) -> None:
     (tmp_path / "labels.txt").write_text("")
     result = CliRunner().invoke(app, ["corrections", "add", "/dev/zero", str(tmp_path / "labels.txt")])
-    assert result.exit_code == 2 and "/dev/zero: image must be a regular file, this is a character device" in result.stderr
+    assert result.exit_code == 2
+    assert "/dev/zero: image must be a regular file, this is a character device" in result.stderr
 
 
 def test_a_label_file_over_its_limit_is_refused(settings: Settings, tmp_path: Path, monkeypatch) -> None:
@@ -307,7 +314,10 @@ def test_a_label_file_over_its_limit_is_refused(settings: Settings, tmp_path: Pa
     write_images(export / "images")
     write_labels(export / "labels", PROJECT)
     (export / "labels" / "b.txt").write_text("0 0.5 0.5 0.1 0.1\n" * 10)
-    with CorrectionStore.from_settings(settings) as store, pytest.raises(InvalidInput, match="b.txt: label file too large"):
+    with (
+        CorrectionStore.from_settings(settings) as store,
+        pytest.raises(InvalidInput, match="b.txt: label file too large"),
+    ):
         intake.import_corrections(store, settings, export)
     assert stored(settings) == {}
 
@@ -401,7 +411,7 @@ def test_a_refused_retrain_prints_its_error_last(tmp_path: Path) -> None:
     env.update(YOLO_RETRAIN_HOME=str(tmp_path / "home"), YOLO_RETRAIN_BASE_DATA=str(bad))
     cli = Path(sys.executable).with_name("yolo-retrain")
     run = [str(cli), "run", "--force"]
-    result = subprocess.run(run, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    result = subprocess.run(run, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300, check=False)
     assert result.returncode == 2, result.stdout
     assert "Stopping temporary server" in result.stdout  # Prefect does print after the flow...
     assert result.stdout.strip().splitlines()[-1] == (  # ...and the reason comes after it

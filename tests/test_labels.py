@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from yolo_retrain import labels
-from yolo_retrain.errors import InvalidInput
 from yolo_retrain.data_yaml import read_class_names
+from yolo_retrain.errors import InvalidInput
 from yolo_retrain.labels import check_image, format_labels, image_suffix, parse_labels, safe_filename
 
 

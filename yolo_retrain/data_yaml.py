@@ -68,7 +68,9 @@ def class_names(raw: Any, source: str) -> list[str]:
         except (TypeError, ValueError):
             raise InvalidInput(f"{source}: 'names' keys must be class indices, got {list(raw)!r}") from None
         if sorted(by_index) != list(range(len(by_index))):
-            raise InvalidInput(f"{source}: 'names' keys must be the indices 0..{len(by_index) - 1}, got {sorted(by_index)}")
+            raise InvalidInput(
+                f"{source}: 'names' keys must be the indices 0..{len(by_index) - 1}, got {sorted(by_index)}"
+            )
         raw = [by_index[i] for i in range(len(by_index))]
     if not isinstance(raw, list) or not raw:
         raise InvalidInput(f"{source}: no class 'names' (expected a non-empty list or {{index: name}} mapping)")

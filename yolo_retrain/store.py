@@ -29,8 +29,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_col
 from sqlalchemy.types import TypeDecorator
 
 from yolo_retrain.config import Settings
-from yolo_retrain.errors import DuplicateCorrection, InvalidInput, TransientError
 from yolo_retrain.data_yaml import read_class_names
+from yolo_retrain.errors import DuplicateCorrection, InvalidInput, TransientError
 from yolo_retrain.labels import (
     check_image,
     format_labels,
@@ -270,7 +270,9 @@ class CorrectionStore:
 
         records = plain.read(Path(directory)).records
         submissions = [Submission(r.image, r.label_text, labels_source=r.label_source) for r in records]
-        return self.add_many(submissions, source_model_version=source_model_version, author=author, created_at=created_at)
+        return self.add_many(
+            submissions, source_model_version=source_model_version, author=author, created_at=created_at
+        )
 
     def _validate(
         self, image: Path | bytes, labels: str | Path, image_name: str | None, labels_source: str | None = None

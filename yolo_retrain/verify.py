@@ -22,8 +22,8 @@ from yolo_retrain.config import Settings
 from yolo_retrain.doctor import (
     CheckFailed,
     CheckResult,
-    classes_finding,
     check,
+    classes_finding,
     describe,
     experiment_id_or_fail,
     short_http_timeouts,
@@ -168,7 +168,8 @@ def check_registry_version(t: _Target) -> str:
         raise CheckFailed(f"v{version.version}: {path} is missing", fix)
     if registry.sha256_file(path) != expected:
         raise CheckFailed(f"v{version.version}: {path} sha256 differs from weights_sha256 {expected[:12]}", fix)
-    return f"v{version.version}: {path.name} matches weights_sha256 {expected[:12]}, {classes_finding(t.settings, path)}"
+    classes = classes_finding(t.settings, path)
+    return f"v{version.version}: {path.name} matches weights_sha256 {expected[:12]}, {classes}"
 
 
 @check("gate aliases")

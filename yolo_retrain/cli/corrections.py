@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -59,11 +59,11 @@ def import_(
         ),
     ],
     format: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--format", help=f"The export's format, if detection guesses wrong: {', '.join(FORMAT_NAMES)}."),
     ] = None,
     images: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("--images", help="Folder with the images of an export without them (Label Studio YOLO, CVAT "
                      "annotations only): matched by file name."),
     ] = None,

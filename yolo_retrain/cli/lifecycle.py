@@ -60,8 +60,9 @@ def run(
 
 
 def _run_flow(trigger: Trigger, **params) -> None:
-    from flows.retrain import retrain
     from prefect.server.api.server import SubprocessASGIServer
+
+    from flows.retrain import retrain
 
     setup_logging()
     # Prefect stops a temporary server the flow started at exit, with a log line: a refusal is printed after it.

@@ -85,7 +85,9 @@ def _copy(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, archive: Pat
                     )
                 out.write(chunk)
     except FileExistsError:
-        raise InvalidInput(f"{archive}: entry {info.filename!r} appears twice, refusing to extract the archive") from None
+        raise InvalidInput(
+            f"{archive}: entry {info.filename!r} appears twice, refusing to extract the archive"
+        ) from None
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, OSError) as exc:
         raise InvalidInput(f"{archive}: entry {info.filename!r} cannot be extracted ({exc})") from exc
     return written

@@ -29,7 +29,9 @@ def read(root: Path, images: Path | None = None) -> Export:
     names_path = _in_export(root, settings.get("names", "obj.names"))
     names = names_file(names_path)
     if "classes" in settings and settings["classes"].strip() != str(len(names)):
-        raise InvalidInput(f"{root / 'obj.data'}: classes = {settings['classes']}, but {names_path} has {len(names)} names")
+        raise InvalidInput(
+            f"{root / 'obj.data'}: classes = {settings['classes']}, but {names_path} has {len(names)} names"
+        )
     folders = sorted(d for d in root.iterdir() if d.is_dir() and d.name.startswith("obj_") and d.name.endswith("_data"))
     if not folders:
         raise InvalidInput(f"{root}: no obj_<subset>_data folder (CVAT YOLO 1.1 keeps the label files there)")

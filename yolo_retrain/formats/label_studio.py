@@ -33,7 +33,8 @@ TAKES_IMAGES = True  # --images DIR: the plain "YOLO" export has none
 
 
 def detect(root: Path) -> bool:
-    return root.is_dir() and (root / "labels").is_dir() and any((root / f).is_file() for f in ("notes.json", "classes.txt"))
+    names = ("notes.json", "classes.txt")
+    return root.is_dir() and (root / "labels").is_dir() and any((root / f).is_file() for f in names)
 
 
 def read(root: Path, images: Path | None = None) -> Export:
@@ -68,7 +69,9 @@ def _names(root: Path) -> tuple[list[str], str]:
             categories = json.loads(read_text_bounded(notes, MAX_CONFIG_BYTES, "notes.json"))["categories"]
             by_id = {c["id"]: c["name"] for c in categories}
         except (ValueError, KeyError, TypeError) as exc:
-            raise InvalidInput(f"{notes}: not Label Studio's notes.json (expected categories of id and name: {exc})") from exc
+            raise InvalidInput(
+                f"{notes}: not Label Studio's notes.json (expected categories of id and name: {exc})"
+            ) from exc
         return class_names(by_id, str(notes)), str(notes)
     classes = root / "classes.txt"
     return names_file(classes), str(classes)
