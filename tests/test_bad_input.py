@@ -28,6 +28,7 @@ from yolo_retrain.api import create_app
 from yolo_retrain.cli import app
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import InvalidInput, RetrainError, TrackingSetupError
+from yolo_retrain.hashing import file_sha256
 from yolo_retrain.store import CorrectionStore
 from yolo_retrain.synthetic import make_dataset
 
@@ -230,7 +231,7 @@ def test_altered_champion_weights_are_refetched_or_refused(prefect_server, monke
     # the local copy altered: fetched again from MLflow, and it matches
     local.write_bytes(local.read_bytes()[:1000])
     champion = registry.current_champion(client, settings)
-    assert champion.weights == local and registry.sha256_file(local) == expected
+    assert champion.weights == local and file_sha256(local) == expected
     assert YOLO(str(champion.weights)).model is not None
 
     # the MLflow copy altered too: refused, nothing loaded or replaced
@@ -243,7 +244,7 @@ def test_altered_champion_weights_are_refetched_or_refused(prefect_server, monke
 
     # and a retrain refuses to start from them: run FAILED with the reason, corrections pending, alias unmoved
     corrections = import_corrections(settings, data)
-    champion_file = registry.sha256_file(settings.champion_weights)
+    champion_file = file_sha256(settings.champion_weights)
     with pytest.raises(RetrainError, match="refusing to load them"):
         retrain(trigger="manual")
     (run,) = [r for r in runs(settings) if r.data.tags.get("type") == "retraining"]
@@ -251,4 +252,4 @@ def test_altered_champion_weights_are_refetched_or_refused(prefect_server, monke
     assert pending(settings) == len(corrections)
     assert registry.version_by_alias(client, settings.model_name, "champion").version == version.version
     assert len(client.search_model_versions(f"name = '{settings.model_name}'")) == 1
-    assert registry.sha256_file(settings.champion_weights) == champion_file == expected
+    assert file_sha256(settings.champion_weights) == champion_file == expected

@@ -34,6 +34,7 @@ from yolo_retrain.callbacks.mlflow_run import MetricQueue
 from yolo_retrain.cli import app
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import TransientError
+from yolo_retrain.hashing import file_sha256
 from yolo_retrain.store import CorrectionStore, CorrectionStoreBusy
 from yolo_retrain.synthetic import make_dataset
 
@@ -62,7 +63,7 @@ def running_runs(client: MlflowClient, settings: Settings) -> list:
 def assert_champion_loads(client: MlflowClient, settings: Settings, version: str | int) -> None:
     champion = registry.version_by_alias(client, settings.model_name, "champion")
     assert champion is not None and str(champion.version) == str(version)
-    assert registry.sha256_file(settings.champion_weights) == champion.tags["weights_sha256"]
+    assert file_sha256(settings.champion_weights) == champion.tags["weights_sha256"]
     assert YOLO(str(settings.champion_weights)).model is not None
 
 
@@ -199,7 +200,7 @@ def test_tracking_server_outage_during_training_loses_nothing(prefect_server, ml
     # the registered version, the local file and the champion
     version = client.get_model_version(settings.model_name, report.version)
     assert version.run_id == report.run_id
-    assert registry.sha256_file(registry.local_weights_path(settings, report.version)) == version.tags["weights_sha256"]
+    assert file_sha256(registry.local_weights_path(settings, report.version)) == version.tags["weights_sha256"]
     assert_champion_loads(client, settings, report.version)
     # every correction applied exactly once, into this version
     with CorrectionStore.from_settings(settings) as store:
@@ -334,7 +335,7 @@ def test_disk_full_while_saving_the_model_fails_cleanly(prefect_server, monkeypa
     corrections = import_corrections(settings, data)
     client = tracking.client_for(settings)
     champion_before = registry.version_by_alias(client, settings.model_name, "champion")
-    files_before = {p.name: registry.sha256_file(p) for p in settings.models_dir.iterdir()}
+    files_before = {p.name: file_sha256(p) for p in settings.models_dir.iterdir()}
     assert set(files_before) == {"champion.pt", "retrained_v1.pt"}
 
     # models/ becomes a filesystem with room for what it holds plus 2 MB: the new ~6 MB weights do not fit
@@ -351,7 +352,7 @@ def test_disk_full_while_saving_the_model_fails_cleanly(prefect_server, monkeypa
             retrain(trigger="manual")
 
         # no partial file left; the champion's files untouched, the alias unmoved, its weights load
-        assert {p.name: registry.sha256_file(p) for p in settings.models_dir.iterdir()} == files_before
+        assert {p.name: file_sha256(p) for p in settings.models_dir.iterdir()} == files_before
         assert_champion_loads(client, settings, champion_before.version)
     finally:
         subprocess.run(["umount", "-l", str(settings.models_dir)], check=False)

@@ -18,6 +18,7 @@ from yolo_retrain import registry, tracking
 from yolo_retrain.cli import app
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import TrackingSetupError
+from yolo_retrain.hashing import file_sha256
 from yolo_retrain.store import Correction, CorrectionStore
 from yolo_retrain.synthetic import make_dataset
 
@@ -87,11 +88,11 @@ def test_registered_version_carries_its_lineage_and_the_gate_decision(in_world):
 def test_local_model_file_matches_the_registry_and_validates(in_world):
     path = in_world.settings.models_dir / f"retrained_v{in_world.report.version}.pt"
     version = in_world.client.get_model_version(in_world.settings.model_name, in_world.report.version)
-    assert registry.sha256_file(path) == version.tags["weights_sha256"]
+    assert file_sha256(path) == version.tags["weights_sha256"]
     metrics = YOLO(str(path)).val(data=str(in_world.data.data_yaml), imgsz=64, batch=8, device="cpu", plots=False, verbose=False)
     assert 0.0 <= metrics.box.map <= 1.0
     champion = registry.version_by_alias(in_world.client, in_world.settings.model_name, "champion")
-    assert registry.sha256_file(in_world.settings.champion_weights) == champion.tags["weights_sha256"]
+    assert file_sha256(in_world.settings.champion_weights) == champion.tags["weights_sha256"]
 
 
 def test_corrections_are_applied_with_the_version(in_world):
@@ -124,7 +125,7 @@ def test_rollback_moves_alias_and_local_file(in_world):
     assert result.exit_code == 0, result.output
     v1 = client.get_model_version(name, in_world.baseline.version)
     assert str(registry.version_by_alias(client, name, "champion").version) == in_world.baseline.version
-    assert registry.sha256_file(in_world.settings.champion_weights) == v1.tags["weights_sha256"]
+    assert file_sha256(in_world.settings.champion_weights) == v1.tags["weights_sha256"]
     # and forward again, so the shared world stays as it was
     assert CliRunner().invoke(app, ["rollback", "--to", str(current.version)]).exit_code == 0
     assert registry.version_by_alias(client, name, "champion").version == current.version

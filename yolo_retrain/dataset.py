@@ -47,6 +47,7 @@ from typing import Any, NamedTuple, Protocol, Self
 import yaml
 
 from yolo_retrain.errors import InvalidInput
+from yolo_retrain.hashing import file_sha256
 
 SPLITS = ("train", "val")
 HASH_CACHE_NAME = "hash_cache.sqlite"
@@ -57,7 +58,6 @@ IMG_FORMATS = frozenset(
     {"avif", "bmp", "dng", "heic", "heif", "jp2", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp"}
 )
 _IMAGES_PART, _LABELS_PART = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
-_CHUNK = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 Progress = Callable[[int, int], None]
@@ -142,15 +142,6 @@ class _Entry(NamedTuple):
             return b""
         with open(self.label_path, "rb") as f:
             return f.read()
-
-
-def file_sha256(path: Path | str) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def label_path(image: str) -> str:
