@@ -151,6 +151,7 @@ def test_retrain_needs_json(client: TestClient) -> None:
     assert response.status_code == 415 and "application/json" in response.json()["detail"]
 
 
+@pytest.mark.e2e
 def test_retrain_unknown_deployment_is_404(prefect_server, settings: Settings) -> None:
     settings = settings.model_copy(update={"deployment": "retrain/not-deployed"})
     with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
@@ -162,6 +163,7 @@ def test_retrain_unknown_deployment_is_404(prefect_server, settings: Settings) -
     )
 
 
+@pytest.mark.e2e
 def test_retrain_starts_a_flow_run_without_waiting(prefect_server, settings: Settings) -> None:
     from prefect.client.orchestration import get_client
 
@@ -189,6 +191,7 @@ def test_champion_is_404_on_an_empty_home(client: TestClient) -> None:
     assert response.status_code == 404 and "no champion" in response.json()["detail"]
 
 
+@pytest.mark.e2e
 def test_champion(in_world: World) -> None:
     settings = in_world.settings
     expected = version_by_alias(in_world.client, settings.model_name, "champion")

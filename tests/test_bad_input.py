@@ -162,6 +162,7 @@ BAD_BASE_DATA = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", BAD_BASE_DATA)
 def test_bad_base_data_yaml_is_refused_and_nothing_is_lost(prefect_server, monkeypatch, tmp_path, case):
     settings, corrections = fresh_home(monkeypatch, tmp_path)
@@ -183,6 +184,7 @@ def test_bad_base_data_yaml_is_refused_and_nothing_is_lost(prefect_server, monke
     assert pending(settings) == len(corrections)
 
 
+@pytest.mark.e2e
 def test_artifact_location_mismatch_stops_the_flow_before_any_run(prefect_server, monkeypatch, tmp_path):
     settings, corrections = fresh_home(monkeypatch, tmp_path)
     moved = use_home(monkeypatch, settings.home, **TINY, artifact_location=(tmp_path / "elsewhere").as_uri())
@@ -194,6 +196,7 @@ def test_artifact_location_mismatch_stops_the_flow_before_any_run(prefect_server
     assert not (tmp_path / "elsewhere").exists()
 
 
+@pytest.mark.e2e
 def test_unreachable_tracking_server_fails_fast_naming_it(prefect_server, monkeypatch, tmp_path):
     settings, corrections = fresh_home(monkeypatch, tmp_path)
     down = use_home(
@@ -216,6 +219,7 @@ def test_unreachable_tracking_server_fails_fast_naming_it(prefect_server, monkey
 # champion weights that do not match the registry ------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_altered_champion_weights_are_refetched_or_refused(prefect_server, monkeypatch, tmp_path):
     settings = use_home(monkeypatch, tmp_path / "home", **TINY)
     data = make_dataset(settings.home / "demo", train=8, val=4, size=64)

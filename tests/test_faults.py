@@ -136,6 +136,7 @@ OUTAGE_S = 20
 EPOCHS = 6
 
 
+@pytest.mark.e2e
 def test_tracking_server_outage_during_training_loses_nothing(prefect_server, mlflow_server, monkeypatch, tmp_path):
     settings = use_home(
         monkeypatch,
@@ -328,6 +329,7 @@ def mount_tmpfs(target: Path, size_bytes: int) -> None:
         pytest.skip(f"cannot mount a small tmpfs at {target} to fill the disk: {result.stderr.strip()}")
 
 
+@pytest.mark.e2e
 def test_disk_full_while_saving_the_model_fails_cleanly(prefect_server, monkeypatch, tmp_path):
     settings = use_home(monkeypatch, tmp_path / "home", **TINY)
     data = make_dataset(settings.home / "demo", train=8, val=4, size=64)

@@ -65,6 +65,7 @@ def _assert_recovered(settings: Settings, client, run_id: str, corrections) -> N
     assert not any(settings.runs_dir.glob(f"*-{run_id[:8]}"))
 
 
+@pytest.mark.e2e
 def test_doctor_fix_recovers_a_killed_retrain(prefect_server, monkeypatch, tmp_path):
     settings, corrections, client, experiment_id = _home_with_corrections(monkeypatch, tmp_path)
     orphan = _kill_mid_training(settings, client, experiment_id)
@@ -77,6 +78,7 @@ def test_doctor_fix_recovers_a_killed_retrain(prefect_server, monkeypatch, tmp_p
         assert store.pending_count() == len(corrections)
 
 
+@pytest.mark.e2e
 def test_next_retrain_recovers_the_orphan_and_applies_each_correction_once(prefect_server, monkeypatch, tmp_path):
     settings, corrections, client, experiment_id = _home_with_corrections(monkeypatch, tmp_path)
     orphan = _kill_mid_training(settings, client, experiment_id)
@@ -103,6 +105,7 @@ def test_a_second_retrain_waits_for_the_lock_and_doctor_fix_refuses_while_one_ru
         pass
 
 
+@pytest.mark.e2e
 def test_retried_flow_run_resumes_its_run_and_registers_once(prefect_server, monkeypatch, tmp_path):
     """Attempt 1 fails after registering (models/ is a file: the save fails for real); attempt 2 resumes."""
     settings, corrections, client, experiment_id = _home_with_corrections(monkeypatch, tmp_path)
