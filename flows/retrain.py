@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.exceptions import TerminationSignal
 from prefect.runtime import flow_run
 from pydantic import Field
 
 from tasks.build_dataset import build_retraining_dataset
 from tasks.claim_corrections import claim_corrections, release_corrections
 from tasks.evaluate import evaluate_champion, evaluate_on_holdout, holdout_key
-from tasks.finish import fail_retrain, finish_retrain
+from tasks.finish import finish_retrain
 from tasks.log_dataset import log_dataset
 from tasks.log_training_artifacts import log_training_artifacts
 from tasks.promote import promotion_gate
@@ -23,8 +25,9 @@ from tasks.save_model import save_model
 from tasks.setup_mlflow import setup_mlflow
 from tasks.train_candidate import train_candidate
 from yolo_retrain.config import Settings, Trigger, get_settings
-from yolo_retrain.recovery import retrain_lock
+from yolo_retrain.recovery import end_abandoned_retrain, retrain_lock
 from yolo_retrain.summary import RetrainReport
+from yolo_retrain.tracking import RetrainRun
 
 
 @flow(name="retrain", log_prints=True)
@@ -62,7 +65,8 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
     needed = settings.min_corrections if min_corrections is None else min_corrections
     if len(corrections) < needed and not force:
         release_corrections(settings, batch_id)
-        return _publish(RetrainReport("skipped", trigger, len(corrections), f"{len(corrections)} < {needed} pending corrections"))
+        message = f"{len(corrections)} < {needed} pending corrections"
+        return _publish(RetrainReport(outcome="skipped", trigger=trigger, corrections=len(corrections), message=message))
 
     run = None
     try:
@@ -101,16 +105,43 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
 
         # 12. Corrections applied with the version; run FINISHED.
         finish_retrain(settings, run, str(version.version))
-    except BaseException as exc:
-        fail_retrain(settings, batch_id, run, f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # a step failed
+        _end_abandoned(settings, batch_id, run, exc, "FAILED")
+        raise
+    except INTERRUPTED as exc:  # stopped from outside: Ctrl-C, a Prefect cancellation (SIGTERM), task cancellation
+        _end_abandoned(settings, batch_id, run, exc, "KILLED")
         raise
 
-    outcome = "promoted" if decision.promote else "rejected"
-    run_url = f"{settings.mlflow_ui_url}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
     report = RetrainReport(
-        outcome, trigger, len(corrections), decision.reason, run.run_id, run_url, str(version.version), dataset.digest, pre, post
+        outcome="promoted" if decision.promote else "rejected",
+        trigger=trigger,
+        corrections=len(corrections),
+        message=decision.reason,
+        run_id=run.run_id,
+        run_url=f"{settings.mlflow_ui_url}/#/experiments/{run.experiment_id}/runs/{run.run_id}",
+        version=str(version.version),
+        dataset_digest=dataset.digest,
+        pre=pre,
+        post=post,
     )
     return _publish(report)
+
+
+# Prefect's own control signals (Abort, Pause) pass through untouched: the next retrain's recovery step ends
+# whatever they leave RUNNING or claimed, as it does for a killed process.
+INTERRUPTED = (KeyboardInterrupt, SystemExit, asyncio.CancelledError, TerminationSignal)
+
+
+def _end_abandoned(settings: Settings, batch_id: str, run: RetrainRun | None, exc: BaseException, status: str) -> None:
+    """Claim released, run ended ``status`` with ``exc`` as its failure_reason. A plain call, not a retried task:
+    it must run even while the flow is being cancelled, and its own failure is logged and noted on ``exc``,
+    which the caller re-raises, so the user always sees what stopped the retrain."""
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    reason = what if status == "FAILED" else f"interrupted: {what}"
+    problems = end_abandoned_retrain(settings, batch_id, run.run_id if run else None, status, reason)
+    for problem in problems:
+        get_run_logger().error(f"Cleanup after {type(exc).__name__} incomplete: {problem}")
+        exc.add_note(f"cleanup incomplete (the next retrain's recovery finishes it): {problem}")
 
 
 def _training_params(settings: Settings) -> dict:

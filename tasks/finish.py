@@ -21,22 +21,3 @@ def finish_retrain(settings: Settings, run: tracking.RetrainRun, version: str) -
     registry.clear_run_failed(client, settings.model_name, version)
     tracking.end_run(client, run.run_id, "FINISHED")
     return applied
-
-
-@retrain_task("fail-retrain")
-def fail_retrain(settings: Settings, flow_run_id: str, run: tracking.RetrainRun | None, reason: str) -> None:
-    """A failed retrain: its run ends FAILED with the reason, its corrections go back to pending.
-
-    Args:
-        settings: Correction store and tracking URI.
-        flow_run_id: The batch id of the claimed corrections.
-        run: The MLflow run, if one was opened.
-        reason: What failed (tag ``failure_reason``).
-    """
-    with CorrectionStore.from_settings(settings) as store:
-        store.release(flow_run_id)
-    if run is None:
-        return
-    client = tracking.client_for(settings)
-    registry.mark_run_failed(client, settings.model_name, run.run_id, reason)
-    tracking.end_run(client, run.run_id, "FAILED", reason)

@@ -7,6 +7,7 @@ from mlflow.entities.model_registry import ModelVersion
 from tasks import retrain_task
 from yolo_retrain import registry, tracking
 from yolo_retrain.config import Settings
+from yolo_retrain.hashing import file_sha256
 
 
 @retrain_task("register-model")
@@ -24,5 +25,5 @@ def register_model(settings: Settings, run: tracking.RetrainRun, weights: str, t
     if existing is not None:
         return existing
     model_id = registry.log_pyfunc_model(run.experiment_id, run.run_id, Path(weights), settings.imgsz)
-    tags = {**tags, "weights_sha256": registry.sha256_file(Path(weights)), "run_id": run.run_id}
+    tags = {**tags, "weights_sha256": file_sha256(Path(weights)), "run_id": run.run_id}
     return registry.register_version(settings.model_name, model_id, tags)

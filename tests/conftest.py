@@ -103,3 +103,10 @@ def in_world(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
     """The shared world, with the settings pointing at its home for this test."""
     use_home(monkeypatch, world.settings.home, **TINY)
     return world
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """One meaning for ``e2e`` (pyproject.toml): every test that uses the session's Prefect server carries it."""
+    unmarked = [i.nodeid for i in items if "prefect_server" in getattr(i, "fixturenames", ()) and not i.get_closest_marker("e2e")]
+    if unmarked:
+        raise pytest.UsageError("mark these @pytest.mark.e2e (they use a Prefect server): " + ", ".join(unmarked))

@@ -16,7 +16,8 @@ from PIL import Image, ImageDraw
 from yolo_retrain.api import check_bind, create_app
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import InvalidInput
-from yolo_retrain.registry import sha256_file, version_by_alias
+from yolo_retrain.hashing import file_sha256
+from yolo_retrain.registry import version_by_alias
 from yolo_retrain.store import CorrectionStore
 
 TOKEN = "s3cret-token"
@@ -167,6 +168,7 @@ def test_retrain_needs_json(client: TestClient) -> None:
     assert response.status_code == 415 and "application/json" in response.json()["detail"]
 
 
+@pytest.mark.e2e
 def test_retrain_unknown_deployment_is_404(prefect_server, settings: Settings) -> None:
     settings = settings.model_copy(update={"deployment": "retrain/not-deployed"})
     with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
@@ -178,6 +180,7 @@ def test_retrain_unknown_deployment_is_404(prefect_server, settings: Settings) -
     )
 
 
+@pytest.mark.e2e
 def test_retrain_starts_a_flow_run_without_waiting(prefect_server, settings: Settings) -> None:
     from prefect.client.orchestration import get_client
 
@@ -205,6 +208,7 @@ def test_champion_is_404_on_an_empty_home(client: TestClient) -> None:
     assert response.status_code == 404 and "no champion" in response.json()["detail"]
 
 
+@pytest.mark.e2e
 def test_champion(in_world: World) -> None:
     settings = in_world.settings
     expected = version_by_alias(in_world.client, settings.model_name, "champion")
@@ -213,7 +217,7 @@ def test_champion(in_world: World) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["version"] == str(expected.version) and "champion" in body["aliases"]
-    assert body["weights_sha256"] == sha256_file(settings.champion_weights) == expected.tags["weights_sha256"]
+    assert body["weights_sha256"] == file_sha256(settings.champion_weights) == expected.tags["weights_sha256"]
     assert body["run_id"] == expected.run_id and body["metrics"]["mAP50-95"] == float(expected.tags["post_mAP50-95"])
 
 

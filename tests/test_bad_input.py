@@ -28,6 +28,7 @@ from yolo_retrain.api import create_app
 from yolo_retrain.cli import app
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import InvalidInput, RetrainError, TrackingSetupError
+from yolo_retrain.hashing import file_sha256
 from yolo_retrain.store import CorrectionStore
 from yolo_retrain.synthetic import make_dataset, untrained_weights
 
@@ -161,6 +162,7 @@ BAD_BASE_DATA = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", BAD_BASE_DATA)
 def test_bad_base_data_yaml_is_refused_and_nothing_is_lost(prefect_server, monkeypatch, tmp_path, case):
     settings, corrections = fresh_home(monkeypatch, tmp_path)
@@ -182,6 +184,7 @@ def test_bad_base_data_yaml_is_refused_and_nothing_is_lost(prefect_server, monke
     assert pending(settings) == len(corrections)
 
 
+@pytest.mark.e2e
 def test_artifact_location_mismatch_stops_the_flow_before_any_run(prefect_server, monkeypatch, tmp_path):
     settings, corrections = fresh_home(monkeypatch, tmp_path)
     moved = use_home(monkeypatch, settings.home, **TINY, artifact_location=(tmp_path / "elsewhere").as_uri())
@@ -193,6 +196,7 @@ def test_artifact_location_mismatch_stops_the_flow_before_any_run(prefect_server
     assert not (tmp_path / "elsewhere").exists()
 
 
+@pytest.mark.e2e
 def test_unreachable_tracking_server_fails_fast_naming_it(prefect_server, monkeypatch, tmp_path):
     settings, corrections = fresh_home(monkeypatch, tmp_path)
     down = use_home(
@@ -215,6 +219,7 @@ def test_unreachable_tracking_server_fails_fast_naming_it(prefect_server, monkey
 # champion weights that do not match the registry ------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_altered_champion_weights_are_refetched_or_refused(prefect_server, monkeypatch, tmp_path):
     settings = use_home(monkeypatch, tmp_path / "home", **TINY)
     data = make_dataset(settings.home / "demo", train=8, val=4, size=64)
@@ -230,7 +235,7 @@ def test_altered_champion_weights_are_refetched_or_refused(prefect_server, monke
     # the local copy altered: fetched again from MLflow, and it matches
     local.write_bytes(local.read_bytes()[:1000])
     champion = registry.current_champion(client, settings)
-    assert champion.weights == local and registry.sha256_file(local) == expected
+    assert champion.weights == local and file_sha256(local) == expected
     assert YOLO(str(champion.weights)).model is not None
 
     # the MLflow copy altered too: refused, nothing loaded or replaced
@@ -243,7 +248,7 @@ def test_altered_champion_weights_are_refetched_or_refused(prefect_server, monke
 
     # and a retrain refuses to start from them: run FAILED with the reason, corrections pending, alias unmoved
     corrections = import_corrections(settings, data)
-    champion_file = registry.sha256_file(settings.champion_weights)
+    champion_file = file_sha256(settings.champion_weights)
     with pytest.raises(RetrainError, match="refusing to load them"):
         retrain(trigger="manual")
     (run,) = [r for r in runs(settings) if r.data.tags.get("type") == "retraining"]
@@ -251,4 +256,4 @@ def test_altered_champion_weights_are_refetched_or_refused(prefect_server, monke
     assert pending(settings) == len(corrections)
     assert registry.version_by_alias(client, settings.model_name, "champion").version == version.version
     assert len(client.search_model_versions(f"name = '{settings.model_name}'")) == 1
-    assert registry.sha256_file(settings.champion_weights) == champion_file == expected
+    assert file_sha256(settings.champion_weights) == champion_file == expected

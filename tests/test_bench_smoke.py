@@ -6,6 +6,7 @@ The real figures (docs/benchmarks.md) take minutes to hours; these only check th
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ def run_bench(script: str, *args: str, out: Path, timeout: float) -> dict:
     )  # fmt: skip
     assert result.returncode == 0, f"{script} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     figures = json.loads(out.read_text())
-    assert figures["machine"]["cores"] >= 1
+    assert figures["machine"]["cores"] == os.cpu_count()
     assert figures["command"].startswith(f"bench/{script}")
     return figures
 
@@ -50,7 +51,6 @@ def test_dataset_scale_smoke(tmp_path: Path) -> None:
     assert steps["copy"]["bytes_copied"] > 0
     for step in (cold, noop, rebuild, changed, steps["copy"]):
         assert step["seconds"] > 0
-    assert figures["cold_over_copy_ratio"] > 0
     assert figures["goals"]["image_bytes_copied"]["met"]
     assert figures["goals"]["rebuild_hashed_only_new_or_changed"]["met"]
 
@@ -64,7 +64,9 @@ def test_intake_throughput_smoke(tmp_path: Path) -> None:
     runs = figures["http"]["runs"]
     assert [r["concurrency"] for r in runs] == [1, 3]
     for r in runs:
-        assert r["corrections"] == 12 and r["per_s"] > 0 and 0 < r["latency_p50_ms"] <= r["latency_p95_ms"]
+        assert r["corrections"] == 12 and 0 < r["latency_p50_ms"] <= r["latency_p95_ms"]
+    # one client thread sends one request at a time: the run lasts at least the half of them slower than the median
+    assert runs[0]["seconds"] * 1000 >= 6 * runs[0]["latency_p50_ms"]
     assert figures["api"]["corrections"] == 12 and figures["api"]["per_s"] > 0
 
 
@@ -94,9 +96,11 @@ def test_overhead_smoke(prefect_server, tmp_path: Path) -> None:
     ):
         assert flow["tasks_s"][task] > 0, task
     assert "evaluate-pre" not in flow["tasks_s"]  # --quick has no champion
-    # the breakdown accounts for the whole difference
-    assert sum(pair["extra_breakdown_s"].values()) == pytest.approx(pair["extra_s"], abs=1e-6)
-    assert quick["median_ratio"] == pytest.approx(pair["ratio"])
+    # the phases measured inside each side fit in its wall time (the breakdown sums to the difference by
+    # construction; these are what can be wrong): Prefect's task durations inside the flow run, the bare
+    # script's import, training and validation inside its process
+    assert flow["between_tasks_s"] >= 0 and flow["startup_s"] > 0 and flow["exit_s"] >= 0
+    assert bare["startup_and_exit_s"] > 0
 
 
 def test_fast_synthetic_pair(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,6 +32,7 @@ def world_copy(world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     return use_home(monkeypatch, home, artifact_location=world.settings.artifact_location, **TINY)
 
 
+@pytest.mark.e2e
 def test_doctor_passes_on_a_retrained_home(in_world):
     results = doctor.run_checks(in_world.settings)
     assert _failed(results) == {}
@@ -73,6 +74,7 @@ def test_doctor_probe_run_leaves_no_run_behind(monkeypatch, tmp_path):
     assert deleted.info.status == "FINISHED" and deleted.data.tags["type"] == "doctor-probe"
 
 
+@pytest.mark.e2e
 def test_doctor_detects_a_corrupted_champion_file(in_world, world_copy):
     champion = registry.version_by_alias(tracking.client_for(world_copy), world_copy.model_name, "champion")
     registry.local_weights_path(world_copy, champion.version).write_bytes(b"garbage")
@@ -83,6 +85,7 @@ def test_doctor_detects_a_corrupted_champion_file(in_world, world_copy):
     assert doctor.check_champion(in_world.settings).ok  # the shared world is untouched
 
 
+@pytest.mark.e2e
 def test_doctor_detects_a_champion_of_other_classes(in_world, world_copy, monkeypatch, tmp_path):
     base = yaml.safe_load(in_world.settings.base_data.read_text())
     names = [base["names"][i] for i in sorted(base["names"])]
@@ -97,6 +100,7 @@ def test_doctor_detects_a_champion_of_other_classes(in_world, world_copy, monkey
     assert "same names, another order" in result.detail and "YOLO_RETRAIN_BASE_DATA" in (result.fix or "")
 
 
+@pytest.mark.e2e
 def test_verify_passes_on_the_latest_retrain(in_world):
     results = verify_run(in_world.settings, in_world.report.run_id)
     assert _failed(results) == {}
@@ -107,6 +111,7 @@ def test_verify_passes_on_the_latest_retrain(in_world):
     assert result.output.splitlines()[-1] == "10 passed, 0 failed"
 
 
+@pytest.mark.e2e
 def test_verify_names_an_altered_local_model_file(in_world, world_copy):
     version = in_world.report.version
     registry.local_weights_path(world_copy, version).write_bytes(b"altered")

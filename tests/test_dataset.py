@@ -14,7 +14,8 @@ import yaml
 from PIL import Image
 
 import yolo_retrain  # noqa: F401  (sets Ultralytics' config dir before ultralytics is imported)
-from yolo_retrain.dataset import BuiltDataset, build_dataset, file_sha256, load_base_dataset
+from yolo_retrain.dataset import BuiltDataset, build_dataset, load_base_dataset
+from yolo_retrain.hashing import file_sha256
 from yolo_retrain.errors import InvalidInput
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

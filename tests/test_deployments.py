@@ -22,6 +22,8 @@ from yolo_retrain.config import PROJECT_ROOT, Settings
 from yolo_retrain.store import CorrectionStore
 from yolo_retrain.synthetic import make_dataset
 
+pytestmark = pytest.mark.e2e
+
 BIN = processes.BIN
 DEPLOYMENT = "retrain/yolo-retrain"
 THRESHOLD = 2
@@ -122,14 +124,21 @@ def test_deployment_from_prefect_yaml_reads_back(stack):
 
 
 def test_manual_run_with_params_works_and_invalid_params_are_refused(stack):
+    before = {r.id for r in stack.flow_runs()}  # runs of other tests (any order): not this test's
     refused = _run([str(BIN / "prefect"), "deployment", "run", DEPLOYMENT, "--param", "epochs=0"], stack.env)
     assert refused.returncode != 0 and "epochs" in refused.stdout + refused.stderr
-    assert stack.flow_runs() == []
+    assert {r.id for r in stack.flow_runs()} == before  # refused: no flow run created
 
     ok = _run([str(BIN / "prefect"), "deployment", "run", DEPLOYMENT, "--param", "min_corrections=1000"], stack.env)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    (run,) = _finished(stack, 1)
+    (run,) = [r for r in _finished(stack, len(before) + 1) if r.id not in before]
     assert run.state.is_completed() and run.parameters["min_corrections"] == 1000
+    # the parameter took effect: fewer than 1000 pending corrections, so the retrain skipped without an MLflow run
+    from yolo_retrain import tracking
+
+    client = tracking.client_for(stack.settings)
+    experiment_id = tracking.resolve_experiment(client, stack.settings)
+    assert client.search_runs([experiment_id], f"tags.`prefect.flow_run_id` = '{run.id}'") == []
 
 
 def test_threshold_crossing_over_http_starts_a_retrain(stack):

@@ -34,6 +34,8 @@ from yolo_retrain.callbacks.mlflow_run import MetricQueue
 from yolo_retrain.cli import app
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import TransientError
+from yolo_retrain.hashing import file_sha256
+from yolo_retrain.recovery import recover_orphans, retrain_lock
 from yolo_retrain.store import CorrectionStore, CorrectionStoreBusy
 from yolo_retrain.synthetic import make_dataset, untrained_weights
 
@@ -56,7 +58,7 @@ def running_runs(client: MlflowClient, settings: Settings) -> list:
 def assert_champion_loads(client: MlflowClient, settings: Settings, version: str | int) -> None:
     champion = registry.version_by_alias(client, settings.model_name, "champion")
     assert champion is not None and str(champion.version) == str(version)
-    assert registry.sha256_file(settings.champion_weights) == champion.tags["weights_sha256"]
+    assert file_sha256(settings.champion_weights) == champion.tags["weights_sha256"]
     assert YOLO(str(settings.champion_weights)).model is not None
 
 
@@ -128,6 +130,7 @@ OUTAGE_S = 20
 EPOCHS = 6
 
 
+@pytest.mark.e2e
 def test_tracking_server_outage_during_training_loses_nothing(prefect_server, mlflow_server, monkeypatch, tmp_path):
     settings = use_home(
         monkeypatch,
@@ -193,7 +196,7 @@ def test_tracking_server_outage_during_training_loses_nothing(prefect_server, ml
     # the registered version, the local file and the champion
     version = client.get_model_version(settings.model_name, report.version)
     assert version.run_id == report.run_id
-    assert registry.sha256_file(registry.local_weights_path(settings, report.version)) == version.tags["weights_sha256"]
+    assert file_sha256(registry.local_weights_path(settings, report.version)) == version.tags["weights_sha256"]
     assert_champion_loads(client, settings, report.version)
     # every correction applied exactly once, into this version
     with CorrectionStore.from_settings(settings) as store:
@@ -320,6 +323,7 @@ def mount_tmpfs(target: Path, size_bytes: int) -> None:
         pytest.skip(f"cannot mount a small tmpfs at {target} to fill the disk: {result.stderr.strip()}")
 
 
+@pytest.mark.e2e
 def test_disk_full_while_saving_the_model_fails_cleanly(prefect_server, monkeypatch, tmp_path):
     settings = use_home(monkeypatch, tmp_path / "home", **TINY)
     data = make_dataset(settings.home / "demo", train=8, val=4, size=64)
@@ -328,7 +332,7 @@ def test_disk_full_while_saving_the_model_fails_cleanly(prefect_server, monkeypa
     corrections = import_corrections(settings, data)
     client = tracking.client_for(settings)
     champion_before = registry.version_by_alias(client, settings.model_name, "champion")
-    files_before = {p.name: registry.sha256_file(p) for p in settings.models_dir.iterdir()}
+    files_before = {p.name: file_sha256(p) for p in settings.models_dir.iterdir()}
     assert set(files_before) == {"champion.pt", "retrained_v1.pt"}
 
     # models/ becomes a filesystem with room for what it holds plus 2 MB: the new ~6 MB weights do not fit
@@ -345,7 +349,7 @@ def test_disk_full_while_saving_the_model_fails_cleanly(prefect_server, monkeypa
             retrain(trigger="manual")
 
         # no partial file left; the champion's files untouched, the alias unmoved, its weights load
-        assert {p.name: registry.sha256_file(p) for p in settings.models_dir.iterdir()} == files_before
+        assert {p.name: file_sha256(p) for p in settings.models_dir.iterdir()} == files_before
         assert_champion_loads(client, settings, champion_before.version)
     finally:
         subprocess.run(["umount", "-l", str(settings.models_dir)], check=False)
@@ -359,3 +363,131 @@ def test_disk_full_while_saving_the_model_fails_cleanly(prefect_server, monkeypa
     (orphan,) = client.search_model_versions(f"run_id = '{run.info.run_id}'")
     assert "No space left on device" in orphan.tags["run_failed"] and not orphan.aliases
     assert statuses(settings) == {c.id: "pending" for c in corrections}
+
+
+# (d) the retrain fails or is interrupted, and its cleanup meets a fault too --------------------------------------
+
+
+class WaitingModel:
+    """A base model the training step waits on: a FIFO, whose ``open`` blocks until a writer comes. It holds a
+    retrain at a known point (corrections claimed, MLflow run open, dataset logged) while the test changes the
+    world; then the path becomes a corrupt file and any waiting reader is let go (it reads nothing)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fifo = path.with_name(f"{path.name}.fifo")  # a second name for the FIFO, kept after ``corrupt``
+        os.mkfifo(self._fifo)
+        os.link(self._fifo, path)
+        self._done = threading.Event()
+        self._releaser = threading.Thread(target=self._release_readers, daemon=True)
+
+    def corrupt(self) -> None:
+        """From now on the path holds bytes that are not a model; a reader waiting on the FIFO gets EOF."""
+        garbage = self.path.with_name(f"{self.path.name}.garbage")
+        garbage.write_bytes(b"not a model")
+        os.replace(garbage, self.path)
+        self._releaser.start()
+
+    def _release_readers(self) -> None:
+        while not self._done.is_set():
+            try:  # succeeds only while a reader waits in open(): it wakes up and reads EOF
+                os.close(os.open(self._fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # ENXIO: nobody waiting
+                pass
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        if not self._releaser.is_alive():
+            self.corrupt()  # a reader still waiting (an interrupted retrain's task thread) must not hang
+        self._done.set()
+        self._releaser.join()
+
+
+def _waiting_home(monkeypatch, tmp_path: Path) -> tuple[Settings, list, WaitingModel, MlflowClient]:
+    model = WaitingModel(tmp_path / "base.pt")
+    settings = use_home(monkeypatch, tmp_path / "home", base_model=model.path, **TINY)
+    data = make_dataset(settings.home / "demo", train=8, val=4, size=64)
+    client = tracking.client_for(settings)
+    tracking.create_experiment(client, settings)
+    return settings, import_corrections(settings, data), model, client
+
+
+def _when_dataset_logged(client: MlflowClient, settings: Settings, then) -> threading.Thread:
+    """Run ``then()`` in a thread once the retrain's run has its dataset logged (it is then past its claim)."""
+
+    def wait() -> None:
+        experiment_id = client.get_experiment_by_name(settings.experiment_name).experiment_id
+        deadline = time.monotonic() + 120
+        while not client.search_runs([experiment_id], "tags.dataset_digest LIKE '%'"):
+            assert time.monotonic() < deadline, "the retrain never logged its dataset"
+            time.sleep(0.1)
+        then()
+
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.start()
+    return thread
+
+
+def _retrain_run(client: MlflowClient, settings: Settings):
+    experiment_id = client.get_experiment_by_name(settings.experiment_name).experiment_id
+    (run,) = client.search_runs([experiment_id], "tags.type = 'retraining'")
+    return run
+
+
+@pytest.mark.e2e
+def test_a_cleanup_failure_does_not_hide_why_the_retrain_failed(prefect_server, monkeypatch, tmp_path):
+    settings, corrections, model, client = _waiting_home(monkeypatch, tmp_path)
+    db = Path(settings.corrections_db_url.removeprefix("sqlite:///"))
+    away = db.with_name("corrections.db.away")
+
+    def store_gone_then_training_fails() -> None:
+        db.rename(away)  # the store becomes unreachable (the retrain does not touch it again until its cleanup)
+        db.mkdir()  # SQLite cannot open a directory: "unable to open database file"
+        model.corrupt()
+
+    try:
+        thread = _when_dataset_logged(client, settings, store_gone_then_training_fails)
+        with pytest.raises(TypeError, match="is not a loadable checkpoint") as failure:
+            retrain(trigger="manual")
+        thread.join()
+    finally:
+        model.close()
+
+    # the user sees the training's error, with the cleanup's failure noted on it, not instead of it
+    (note,) = failure.value.__notes__
+    assert "corrections of batch" in note and "not released" in note and "unable to open database file" in note
+    # the MLflow part of the cleanup still ran: the run ended FAILED with the training's error as the reason
+    run = _retrain_run(client, settings)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["failure_reason"].startswith("TypeError: ") and "not a loadable checkpoint" in run.data.tags["failure_reason"]
+    assert running_runs(client, settings) == []
+
+    # the store back: the claim left behind is what the next retrain's recovery releases
+    db.rmdir()
+    away.rename(db)
+    assert set(statuses(settings).values()) == {"claimed"}
+    recovery = recover_orphans(settings, None, by="test")
+    assert sum(recovery.released_batches.values()) == len(corrections)
+    assert statuses(settings) == {c.id: "pending" for c in corrections}
+
+
+@pytest.mark.e2e
+def test_keyboard_interrupt_ends_the_run_killed_and_releases_the_claim(prefect_server, monkeypatch, tmp_path):
+    settings, corrections, model, client = _waiting_home(monkeypatch, tmp_path)
+    main = threading.main_thread().ident
+    assert main is not None and threading.get_ident() == main  # SIGINT's KeyboardInterrupt lands in this thread
+
+    try:  # Ctrl-C while the retrain waits in its training step (or on its way there)
+        thread = _when_dataset_logged(client, settings, lambda: signal.pthread_kill(main, signal.SIGINT))
+        with pytest.raises(KeyboardInterrupt):
+            retrain(trigger="manual")
+        thread.join()
+    finally:
+        model.close()
+
+    run = _retrain_run(client, settings)
+    assert run.info.status == "KILLED" and run.data.tags["failure_reason"] == "interrupted: KeyboardInterrupt"
+    assert statuses(settings) == {c.id: "pending" for c in corrections}
+    with retrain_lock(settings, wait_seconds=0):  # the lock went with the interrupted retrain
+        pass
+    assert client.search_model_versions(f"name = '{settings.model_name}'") == []

@@ -56,6 +56,7 @@ def test_with_prefect_down_the_correction_is_kept_and_the_announcement_rearmed(s
         assert store.take_threshold_crossing(3) == 3
 
 
+@pytest.mark.e2e
 def test_threshold_event_reaches_a_real_prefect_server(settings, prefect_server):
     from prefect.client.orchestration import get_client
 

@@ -17,7 +17,7 @@ from yolo_retrain import processes, tracking
 from yolo_retrain.cli import app
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import RetrainError
-from yolo_retrain.recovery import retrain_lock
+from yolo_retrain.recovery import end_abandoned_retrain, retrain_lock
 from yolo_retrain.store import CorrectionStore
 from yolo_retrain.synthetic import make_dataset
 
@@ -65,6 +65,7 @@ def _assert_recovered(settings: Settings, client, run_id: str, corrections) -> N
     assert not any(settings.runs_dir.glob(f"*-{run_id[:8]}"))
 
 
+@pytest.mark.e2e
 def test_doctor_fix_recovers_a_killed_retrain(prefect_server, monkeypatch, tmp_path):
     settings, corrections, client, experiment_id = _home_with_corrections(monkeypatch, tmp_path)
     orphan = _kill_mid_training(settings, client, experiment_id)
@@ -77,6 +78,7 @@ def test_doctor_fix_recovers_a_killed_retrain(prefect_server, monkeypatch, tmp_p
         assert store.pending_count() == len(corrections)
 
 
+@pytest.mark.e2e
 def test_next_retrain_recovers_the_orphan_and_applies_each_correction_once(prefect_server, monkeypatch, tmp_path):
     settings, corrections, client, experiment_id = _home_with_corrections(monkeypatch, tmp_path)
     orphan = _kill_mid_training(settings, client, experiment_id)
@@ -103,6 +105,7 @@ def test_a_second_retrain_waits_for_the_lock_and_doctor_fix_refuses_while_one_ru
         pass
 
 
+@pytest.mark.e2e
 def test_retried_flow_run_resumes_its_run_and_registers_once(prefect_server, monkeypatch, tmp_path):
     """Attempt 1 fails after registering (models/ is a file: the save fails for real); attempt 2 resumes."""
     settings, corrections, client, experiment_id = _home_with_corrections(monkeypatch, tmp_path)
@@ -133,3 +136,18 @@ def test_retried_flow_run_resumes_its_run_and_registers_once(prefect_server, mon
     assert len(client.get_metric_history(run.info.run_id, "train/box_loss")) == TINY["epochs"]
     with CorrectionStore.from_settings(settings) as store:
         assert {(store.get(c.id).status, store.get(c.id).applied_version) for c in corrections} == {("applied", report.version)}
+
+
+def test_a_failed_retrains_cleanup_does_each_part_and_reports_what_it_could_not(monkeypatch, tmp_path):
+    """Without Prefect: the claim is released although the run cannot be ended (MLflow has no such run), and
+    that is returned, not raised."""
+    settings, corrections, client, experiment_id = _home_with_corrections(monkeypatch, tmp_path)
+    with CorrectionStore.from_settings(settings) as store:
+        assert len(store.claim("batch-1")) == len(corrections)
+
+    (problem,) = end_abandoned_retrain(settings, "batch-1", "no-such-run", "FAILED", "ValueError: boom")
+
+    assert problem.startswith("MLflow run no-such-run not ended FAILED: MlflowException: ")
+    with CorrectionStore.from_settings(settings) as store:
+        assert store.pending_count() == len(corrections)
+    assert client.search_runs([experiment_id]) == []  # nothing made up for the missing run

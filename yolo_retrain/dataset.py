@@ -49,11 +49,11 @@ import yaml
 from yolo_retrain.data_yaml import IMG_FORMATS, label_path, load_data_yaml  # noqa: F401  (IMG_FORMATS: re-exported)
 from yolo_retrain.data_yaml import is_image as _is_image
 from yolo_retrain.errors import InvalidInput
+from yolo_retrain.hashing import file_sha256
 
 SPLITS = ("train", "val")
 HASH_CACHE_NAME = "hash_cache.sqlite"
 CORRECTED_DIR = "corrected"
-_CHUNK = 1 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 Progress = Callable[[int, int], None]
@@ -140,13 +140,6 @@ class _Entry(NamedTuple):
             return f.read()
 
 
-def file_sha256(path: Path | str) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_base_dataset(base_data: Path) -> BaseDataset:

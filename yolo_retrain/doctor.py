@@ -9,17 +9,19 @@ import functools
 import os
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ParamSpec
 
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 
 from yolo_retrain import registry, tracking
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import RetrainError
+from yolo_retrain.hashing import file_sha256
 
 P = ParamSpec("P")
 
@@ -172,17 +174,9 @@ def check_champion(settings: Settings) -> str:
     version = registry.version_by_alias(tracking.client_for(settings), settings.model_name, "champion")
     if version is None:
         return "no champion yet — run yolo-retrain init"
-    expected = version.tags.get("weights_sha256")
-    if not expected:
-        raise CheckFailed(f"version {version.version} has no weights_sha256 tag", "re-register the champion")
     fix = f"run `yolo-retrain rollback --to {version.version}` (re-fetches the registered weights)"
-    for path in (registry.local_weights_path(settings, version.version), settings.champion_weights):
-        if not path.is_file():
-            raise CheckFailed(f"champion v{version.version}: {path} is missing", fix)
-        if registry.sha256_file(path) != expected:
-            raise CheckFailed(
-                f"champion v{version.version}: {path} sha256 differs from weights_sha256 {expected[:12]}", fix
-            )
+    paths = (registry.local_weights_path(settings, version.version), settings.champion_weights)
+    expected = local_weights_match(version, paths, fix)
     classes = classes_finding(settings, settings.champion_weights)
     return f"v{version.version}, local weights match weights_sha256 {expected[:12]}, {classes}"
 
@@ -201,6 +195,20 @@ def classes_finding(settings: Settings, weights: Path) -> str:
             str(exc), "point YOLO_RETRAIN_BASE_DATA at the data the champion was trained on, or roll back"
         ) from exc
     return f"classes {names} as in the base data.yaml"
+
+
+def local_weights_match(version: ModelVersion, paths: Iterable[Path], fix: str) -> str:
+    """Each file in ``paths`` exists and has the sha256 the registry recorded for ``version`` (its tag
+    ``weights_sha256``, returned). CheckFailed naming the first file that does not, with ``fix``."""
+    expected = version.tags.get("weights_sha256")
+    if not expected:
+        raise CheckFailed(f"version {version.version} has no weights_sha256 tag", "re-register the version")
+    for path in paths:
+        if not path.is_file():
+            raise CheckFailed(f"v{version.version}: {path} is missing", fix)
+        if file_sha256(path) != expected:
+            raise CheckFailed(f"v{version.version}: {path} sha256 differs from weights_sha256 {expected[:12]}", fix)
+    return expected
 
 
 @check("base dataset", fix="fix the data.yaml, or point YOLO_RETRAIN_BASE_DATA at a valid one")

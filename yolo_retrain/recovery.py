@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mlflow import MlflowClient
+
 from yolo_retrain import registry, tracking
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import RetrainError
@@ -73,9 +75,7 @@ def recover_orphans(settings: Settings, current_batch: str | None, by: str) -> R
         for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
             if run.data.tags.get(tracking.FLOW_RUN_TAG) == current_batch:
                 continue
-            reason = ORPHAN_REASON.format(by=by)
-            registry.mark_run_failed(client, settings.model_name, run.info.run_id, reason)
-            tracking.end_run(client, run.info.run_id, "KILLED", reason)
+            _end_run(client, settings, run.info.run_id, "KILLED", ORPHAN_REASON.format(by=by))
             recovery.killed_runs.append(run.info.run_id)
             for leftover in settings.runs_dir.glob(f"*-{run.info.run_id[:8]}"):
                 shutil.rmtree(leftover, ignore_errors=True)
@@ -87,6 +87,38 @@ def recover_orphans(settings: Settings, current_batch: str | None, by: str) -> R
             partial.unlink(missing_ok=True)
         recovery.removed_files.append(str(partial))
     return recovery
+
+
+def end_abandoned_retrain(settings: Settings, batch_id: str, run_id: str | None, status: str, reason: str) -> list[str]:
+    """End a retrain that failed (``status`` FAILED) or was interrupted (KILLED): its corrections go back to
+    pending, its run (if one was opened) ends with ``status`` and tag ``failure_reason``, a version it registered
+    is tagged ``run_failed``.
+
+    Each part is attempted whatever happened to the other, and nothing is raised: the caller re-raises the
+    retrain's own error, which a cleanup error must never replace. Returns what could not be done, one line each;
+    the next retrain's recovery (or ``yolo-retrain doctor --fix``) finishes it.
+    """
+    problems = []
+    try:
+        with CorrectionStore.from_settings(settings) as store:
+            store.release(batch_id)
+    except Exception as exc:  # noqa: BLE001 — reported to the caller, next to the retrain's own error
+        problems.append(f"corrections of batch {batch_id} not released: {_one_line(exc)}")
+    if run_id is not None:
+        try:
+            _end_run(tracking.client_for(settings), settings, run_id, status, reason)
+        except Exception as exc:  # noqa: BLE001 — as above
+            problems.append(f"MLflow run {run_id} not ended {status}: {_one_line(exc)}")
+    return problems
+
+
+def _end_run(client: MlflowClient, settings: Settings, run_id: str, status: str, reason: str) -> None:
+    registry.mark_run_failed(client, settings.model_name, run_id, reason)
+    tracking.end_run(client, run_id, status, reason)
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
 
 
 def _partial_writes(settings: Settings) -> list[Path]:

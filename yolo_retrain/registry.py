@@ -5,7 +5,6 @@ Every version carries tag ``weights_sha256``; local weights are used only after 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -20,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import RetrainError
 from yolo_retrain.gate import GateDecision
+from yolo_retrain.hashing import file_sha256
 from yolo_retrain.metrics import EvalMetrics
 
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
@@ -36,11 +36,6 @@ class Champion:
         if self.tags.get("evaluation_key") != evaluation_key:
             return None
         return EvalMetrics.from_mlflow("post", self.tags)
-
-
-def sha256_file(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def pip_requirements() -> list[str]:
@@ -129,7 +124,7 @@ def save_local_weights(settings: Settings, version: ModelVersion, weights: Path)
     target = local_weights_path(settings, version.version)
     _atomic_copy(weights, target)
     expected = version.tags.get("weights_sha256")
-    if expected and sha256_file(target) != expected:
+    if expected and file_sha256(target) != expected:
         target.unlink(missing_ok=True)
         raise RetrainError(f"{target}: sha256 does not match weights_sha256 {expected} of version {version.version}")
     return target
@@ -139,12 +134,12 @@ def verified_weights(settings: Settings, client: MlflowClient, version: ModelVer
     """Local weights of ``version`` whose sha256 matches the registry; fetched from MLflow if missing or altered."""
     expected = version.tags.get("weights_sha256")
     local = local_weights_path(settings, version.version)
-    if local.exists() and sha256_file(local) == expected:
+    if local.exists() and file_sha256(local) == expected:
         return local
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{version.name}/{version.version}", dst_path=tmp))
         fetched = next(model_dir.rglob("*.pt"), None)
-        if fetched is None or sha256_file(fetched) != expected:
+        if fetched is None or file_sha256(fetched) != expected:
             raise RetrainError(
                 f"weights of {version.name} version {version.version} do not match weights_sha256 {expected}; "
                 "refusing to load them"
@@ -213,7 +208,7 @@ def register_initial_champion(client: MlflowClient, settings: Settings, experime
     try:
         model_id = log_pyfunc_model(experiment_id, run_id, weights, settings.imgsz)
         version = register_version(
-            settings.model_name, model_id, {"weights_sha256": sha256_file(weights), "run_id": run_id, "parent_version": "none"}
+            settings.model_name, model_id, {"weights_sha256": file_sha256(weights), "run_id": run_id, "parent_version": "none"}
         )
         local = save_local_weights(settings, version, weights)
         apply_gate(client, settings, version, local, GateDecision(True, "initial champion from given weights"))

@@ -8,7 +8,7 @@ from pathlib import Path
 from yolo_retrain.metrics import GATE_METRICS, EvalMetrics
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # ten fields: built by name, never by position
 class RetrainReport:
     outcome: str  # skipped | promoted | rejected
     trigger: str

@@ -26,6 +26,7 @@ from yolo_retrain.doctor import (
     classes_finding,
     describe,
     experiment_id_or_fail,
+    local_weights_match,
     short_http_timeouts,
 )
 from yolo_retrain.metrics import GATE_METRICS
@@ -159,15 +160,9 @@ def check_registry_version(t: _Target) -> str:
     """The run's registry version exists, ``models/retrained_vN.pt`` matches its ``weights_sha256``, and its class
     names are the base data.yaml's."""
     version = t.need_version()
-    expected = version.tags.get("weights_sha256")
-    if not expected:
-        raise CheckFailed(f"version {version.version} has no weights_sha256 tag")
     path = registry.local_weights_path(t.settings, version.version)
     fix = f"restore it from the registry: `mlflow artifacts download -u models:/{version.name}/{version.version}`"
-    if not path.is_file():
-        raise CheckFailed(f"v{version.version}: {path} is missing", fix)
-    if registry.sha256_file(path) != expected:
-        raise CheckFailed(f"v{version.version}: {path} sha256 differs from weights_sha256 {expected[:12]}", fix)
+    expected = local_weights_match(version, [path], fix)
     classes = classes_finding(t.settings, path)
     return f"v{version.version}: {path.name} matches weights_sha256 {expected[:12]}, {classes}"
 
