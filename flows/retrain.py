@@ -66,7 +66,8 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
     if len(corrections) < needed and not force:
         release_corrections(settings, batch_id)
         message = f"{len(corrections)} < {needed} pending corrections"
-        return _publish(RetrainReport(outcome="skipped", trigger=trigger, corrections=len(corrections), message=message))
+        skipped = RetrainReport(outcome="skipped", trigger=trigger, corrections=len(corrections), message=message)
+        return _publish(skipped)
 
     run = None
     try:

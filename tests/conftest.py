@@ -107,6 +107,7 @@ def in_world(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """One meaning for ``e2e`` (pyproject.toml): every test that uses the session's Prefect server carries it."""
-    unmarked = [i.nodeid for i in items if "prefect_server" in getattr(i, "fixturenames", ()) and not i.get_closest_marker("e2e")]
+    uses_server = [i for i in items if "prefect_server" in getattr(i, "fixturenames", ())]
+    unmarked = [i.nodeid for i in uses_server if not i.get_closest_marker("e2e")]
     if unmarked:
         raise pytest.UsageError("mark these @pytest.mark.e2e (they use a Prefect server): " + ", ".join(unmarked))

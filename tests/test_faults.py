@@ -459,7 +459,8 @@ def test_a_cleanup_failure_does_not_hide_why_the_retrain_failed(prefect_server, 
     # the MLflow part of the cleanup still ran: the run ended FAILED with the training's error as the reason
     run = _retrain_run(client, settings)
     assert run.info.status == "FAILED"
-    assert run.data.tags["failure_reason"].startswith("TypeError: ") and "not a loadable checkpoint" in run.data.tags["failure_reason"]
+    reason = run.data.tags["failure_reason"]
+    assert reason.startswith("TypeError: ") and "not a loadable checkpoint" in reason
     assert running_runs(client, settings) == []
 
     # the store back: the claim left behind is what the next retrain's recovery releases

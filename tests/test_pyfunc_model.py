@@ -40,7 +40,8 @@ def test_champion_loads_as_pyfunc_and_predicts_boxes(monkeypatch, tmp_path):
     assert list(boxes.columns) == ["image", "class_id", "class_name", "confidence", "x1", "y1", "x2", "y2"]
     assert sorted(set(boxes["image"])) == [0, 1]  # boxes on each image, rows numbered by input row
     for index, image in enumerate(images):  # exactly the boxes the champion's own weights detect there
-        direct = YOLO(str(settings.champion_weights)).predict(str(image), imgsz=settings.imgsz, conf=0.25, verbose=False)[0]
+        champion = YOLO(str(settings.champion_weights))
+        direct = champion.predict(str(image), imgsz=settings.imgsz, conf=0.25, verbose=False)[0]
         rows = boxes[boxes["image"] == index]
         assert len(rows) == len(direct.boxes) > 0
         assert rows["class_id"].tolist() == direct.boxes.cls.int().tolist()
