@@ -57,8 +57,9 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
     # 0. Whatever a killed retrain left behind (RUNNING run, claimed corrections, partial files) is cleaned up.
     recover_orphaned_retrains(settings, batch_id)
 
-    # 1. Claim the pending corrections; too few and not forced: stop here, no MLflow run.
-    corrections = claim_corrections(settings, batch_id)
+    # 1. Claim the pending corrections (with them, every accepted one); too few and not forced: stop, no MLflow run.
+    training = claim_corrections(settings, batch_id)
+    corrections = training.batch
     needed = settings.min_corrections if min_corrections is None else min_corrections
     if len(corrections) < needed and not force:
         release_corrections(settings, batch_id)
@@ -66,8 +67,8 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
 
     run = None
     try:
-        # 2. The exact dataset: base + corrections (bad base data stops here, before any MLflow run).
-        dataset = build_retraining_dataset(settings, corrections)
+        # 2. The exact dataset: base + accepted corrections + this batch (bad base data stops here, before any MLflow run).
+        dataset = build_retraining_dataset(settings, training)
 
         # 3-4. MLflow: tracking URI, the experiment (never created here), this retrain's run; the dataset in it.
         tags = {"trigger": trigger, "corrections_count": str(len(corrections))}
@@ -99,8 +100,8 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
         # 11. Promotion gate: champion only if at least as good; otherwise challenger.
         decision = promotion_gate(settings, run, version, weights, post, pre)
 
-        # 12. Corrections applied with the version; run FINISHED.
-        finish_retrain(settings, run, str(version.version))
+        # 12. The batch accepted (promoted) or held as rejected, with the version; run FINISHED.
+        finish_retrain(settings, run, str(version.version), decision)
     except BaseException as exc:
         fail_retrain(settings, batch_id, run, f"{type(exc).__name__}: {exc}")
         raise
@@ -108,7 +109,10 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
     outcome = "promoted" if decision.promote else "rejected"
     run_url = f"{settings.mlflow_ui_url}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
     report = RetrainReport(
-        outcome, trigger, len(corrections), decision.reason, run.run_id, run_url, str(version.version), dataset.digest, pre, post
+        outcome, trigger, len(corrections), decision.reason, run.run_id, run_url, str(version.version), dataset.digest, pre, post,
+        earlier_corrections=dataset.counts["corrections_from_earlier_retrains"],
+        held_rejected=training.held_rejected + (0 if decision.promote else len(corrections)),
+        batch_id=batch_id,
     )
     return _publish(report)
 

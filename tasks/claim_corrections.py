@@ -2,19 +2,22 @@ from __future__ import annotations
 
 from tasks import retrain_task
 from yolo_retrain.config import Settings
-from yolo_retrain.store import Correction, CorrectionStore
+from yolo_retrain.store import CorrectionStore, TrainingCorrections, registry_decisions
 
 
 @retrain_task("claim-corrections")
-def claim_corrections(settings: Settings, batch_id: str) -> list[Correction]:
-    """Claim every pending correction for this retrain (idempotent for the same batch).
+def claim_corrections(settings: Settings, batch_id: str) -> TrainingCorrections:
+    """Claim every pending correction for this retrain (idempotent for the same batch); with it, every accepted one.
 
     Args:
         settings: Where the correction store is.
         batch_id: The Prefect flow run id; a retried flow run claims the same batch again.
     """
     with CorrectionStore.from_settings(settings) as store:
-        return store.claim(batch_id)
+        # A store from before the lifecycle must be sorted first: its accepted rows belong in this dataset.
+        store.sort_applied(registry_decisions(settings))
+        store.claim(batch_id)
+        return store.training_corrections(batch_id)
 
 
 @retrain_task("release-corrections")

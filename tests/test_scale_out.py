@@ -308,13 +308,13 @@ def test_threshold_over_http_retrains_on_the_worker_recorded_by_the_mlflow_serve
     assert champion.version == version.version  # the first model: promoted
     assert stack.pg.query("mlflow", "SELECT status FROM runs WHERE run_uuid = %s", run_id) == [("FINISHED",)]
 
-    # the corrections, in PostgreSQL, applied with that version
+    # the corrections, in PostgreSQL, accepted with that version (the gate promoted it)
     with CorrectionStore.from_settings(stack.settings) as store:
         stored = [store.get(i) for i in submitted]
         assert store.pending_count() == 0
-    assert {(c.status, c.applied_version) for c in stored} == {("applied", str(version.version))}
+    assert {(c.status, c.applied_version) for c in stored} == {("accepted", str(version.version))}
     rows = stack.pg.query("corrections", "SELECT id, status, applied_version FROM corrections ORDER BY id")
-    assert rows == sorted((i, "applied", str(version.version)) for i in submitted)
+    assert rows == sorted((i, "accepted", str(version.version)) for i in submitted)
 
     # the artifacts are in the server's artifacts destination, nowhere local
     stored_run = stack.artifacts_root / "yolo-retrain" / run_id / "artifacts"

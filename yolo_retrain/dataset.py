@@ -27,6 +27,7 @@ read where they are: a base file changed in place gets a new hash (size or mtime
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import hashlib
 import json
@@ -205,10 +206,15 @@ def build_dataset(
     out_root: Path,
     holdout_fraction: float = 0.1,
     progress: Progress | None = None,
+    *,
+    accepted: Sequence[CorrectionLike] = (),
+    held_rejected: int = 0,
 ) -> BuiltDataset:
-    """Build (or reuse) the dataset of ``base_data`` plus ``corrections`` under ``out_root/<digest[:16]>``.
+    """Build (or reuse) the dataset of ``base_data`` plus ``accepted`` and ``corrections`` under ``out_root/<digest[:16]>``.
 
-    Of several corrections of one image the newest ``created_at`` wins. Correction image hashes are trusted
+    ``corrections`` is this retrain's batch, ``accepted`` the corrections earlier retrains (or a person) accepted;
+    ``held_rejected`` (rejected corrections left out) is only recorded. Of several corrections of one image the
+    newest ``created_at`` wins, wherever it came from. Correction image hashes are trusted
     (the store computed them); base images and labels are hashed through the cache. ``progress(done, total)``
     reports hashing of base images (cached ones count as done at once). The dataset folder is written beside its
     final place and renamed into it, so a half-written one is never used; a corrected image's link is made only
@@ -217,7 +223,21 @@ def build_dataset(
     if not 0.0 <= holdout_fraction < 1.0:
         raise InvalidInput(f"holdout_fraction {holdout_fraction}: must be in [0, 1)")
     with _collector_paused():
-        return _build(Path(base_data), corrections, Path(out_root), holdout_fraction, progress)
+        built = _build(Path(base_data), [*accepted, *corrections], Path(out_root), holdout_fraction, progress)
+    return _with_origins(built, {c.id for c in corrections}, held_rejected)
+
+
+def _with_origins(built: BuiltDataset, batch_ids: set[str], held_rejected: int) -> BuiltDataset:
+    """Say of each correction in the dataset whether it is from this batch or from earlier retrains."""
+    applied = [{**a, "origin": "batch" if a["id"] in batch_ids else "earlier"} for a in built.corrections_applied]
+    from_batch = sum(a["origin"] == "batch" for a in applied)
+    counts = {
+        **built.counts,
+        "corrections_from_this_batch": from_batch,
+        "corrections_from_earlier_retrains": len(applied) - from_batch,
+        "corrections_held_rejected": held_rejected,
+    }
+    return dataclasses.replace(built, corrections_applied=applied, counts=counts)
 
 
 @contextmanager
