@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 from sqlalchemy import DateTime, Engine, String, Text, and_, create_engine, event, func, or_, select, update
 from sqlalchemy.engine import make_url
@@ -585,9 +585,14 @@ class CorrectionStore:
 
     def training_corrections(self, batch_id: str) -> TrainingCorrections:
         """What the retrain of ``batch_id`` learns from: its claimed batch and every accepted correction."""
-        with Session(self._engine) as session:
-            held = session.scalar(select(func.count()).select_from(_Row).where(_Row.status == "rejected")) or 0
-        accepted = self._select(select(_Row).where(_Row.status == "accepted").order_by(_Row.created_at, _Row.id))
+        accepted_query = (
+            select(*(getattr(_Row, name) for name in AcceptedCorrection._fields))
+            .where(_Row.status == "accepted")
+            .order_by(_Row.created_at, _Row.id)
+        )
+        with self._engine.connect() as conn:  # plain rows, not ORM objects: 10 000 of them in ~0.1 s
+            accepted = [AcceptedCorrection(*row) for row in conn.execute(accepted_query)]
+            held = conn.scalar(select(func.count()).select_from(_Row).where(_Row.status == "rejected")) or 0
         return TrainingCorrections(self.claimed(batch_id), accepted, held)
 
     # A person's review -----------------------------------------------------------------------
@@ -664,12 +669,23 @@ class CorrectionStore:
         return sorted_rows
 
 
+class AcceptedCorrection(NamedTuple):
+    """What a dataset needs of an accepted correction (fits ``dataset.CorrectionLike``); a tuple because a retrain
+    reads every accepted correction of the store."""
+
+    id: str
+    image_sha256: str
+    image_path: str
+    label_text: str
+    created_at: datetime
+
+
 @dataclass(frozen=True)
 class TrainingCorrections:
     """What one retrain learns from, besides the base data."""
 
     batch: builtins.list[Correction]  # claimed by this retrain
-    accepted: builtins.list[Correction]  # accepted earlier (promoted by the gate, or approved by a person)
+    accepted: builtins.list[AcceptedCorrection]  # accepted earlier (promoted by the gate, or approved by a person)
     held_rejected: int  # rejected corrections waiting for a person: not in this retrain
 
 
@@ -798,4 +814,4 @@ def _read_text(path: Path) -> str:
         raise InvalidInput(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
 
 
-__all__ = ["STATUSES", "Correction", "CorrectionStore", "CorrectionStoreBusy", "Status", "TrainingCorrections"]
+__all__ = ["STATUSES", "AcceptedCorrection", "Correction", "CorrectionStore", "CorrectionStoreBusy", "Status", "TrainingCorrections"]

@@ -25,7 +25,9 @@ class RetrainReport:
     batch_id: str | None = None  # this retrain's corrections batch (the flow run id)
 
     def corrections_line(self) -> str:
-        """Where the dataset's corrections came from, and how many are held as rejected."""
+        """Where the dataset's corrections came from, and how many are held as rejected (a skipped retrain built none)."""
+        if self.post is None:
+            return f"corrections: {self.corrections}"
         line = f"corrections: {self.corrections} from this batch, {self.earlier_corrections} from earlier retrains"
         return line + f", {self.held_rejected} held as rejected"
 
