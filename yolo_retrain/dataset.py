@@ -27,7 +27,6 @@ read where they are: a base file changed in place gets a new hash (size or mtime
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import hashlib
 import json
@@ -223,21 +222,16 @@ def build_dataset(
     if not 0.0 <= holdout_fraction < 1.0:
         raise InvalidInput(f"holdout_fraction {holdout_fraction}: must be in [0, 1)")
     with _collector_paused():
-        built = _build(Path(base_data), [*accepted, *corrections], Path(out_root), holdout_fraction, progress)
-    return _with_origins(built, {c.id for c in corrections}, held_rejected)
+        sources = _Sources([*accepted, *corrections], {c.id for c in corrections}, held_rejected)
+        return _build(Path(base_data), sources, Path(out_root), holdout_fraction, progress)
 
 
-def _with_origins(built: BuiltDataset, batch_ids: set[str], held_rejected: int) -> BuiltDataset:
-    """Say of each correction in the dataset whether it is from this batch or from earlier retrains."""
-    applied = [{**a, "origin": "batch" if a["id"] in batch_ids else "earlier"} for a in built.corrections_applied]
-    from_batch = sum(a["origin"] == "batch" for a in applied)
-    counts = {
-        **built.counts,
-        "corrections_from_this_batch": from_batch,
-        "corrections_from_earlier_retrains": len(applied) - from_batch,
-        "corrections_held_rejected": held_rejected,
-    }
-    return dataclasses.replace(built, corrections_applied=applied, counts=counts)
+class _Sources(NamedTuple):
+    """The corrections of one build: every one, which of them are this retrain's batch, how many are held out."""
+
+    corrections: Sequence[CorrectionLike]
+    batch_ids: set[str]  # the others were accepted by earlier retrains
+    held_rejected: int
 
 
 @contextmanager
@@ -255,7 +249,7 @@ def _collector_paused() -> Iterator[None]:
 
 def _build(
     base_data: Path,
-    corrections: Sequence[CorrectionLike],
+    sources: _Sources,
     out_root: Path,
     holdout_fraction: float,
     progress: Progress | None,
@@ -276,7 +270,7 @@ def _build(
             continue
         entries[sha] = _Entry(item.split, item.name, item.image, sha, label_sha, boxes, "base", None, item.label, None)
 
-    winners, superseded = _newest_per_image(corrections)
+    winners, superseded = _newest_per_image(sources.corrections)
     applied = []
     for sha, corr in sorted(winners.items()):
         old = entries.get(sha)
@@ -288,7 +282,8 @@ def _build(
         entries[sha] = _Entry(
             split, name, source, sha, label_sha, _count_boxes(text), "correction", corr.id, None, text
         )
-        applied.append({"id": corr.id, "image_sha256": sha, "split": split, "replaced_base": old is not None})
+        origin = "batch" if corr.id in sources.batch_ids else "earlier"
+        applied.append({"id": corr.id, "image_sha256": sha, "split": split, "replaced_base": old is not None, "origin": origin})
 
     by_hash = [entries[sha] for sha in sorted(entries)]
     train, val = ([e for e in by_hash if e.split == split] for split in SPLITS)
@@ -312,6 +307,7 @@ def _build(
         _write_dataset_folder(root, files, placement.links)
 
     overridden = sum(a["replaced_base"] for a in applied)
+    from_batch = sum(a["origin"] == "batch" for a in applied)
     counts = {
         "train_images": len(train),
         "val_images": len(val),
@@ -320,6 +316,9 @@ def _build(
         "overridden_base_images": overridden,
         "duplicate_base_images": duplicates,
         "total_boxes": sum(e.boxes for e in ordered),
+        "corrections_from_this_batch": from_batch,
+        "corrections_from_earlier_retrains": len(applied) - from_batch,
+        "corrections_held_rejected": sources.held_rejected,  # recorded only: rejected corrections are not in it
     }
     return BuiltDataset(
         root=root,
