@@ -11,7 +11,7 @@ peak memory are its own:
   rebuild   a batch of N new corrections on top of the accepted ones (goal <= 2 s; only new or changed files
             hashed: correction hashes come from the store, so 0 base files)
   changed   after N base images changed on disk (exactly N hashed)
-  store     what the flow's claim step reads: `CorrectionStore.claim` + `training_corrections` on a SQLite
+  store     the flow's store work: `CorrectionStore.claim` + `training_corrections` (the build step's read) on a SQLite
             store holding the accepted corrections and the N pending ones
   copy      `shutil.copytree` of the base images into a new folder, the naive alternative (ratio)
   mlflow    `tracking.log_dataset` of the cold build into a run (what the flow does right after building)
@@ -240,7 +240,7 @@ def worker(step: str, work: Path, changed: int) -> dict:
 
 
 def _claim_from_store(work: Path) -> dict:
-    """Time the claim step's store work: claim the pending batch, read it and every accepted correction."""
+    """Time the flow's store work: claim the pending batch, then read it and every accepted correction."""
     from yolo_retrain.store import CorrectionStore
 
     with CorrectionStore(f"sqlite:///{work / 'corrections.db'}", work / "blobs", ["square", "circle"]) as store:

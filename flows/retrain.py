@@ -57,9 +57,8 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
     # 0. Whatever a killed retrain left behind (RUNNING run, claimed corrections, partial files) is cleaned up.
     recover_orphaned_retrains(settings, batch_id)
 
-    # 1. Claim the pending corrections (with them, every accepted one); too few and not forced: stop, no MLflow run.
-    training = claim_corrections(settings, batch_id)
-    corrections = training.batch
+    # 1. Claim the pending corrections; too few and not forced: stop here, no MLflow run.
+    corrections = claim_corrections(settings, batch_id)
     needed = settings.min_corrections if min_corrections is None else min_corrections
     if len(corrections) < needed and not force:
         release_corrections(settings, batch_id)
@@ -68,7 +67,7 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
     run = None
     try:
         # 2. The exact dataset: base + accepted corrections + this batch (bad base data stops here, before any MLflow run).
-        dataset = build_retraining_dataset(settings, training)
+        dataset = build_retraining_dataset(settings, batch_id)
 
         # 3-4. MLflow: tracking URI, the experiment (never created here), this retrain's run; the dataset in it.
         tags = {"trigger": trigger, "corrections_count": str(len(corrections))}
@@ -111,7 +110,7 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
     report = RetrainReport(
         outcome, trigger, len(corrections), decision.reason, run.run_id, run_url, str(version.version), dataset.digest, pre, post,
         earlier_corrections=dataset.counts["corrections_from_earlier_retrains"],
-        held_rejected=training.held_rejected + (0 if decision.promote else len(corrections)),
+        held_rejected=dataset.counts["corrections_held_rejected"] + (0 if decision.promote else len(corrections)),
         batch_id=batch_id,
     )
     return _publish(report)

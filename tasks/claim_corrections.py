@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from tasks import retrain_task
 from yolo_retrain.config import Settings
-from yolo_retrain.store import CorrectionStore, TrainingCorrections, registry_decisions
+from yolo_retrain.store import Correction, CorrectionStore, registry_decisions
 
 
 @retrain_task("claim-corrections")
-def claim_corrections(settings: Settings, batch_id: str) -> TrainingCorrections:
-    """Claim every pending correction for this retrain (idempotent for the same batch); with it, every accepted one.
+def claim_corrections(settings: Settings, batch_id: str) -> list[Correction]:
+    """Claim every pending correction for this retrain (idempotent for the same batch).
 
     Args:
         settings: Where the correction store is.
@@ -16,8 +16,7 @@ def claim_corrections(settings: Settings, batch_id: str) -> TrainingCorrections:
     with CorrectionStore.from_settings(settings) as store:
         # A store from before the lifecycle must be sorted first: its accepted rows belong in this dataset.
         store.sort_applied(registry_decisions(settings))
-        store.claim(batch_id)
-        return store.training_corrections(batch_id)
+        return store.claim(batch_id)
 
 
 @retrain_task("release-corrections")
