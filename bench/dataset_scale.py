@@ -1,14 +1,18 @@
-"""Dataset assembly at scale: 100 000 base images + 10 000 corrections -> the retraining dataset and manifest.
+"""Dataset assembly at scale: 100 000 base images + 10 000 accepted corrections -> the retraining dataset and manifest.
 
 Generates (untimed) a base dataset of small PNG files (16x16, a few hundred bytes) with labels, 90 % train /
 10 % val, and corrections shaped like the store's (content-addressed blobs, sha256 known): half re-label
-base images, half are new images. Then, each step in a fresh process so its time and peak memory are its own:
+base images, half are new images. They are the corrections earlier retrains accepted: every retrain's
+dataset holds them (``build_dataset(..., accepted=...)``). Then, each step in a fresh process so its time and
+peak memory are its own:
 
-  cold      `dataset.build_dataset` into an empty folder (every base image hashed)
-  noop      the same corrections again (the folder for that digest is reused)
-  rebuild   after N new corrections (goal <= 2 s; only new or changed files hashed: correction hashes come
-            from the store, so 0 base files)
+  cold      `dataset.build_dataset` of the accepted corrections into an empty folder (every base image hashed)
+  noop      the same again (the folder for that digest is reused)
+  rebuild   a batch of N new corrections on top of the accepted ones (goal <= 2 s; only new or changed files
+            hashed: correction hashes come from the store, so 0 base files)
   changed   after N base images changed on disk (exactly N hashed)
+  store     the flow's store work: `CorrectionStore.claim` + `training_corrections` (the build step's read) on a SQLite
+            store holding the accepted corrections and the N pending ones
   copy      `shutil.copytree` of the base images into a new folder, the naive alternative (ratio)
   mlflow    `tracking.log_dataset` of the cold build into a run (what the flow does right after building)
 
@@ -115,9 +119,33 @@ def generate(work: Path, images: int, corrections: int, new: int) -> dict:
     rows += [correction(n, _image(n, 1), None) for n in range(overriding, corrections)]
     extra = [correction(n, _image(n, 1), None) for n in range(corrections, corrections + new)]
     (work / "corrections.json").write_text(json.dumps(rows))
-    (work / "corrections_plus_new.json").write_text(json.dumps(rows + extra))
+    (work / "new.json").write_text(json.dumps(extra))
+    _fill_store(work, rows, extra)
     image_bytes = sum(os.path.getsize(p) for p in base_paths[:1000]) / min(images, 1000)
     return {"base_data": str(base / "data.yaml"), "mean_image_bytes": round(image_bytes), "base_images": images}
+
+
+def _fill_store(work: Path, accepted: list[dict], pending: list[dict]) -> None:
+    """A correction store (today's schema, made by the store itself) holding ``accepted`` and ``pending`` rows,
+    inserted in bulk: adding 10 000 corrections one by one would measure the intake, not the claim."""
+    import sqlite3
+
+    import yolo_retrain  # noqa: F401  (environment first)
+    from yolo_retrain.store import CorrectionStore
+
+    CorrectionStore(f"sqlite:///{work / 'corrections.db'}", work / "blobs", ["square", "circle"]).close()
+    rows = [
+        (r["id"], r["image_sha256"], r["image_path"], f"{r['id']}.png", r["label_text"], 1, SIDE, SIDE,
+         r["created_at"].replace("T", " ").replace("+00:00", ""), status, "earlier" if status == "accepted" else None, "2")
+        for status, group in (("accepted", accepted), ("pending", pending))
+        for r in group
+    ]
+    with sqlite3.connect(work / "corrections.db") as db:
+        db.executemany(
+            "INSERT INTO corrections (id, image_sha256, image_path, original_name, label_text, num_boxes, width,"
+            " height, created_at, status, batch_id, applied_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
 
 
 # --- the measured steps, each in its own process ---------------------------------------------------------------
@@ -178,17 +206,20 @@ def worker(step: str, work: Path, changed: int) -> dict:
     import yolo_retrain  # noqa: F401  (environment first)
     from yolo_retrain.dataset import build_dataset
 
+    if step == "store":
+        return _claim_from_store(work)
     base_data = work / "base" / "data.yaml"
     out_root = work / "datasets"
-    corrections = _load(work / ("corrections_plus_new.json" if step in ("rebuild", "changed") else "corrections.json"))
+    accepted = _load(work / "corrections.json")
+    batch = _load(work / "new.json") if step in ("rebuild", "changed") else []
     if step == "changed":  # new bytes (and so a new size or mtime) for the first `changed` train images, untimed
         for path in sorted((work / "base" / "images" / "train").iterdir())[:changed]:
             path.write_bytes(_image(int(path.stem.split("_")[1]), 2))
     if step == "mlflow":
-        return _log_to_mlflow(work, build_dataset(base_data, corrections, out_root))
+        return _log_to_mlflow(work, build_dataset(base_data, batch, out_root, accepted=accepted))
     rss_before = _rss_mib()
     start = time.perf_counter()
-    built = build_dataset(base_data, corrections, out_root)
+    built = build_dataset(base_data, batch, out_root, accepted=accepted)
     seconds = time.perf_counter() - start
     copied, regular, links = _image_bytes_copied(out_root)
     return {
@@ -205,6 +236,25 @@ def worker(step: str, work: Path, changed: int) -> dict:
         "symlinks": links,
         "manifest_bytes": built.manifest_path.stat().st_size,
         "digest": built.digest,
+    }
+
+
+def _claim_from_store(work: Path) -> dict:
+    """Time the flow's store work: claim the pending batch, then read it and every accepted correction."""
+    from yolo_retrain.store import CorrectionStore
+
+    with CorrectionStore(f"sqlite:///{work / 'corrections.db'}", work / "blobs", ["square", "circle"]) as store:
+        rss_before = _rss_mib()
+        start = time.perf_counter()
+        store.claim("bench")
+        training = store.training_corrections("bench")
+        seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "peak_rss_mib": _rss_mib(),
+        "rss_before_mib": rss_before,
+        "batch": len(training.batch),
+        "accepted": len(training.accepted),
     }
 
 
@@ -274,6 +324,7 @@ def measure(
     steps["noop"] = run_step("noop", work, changed, in_process)
     steps["rebuild"] = run_step("rebuild", work, changed, in_process)
     steps["changed"] = run_step("changed", work, changed, in_process)
+    steps["store"] = run_step("store", work, changed, in_process)
     steps["copy"] = run_step("copy", work, changed, in_process)
     if mlflow_step:
         steps["mlflow"] = run_step("mlflow", work, changed, in_process)
@@ -286,6 +337,7 @@ def measure(
         "steps": steps,
         "cold_over_copy_ratio": steps["cold"]["seconds"] / steps["copy"]["seconds"],
         "rebuild_over_copy_ratio": steps["rebuild"]["seconds"] / steps["copy"]["seconds"],
+        "claim_and_rebuild_s": steps["store"]["seconds"] + steps["rebuild"]["seconds"],
         "goals": {
             "cold_build_s": {
                 "goal": GOAL_COLD_S,
@@ -315,9 +367,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=100_000, help="Base images (90 %% train, 10 %% val).")
     parser.add_argument(
-        "--corrections", type=int, default=10_000, help="Corrections: half re-label base images, half new."
+        "--corrections", type=int, default=10_000, help="Accepted corrections: half re-label base images, half new."
     )
-    parser.add_argument("--new", type=int, default=100, help="New corrections before the rebuild.")
+    parser.add_argument("--new", type=int, default=100, help="New corrections (this retrain's batch) in the rebuild.")
     parser.add_argument(
         "--changed", type=int, default=100, help="Base images changed on disk before the 'changed' rebuild."
     )

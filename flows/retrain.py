@@ -71,8 +71,8 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
 
     run = None
     try:
-        # 2. The exact dataset: base + corrections (bad base data stops here, before any MLflow run).
-        dataset = build_retraining_dataset(settings, corrections)
+        # 2. The exact dataset: base + accepted corrections + this batch (bad base data stops here, before any MLflow run).
+        dataset = build_retraining_dataset(settings, batch_id)
 
         # 3-4. MLflow: tracking URI, the experiment (never created here), this retrain's run; the dataset in it.
         tags = {"trigger": trigger, "corrections_count": str(len(corrections))}
@@ -104,8 +104,8 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
         # 11. Promotion gate: champion only if at least as good; otherwise challenger.
         decision = promotion_gate(settings, run, version, weights, post, pre)
 
-        # 12. Corrections applied with the version; run FINISHED.
-        finish_retrain(settings, run, str(version.version))
+        # 12. The batch accepted (promoted) or held as rejected, with the version; run FINISHED.
+        finish_retrain(settings, run, str(version.version), decision)
     except Exception as exc:  # a step failed
         _end_abandoned(settings, batch_id, run, exc, "FAILED")
         raise
@@ -124,6 +124,9 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
         dataset_digest=dataset.digest,
         pre=pre,
         post=post,
+        earlier_corrections=dataset.counts["corrections_from_earlier_retrains"],
+        held_rejected=dataset.counts["corrections_held_rejected"] + (0 if decision.promote else len(corrections)),
+        batch_id=batch_id,
     )
     return _publish(report)
 

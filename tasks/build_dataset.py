@@ -3,15 +3,25 @@ from __future__ import annotations
 from tasks import retrain_task
 from yolo_retrain.config import Settings
 from yolo_retrain.dataset import BuiltDataset, build_dataset
-from yolo_retrain.store import Correction
+from yolo_retrain.store import CorrectionStore
 
 
 @retrain_task("build-dataset")
-def build_retraining_dataset(settings: Settings, corrections: list[Correction]) -> BuiltDataset:
-    """Base data + corrections, splits by hash, symlinked images, manifest and digest.
+def build_retraining_dataset(settings: Settings, batch_id: str) -> BuiltDataset:
+    """Base data + every accepted correction + the claimed batch, splits by hash, symlinked images, manifest and digest.
 
     Args:
-        settings: The base data.yaml, the datasets folder and the holdout fraction.
-        corrections: The claimed corrections.
+        settings: The base data.yaml, the datasets folder, the holdout fraction and the correction store.
+        batch_id: The claimed batch (the flow run id). The corrections are read from the store here, not passed
+            in: Prefect would walk every one of the accepted corrections in this task's inputs.
     """
-    return build_dataset(settings.base_data, corrections, settings.datasets_dir, settings.holdout_fraction)
+    with CorrectionStore.from_settings(settings) as store:
+        corrections = store.training_corrections(batch_id)
+    return build_dataset(
+        settings.base_data,
+        corrections.batch,
+        settings.datasets_dir,
+        settings.holdout_fraction,
+        accepted=corrections.accepted,
+        held_rejected=corrections.held_rejected,
+    )

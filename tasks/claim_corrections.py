@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from tasks import retrain_task
 from yolo_retrain.config import Settings
-from yolo_retrain.store import Correction, CorrectionStore
+from yolo_retrain.store import Correction, CorrectionStore, registry_decisions
 
 
 @retrain_task("claim-corrections")
@@ -14,6 +14,8 @@ def claim_corrections(settings: Settings, batch_id: str) -> list[Correction]:
         batch_id: The Prefect flow run id; a retried flow run claims the same batch again.
     """
     with CorrectionStore.from_settings(settings) as store:
+        # A store from before the lifecycle must be sorted first: its accepted rows belong in this dataset.
+        store.sort_applied(registry_decisions(settings))
         return store.claim(batch_id)
 
 

@@ -72,6 +72,11 @@ class World:
         return self.client.get_run(run_id)
 
 
+def decided(report: RetrainReport) -> str:
+    """The status a finished retrain leaves its batch in: accepted if the gate promoted the version, else rejected."""
+    return "accepted" if report.outcome == "promoted" else "rejected"
+
+
 def import_corrections(settings: Settings, data: SyntheticDataset) -> list[Correction]:
     with CorrectionStore.from_settings(settings) as store:
         return store.import_dir(data.corrections_dir, author="test")

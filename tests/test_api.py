@@ -81,8 +81,11 @@ def test_correction_is_stored_and_counted(client: TestClient, settings: Settings
     assert stats == {
         "pending": 2,
         "claimed": 0,
-        "applied": 0,
+        "accepted": 0,
+        "rejected": 0,
         "superseded": 0,
+        "dropped": 0,
+        "applied": 0,
         "total": 2,
         "threshold": settings.retrain_threshold,
     }

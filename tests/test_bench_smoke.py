@@ -48,6 +48,9 @@ def test_dataset_scale_smoke(tmp_path: Path) -> None:
     assert rebuild["hashed_files"] == 0  # the new corrections' hashes come from the store
     assert rebuild["images_in_dataset"] == cold["images_in_dataset"] + 10
     assert changed["hashed_files"] == 7  # exactly the changed base images
+    # the rebuild is this batch on top of every accepted correction; the claim step reads both from a real store
+    assert (rebuild["counts"]["corrections_from_earlier_retrains"], rebuild["counts"]["corrections_from_this_batch"]) == (40, 10)
+    assert (steps["store"]["accepted"], steps["store"]["batch"]) == (40, 10) and steps["store"]["seconds"] > 0
     assert steps["copy"]["bytes_copied"] > 0
     for step in (cold, noop, rebuild, changed, steps["copy"]):
         assert step["seconds"] > 0

@@ -118,6 +118,9 @@ def test_layout_symlinks_and_data_yaml(base: Path, tmp_path: Path) -> None:
         "overridden_base_images": 0,
         "duplicate_base_images": 0,
         "total_boxes": 1 + 2 + 3 + 1 + 2,
+        "corrections_from_this_batch": 0,
+        "corrections_from_earlier_retrains": 0,
+        "corrections_held_rejected": 0,
     }
     assert json.loads(json.dumps(built.metadata()))["digest"] == built.digest
 
@@ -180,6 +183,31 @@ def test_splits_are_stable_across_builds(base: Path, tmp_path: Path) -> None:
     assert {e["split"] for e in entries(third).values() if e["label_source"] == "correction"} == {"train", "val"}
 
 
+def test_earlier_accepted_corrections_are_kept_and_the_newest_per_image_wins(base: Path, tmp_path: Path) -> None:
+    blobs, out = tmp_path / "blobs", tmp_path / "out"
+    val_image = base.parent / "images" / "val" / "img0.png"
+    val_fix = Corr("e-val", file_sha256(val_image), str(val_image), "1 0.5 0.5 0.5 0.5\n", T0)
+    earlier = [new_correction(blobs, i, f"e{i}", age=i) for i in range(4)] + [val_fix]
+    newer_of_e0 = Corr("b0", earlier[0].image_sha256, earlier[0].image_path, "1 0.2 0.2 0.2 0.2\n", T0 + timedelta(days=1))
+    batch = [newer_of_e0, new_correction(blobs, 9, "b1", age=9)]
+    alone = build_dataset(base, earlier, out, holdout_fraction=0.5)
+    built = build_dataset(base, batch, out, holdout_fraction=0.5, accepted=earlier, held_rejected=3)
+
+    origins = {a["id"]: a["origin"] for a in built.corrections_applied}
+    assert origins == {"e1": "earlier", "e2": "earlier", "e3": "earlier", "e-val": "earlier", "b0": "batch", "b1": "batch"}
+    assert label_of(built, earlier[0].image_sha256) == newer_of_e0.label_text  # the batch's newer label wins
+    assert label_of(built, val_fix.image_sha256) == val_fix.label_text  # an accepted holdout fix stays
+    for sha, e in entries(alone).items():  # every image keeps its split: the holdout never leaks into train
+        assert entries(built)[sha]["split"] == e["split"]
+    assert entries(built)[val_fix.image_sha256]["split"] == "val"
+    assert {k: built.counts[k] for k in built.counts if k.startswith("corrections_")} == {
+        "corrections_from_this_batch": 2,
+        "corrections_from_earlier_retrains": 4,
+        "corrections_held_rejected": 3,
+    }
+    assert built.metadata()["counts"]["corrections_from_earlier_retrains"] == 4
+
+
 def test_correction_of_base_image_replaces_its_labels(base: Path, tmp_path: Path) -> None:
     image = base.parent / "images" / "train" / "img0.png"
     sha = file_sha256(image)
@@ -192,7 +220,9 @@ def test_correction_of_base_image_replaces_its_labels(base: Path, tmp_path: Path
     e = entries(built)[sha]
     assert (e["split"], e["label_source"], e["correction_id"]) == ("train", "correction", "c1")
     assert label_of(built, sha) == fixed
-    assert built.corrections_applied == [{"id": "c1", "image_sha256": sha, "split": "train", "replaced_base": True}]
+    assert built.corrections_applied == [
+        {"id": "c1", "image_sha256": sha, "split": "train", "replaced_base": True, "origin": "batch"}
+    ]
     assert built.counts["overridden_base_images"] == 1 and built.counts["train_images"] == 4
 
 

@@ -9,7 +9,7 @@ import threading
 import time
 
 import pytest
-from conftest import TINY, import_corrections, use_home
+from conftest import TINY, decided, import_corrections, use_home
 from typer.testing import CliRunner
 
 from flows.retrain import retrain
@@ -90,7 +90,7 @@ def test_next_retrain_recovers_the_orphan_and_applies_each_correction_once(prefe
     assert [r for r in client.search_runs([experiment_id]) if r.info.status == "RUNNING"] == []
     with CorrectionStore.from_settings(settings) as store:
         stored = [store.get(c.id) for c in corrections]
-    assert {(c.status, c.applied_version) for c in stored} == {("applied", report.version)}
+    assert {(c.status, c.applied_version) for c in stored} == {(decided(report), report.version)}
 
 
 def test_a_second_retrain_waits_for_the_lock_and_doctor_fix_refuses_while_one_runs(monkeypatch, tmp_path):
@@ -135,7 +135,9 @@ def test_retried_flow_run_resumes_its_run_and_registers_once(prefect_server, mon
     # training ran once: attempt 2 reused its result, so one loss value per epoch
     assert len(client.get_metric_history(run.info.run_id, "train/box_loss")) == TINY["epochs"]
     with CorrectionStore.from_settings(settings) as store:
-        assert {(store.get(c.id).status, store.get(c.id).applied_version) for c in corrections} == {("applied", report.version)}
+        assert {(store.get(c.id).status, store.get(c.id).applied_version) for c in corrections} == {
+            (decided(report), report.version)
+        }
 
 
 def test_a_failed_retrains_cleanup_does_each_part_and_reports_what_it_could_not(monkeypatch, tmp_path):

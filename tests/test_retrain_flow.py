@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TINY, import_corrections, use_home
+from conftest import TINY, decided, import_corrections, use_home
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 from ultralytics import YOLO
@@ -106,10 +106,10 @@ def test_local_model_file_matches_the_registry_and_validates(in_world, tmp_path)
     assert file_sha256(settings.champion_weights) == champion.tags["weights_sha256"]
 
 
-def test_corrections_are_applied_with_the_version(in_world):
+def test_corrections_carry_the_gate_decision_and_the_version(in_world):
     with CorrectionStore.from_settings(in_world.settings) as store:
         stored = [store.get(c.id) for c in in_world.corrections]
-    assert {c.status for c in stored} == {"applied"}
+    assert {c.status for c in stored} == {decided(in_world.report)}
     assert {c.applied_version for c in stored} == {in_world.report.version}
 
 

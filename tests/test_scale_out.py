@@ -308,13 +308,13 @@ def test_threshold_over_http_retrains_on_the_worker_recorded_by_the_mlflow_serve
     assert champion.version == version.version  # the first model: promoted
     assert stack.pg.query("mlflow", "SELECT status FROM runs WHERE run_uuid = %s", run_id) == [("FINISHED",)]
 
-    # the corrections, in PostgreSQL, applied with that version
+    # the corrections, in PostgreSQL, accepted with that version (the gate promoted it)
     with CorrectionStore.from_settings(stack.settings) as store:
         stored = [store.get(i) for i in submitted]
         assert store.pending_count() == 0
-    assert {(c.status, c.applied_version) for c in stored} == {("applied", str(version.version))}
+    assert {(c.status, c.applied_version) for c in stored} == {("accepted", str(version.version))}
     rows = stack.pg.query("corrections", "SELECT id, status, applied_version FROM corrections ORDER BY id")
-    assert rows == sorted((i, "applied", str(version.version)) for i in submitted)
+    assert rows == sorted((i, "accepted", str(version.version)) for i in submitted)
 
     # the artifacts are in the server's artifacts destination, nowhere local
     stored_run = stack.artifacts_root / "yolo-retrain" / run_id / "artifacts"
@@ -361,3 +361,56 @@ def test_postgres_store_announces_one_crossing_per_backlog_and_keeps_utc(stack: 
     finally:
         for store in stores:
             store.close()
+
+
+def upgrade_an_old_store(url: str, blobs: Path) -> None:
+    """A store made by the release before versioned schemas (the baseline revision's tables, no version table),
+    with applied rows of a promoted and a rejected version, opened by this release: upgraded, sorted, nothing lost."""
+    from datetime import datetime, timezone
+
+    from alembic import command
+    from sqlalchemy import MetaData, create_engine, text
+
+    from yolo_retrain import migrations
+    from yolo_retrain.gate import GateDecision
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(migrations.config(conn), migrations.BASELINE)
+        conn.execute(text(f"DROP TABLE {migrations.VERSION_TABLE}"))  # that release had no version table
+    tables = MetaData()
+    tables.reflect(engine)
+    when = datetime(2026, 11, 2, 9, tzinfo=timezone.utc)
+    rows = [
+        {"id": f"r{i}", "image_sha256": f"{i:064x}", "image_path": f"/blobs/{i}.png", "original_name": f"{i}.png",
+         "label_text": "0 0.5 0.5 0.25 0.25\n", "num_boxes": 1, "width": 64, "height": 64, "created_at": when,
+         "status": status, "batch_id": batch, "applied_version": version, "applied_at": when if version else None}
+        for i, (status, batch, version) in enumerate(
+            [("applied", "b-promoted", "2"), ("applied", "b-promoted", "2"), ("applied", "b-rejected", "3"), ("pending", None, None)]
+        )
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(tables.tables["corrections"].insert(), rows)
+        conn.execute(tables.tables["flags"].insert(), [{"name": "threshold_armed", "value": True}])
+    engine.dispose()
+
+    decisions = {"2": GateDecision(True, "better"), "3": GateDecision(False, "worse")}
+    with CorrectionStore(url, blobs, ["square", "circle"]) as store:
+        assert store.sort_applied(lambda versions: {v: decisions[v] for v in versions}) == 3
+        after = {c.id: c for c in store.list()}
+        assert store.pending_count() == 1
+    assert {i: (c.status, c.applied_version, c.created_at) for i, c in after.items()} == {
+        "r0": ("accepted", "2", when), "r1": ("accepted", "2", when), "r2": ("rejected", "3", when), "r3": ("pending", None, when)
+    }  # fmt: skip
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        assert migrations.current_revision(conn) == migrations.head()
+    engine.dispose()
+
+
+def test_postgres_store_from_before_versioning_upgrades_in_place(stack: Stack, tmp_path):
+    import psycopg
+
+    with psycopg.connect(stack.pg.url("postgres", driver=None), autocommit=True) as conn:
+        conn.execute('CREATE DATABASE "old_store"')
+    upgrade_an_old_store(stack.pg.url("old_store"), tmp_path / "blobs")

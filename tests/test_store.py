@@ -16,9 +16,11 @@ from typer.testing import CliRunner
 from yolo_retrain.cli import corrections as cli
 from yolo_retrain.config import Settings, get_settings
 from yolo_retrain.errors import DuplicateCorrection, InvalidInput
+from yolo_retrain.gate import GateDecision
 from yolo_retrain.store import Correction, CorrectionStore
 
 BOX = "0 0.5 0.5 0.25 0.25\n"
+PROMOTED, REJECTED = GateDecision(True, "better"), GateDecision(False, "worse")
 
 
 def image_bytes(seed: int, fmt: str = "PNG", size: tuple[int, int] = (40, 30)) -> bytes:
@@ -140,8 +142,8 @@ def test_duplicate_is_refused_while_pending_or_claimed(store: CorrectionStore) -
     store.claim("run-1")
     with pytest.raises(DuplicateCorrection):
         store.add(data, BOX, image_name="a.png")
-    store.mark_applied("run-1", "2")
-    assert store.add(data, BOX, image_name="a.png").status == "pending"  # already applied: a new round is fine
+    store.record_gate_decision("run-1", "2", PROMOTED)
+    assert store.add(data, BOX, image_name="a.png").status == "pending"  # already accepted: a new round is fine
     assert store.stats()["total"] == 2
 
 
@@ -188,7 +190,9 @@ def test_list_stats_and_filters(store: CorrectionStore) -> None:
     assert store.list()[0].created_at == t0 + timedelta(hours=3)
     store.claim("run-1", limit=1)
     assert [c.id for c in store.list(status="claimed")] == ids[:1]
-    assert store.stats() == {"pending": 3, "claimed": 1, "applied": 0, "superseded": 0, "total": 4}
+    assert store.stats() == {
+        "pending": 3, "claimed": 1, "accepted": 0, "rejected": 0, "superseded": 0, "dropped": 0, "total": 4
+    }
     with pytest.raises(InvalidInput, match="unknown status 'done'"):
         store.list(status="done")
 
@@ -214,12 +218,15 @@ def test_claim_release_apply_lifecycle(store: CorrectionStore) -> None:
 
     retry = store.claim("run-4")
     assert [c.id for c in retry] == ids[:2]
-    assert store.mark_applied("run-4", "7") == 2
-    assert store.mark_applied("run-4", "7") == 0  # idempotent
-    applied = store.list(status="applied")
-    assert {(c.applied_version, c.batch_id) for c in applied} == {("7", "run-4")}
-    assert all(c.applied_at and c.applied_at.tzinfo for c in applied)
-    assert store.stats() == {"pending": 0, "claimed": 1, "applied": 2, "superseded": 0, "total": 3}
+    assert store.record_gate_decision("run-4", "7", PROMOTED) == 2
+    assert store.record_gate_decision("run-4", "7", PROMOTED) == 0  # idempotent
+    accepted = store.list(status="accepted")
+    assert {(c.applied_version, c.batch_id) for c in accepted} == {("7", "run-4")}
+    assert all(c.applied_at and c.applied_at.tzinfo for c in accepted)
+    assert {c.status_reason for c in accepted} == {"gate promoted v7: better"}
+    assert store.stats() == {
+        "pending": 0, "claimed": 1, "accepted": 2, "rejected": 0, "superseded": 0, "dropped": 0, "total": 3
+    }
 
 
 def test_claim_again_adds_newly_pending(store: CorrectionStore) -> None:
@@ -368,12 +375,14 @@ def test_cli_add_list_stats(cli_env: Settings, tmp_path: Path) -> None:
     assert header.split()[:3] == ["ID", "CREATED", "(UTC)"] and len(lines) == 3
     assert any("a.png" in line and "ann" in line for line in lines)
 
-    result = runner.invoke(cli.app, ["list", "--status", "applied"])
+    result = runner.invoke(cli.app, ["list", "--status", "rejected"])
     assert result.output.strip() == "no corrections"
 
     result = runner.invoke(cli.app, ["stats"])
     assert result.exit_code == 0
-    assert result.output.split() == ["pending", "3", "claimed", "0", "applied", "0", "superseded", "0", "total", "3"]
+    assert result.output.split() == [
+        "pending", "3", "claimed", "0", "accepted", "0", "rejected", "0", "superseded", "0", "dropped", "0", "total", "3"
+    ]
 
 
 def test_cli_errors_exit_2(cli_env: Settings, tmp_path: Path) -> None:

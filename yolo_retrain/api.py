@@ -50,7 +50,8 @@ class CorrectionOut(BaseModel):
     id: str
     image_sha256: str = Field(description="SHA-256 of the image bytes (images are stored once by content).")
     status: Status = Field(
-        description="pending until a retrain claims it; superseded if a newer correction of the image exists."
+        description="pending until a retrain claims it; then accepted or rejected by the promotion gate; superseded if "
+        "a newer correction of the image replaced it; dropped by a person."
     )
     num_boxes: int
     created_at: datetime
@@ -64,8 +65,11 @@ class CorrectionCreated(BaseModel):
 class Stats(BaseModel):
     pending: int
     claimed: int
-    applied: int
+    accepted: int = Field(description="In every retrain's data: promoted by the gate, or accepted by a person.")
+    rejected: int = Field(description="Held for a person: the gate rejected the version they went into.")
     superseded: int
+    dropped: int
+    applied: int = Field(default=0, description="Rows of a store from before the lifecycle, not sorted yet.")
     total: int
     threshold: int = Field(description="Pending corrections that trigger a retrain.")
 

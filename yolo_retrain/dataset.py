@@ -105,16 +105,26 @@ class BuiltDataset:
     names: list[str]
     holdout_fraction: float
     counts: dict[str, int]
-    corrections_applied: list[dict[str, Any]]
+    # One entry per correction in the dataset (id, image_sha256, split, replaced_base, origin), as JSON text: the
+    # flow hands this record to several tasks, and Prefect walks every list and dict of a task's inputs (at
+    # 10 000 accepted corrections ~0.3 s a task); a string it does not walk. Read it as ``corrections_applied``.
+    corrections_applied_json: str
     superseded_corrections: list[str]
     hashed_files: int  # image files read and hashed by this build (the rest came from the hash cache)
     reused: bool  # True when the folder for this digest already existed
     corrected_written: int = 0  # corrected images this build wrote into the corrected store (the rest were there)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
+    @property
+    def corrections_applied(self) -> list[dict[str, Any]]:
+        """Each correction in the dataset: id, image_sha256, split, replaced_base, origin (batch or earlier)."""
+        return json.loads(self.corrections_applied_json)
+
     def metadata(self) -> dict[str, Any]:
         """Everything about this build as JSON-serialisable data (for ``retraining_dataset_metadata.json``)."""
-        return json.loads(json.dumps(asdict(self), default=_jsonable))
+        data = asdict(self)
+        data["corrections_applied"] = json.loads(data.pop("corrections_applied_json"))
+        return json.loads(json.dumps(data, default=_jsonable))
 
 
 class _Entry(NamedTuple):
@@ -172,10 +182,15 @@ def build_dataset(
     out_root: Path,
     holdout_fraction: float = 0.1,
     progress: Progress | None = None,
+    *,
+    accepted: Sequence[CorrectionLike] = (),
+    held_rejected: int = 0,
 ) -> BuiltDataset:
-    """Build (or reuse) the dataset of ``base_data`` plus ``corrections`` under ``out_root/<digest[:16]>``.
+    """Build (or reuse) the dataset of ``base_data`` plus ``accepted`` and ``corrections`` under ``out_root/<digest[:16]>``.
 
-    Of several corrections of one image the newest ``created_at`` wins. Correction image hashes are trusted
+    ``corrections`` is this retrain's batch, ``accepted`` the corrections earlier retrains (or a person) accepted;
+    ``held_rejected`` (rejected corrections left out) is only recorded. Of several corrections of one image the
+    newest ``created_at`` wins, wherever it came from. Correction image hashes are trusted
     (the store computed them); base images and labels are hashed through the cache. ``progress(done, total)``
     reports hashing of base images (cached ones count as done at once). The dataset folder is written beside its
     final place and renamed into it, so a half-written one is never used; a corrected image's link is made only
@@ -184,7 +199,16 @@ def build_dataset(
     if not 0.0 <= holdout_fraction < 1.0:
         raise InvalidInput(f"holdout_fraction {holdout_fraction}: must be in [0, 1)")
     with _collector_paused():
-        return _build(Path(base_data), corrections, Path(out_root), holdout_fraction, progress)
+        sources = _Sources([*accepted, *corrections], {c.id for c in corrections}, held_rejected)
+        return _build(Path(base_data), sources, Path(out_root), holdout_fraction, progress)
+
+
+class _Sources(NamedTuple):
+    """The corrections of one build: every one, which of them are this retrain's batch, how many are held out."""
+
+    corrections: Sequence[CorrectionLike]
+    batch_ids: set[str]  # the others were accepted by earlier retrains
+    held_rejected: int
 
 
 @contextmanager
@@ -202,7 +226,7 @@ def _collector_paused() -> Iterator[None]:
 
 def _build(
     base_data: Path,
-    corrections: Sequence[CorrectionLike],
+    sources: _Sources,
     out_root: Path,
     holdout_fraction: float,
     progress: Progress | None,
@@ -223,7 +247,7 @@ def _build(
             continue
         entries[sha] = _Entry(item.split, item.name, item.image, sha, label_sha, boxes, "base", None, item.label, None)
 
-    winners, superseded = _newest_per_image(corrections)
+    winners, superseded = _newest_per_image(sources.corrections)
     applied = []
     for sha, corr in sorted(winners.items()):
         old = entries.get(sha)
@@ -235,7 +259,8 @@ def _build(
         entries[sha] = _Entry(
             split, name, source, sha, label_sha, _count_boxes(text), "correction", corr.id, None, text
         )
-        applied.append({"id": corr.id, "image_sha256": sha, "split": split, "replaced_base": old is not None})
+        origin = "batch" if corr.id in sources.batch_ids else "earlier"
+        applied.append({"id": corr.id, "image_sha256": sha, "split": split, "replaced_base": old is not None, "origin": origin})
 
     by_hash = [entries[sha] for sha in sorted(entries)]
     train, val = ([e for e in by_hash if e.split == split] for split in SPLITS)
@@ -259,6 +284,7 @@ def _build(
         _write_dataset_folder(root, files, placement.links)
 
     overridden = sum(a["replaced_base"] for a in applied)
+    from_batch = sum(a["origin"] == "batch" for a in applied)
     counts = {
         "train_images": len(train),
         "val_images": len(val),
@@ -267,6 +293,9 @@ def _build(
         "overridden_base_images": overridden,
         "duplicate_base_images": duplicates,
         "total_boxes": sum(e.boxes for e in ordered),
+        "corrections_from_this_batch": from_batch,
+        "corrections_from_earlier_retrains": len(applied) - from_batch,
+        "corrections_held_rejected": sources.held_rejected,  # recorded only: rejected corrections are not in it
     }
     return BuiltDataset(
         root=root,
@@ -278,7 +307,7 @@ def _build(
         names=base.names,
         holdout_fraction=holdout_fraction,
         counts=counts,
-        corrections_applied=applied,
+        corrections_applied_json=json.dumps(applied),
         superseded_corrections=sorted(superseded),
         hashed_files=hashed_files,
         reused=reused,

@@ -92,6 +92,28 @@ def clear_run_failed(client: MlflowClient, model_name: str, version: str) -> Non
         client.delete_model_version_tag(model_name, version, "run_failed")
 
 
+def gate_decisions(client: MlflowClient, model_name: str, versions: set[str]) -> dict[str, GateDecision] | None:
+    """The gate's decision on each of ``versions`` (its ``gate_decision`` / ``gate_reason`` tags); a version
+    without them is left out. None when the registry has no model ``model_name`` at all (a wrong registry)."""
+    try:
+        client.get_registered_model(model_name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    found = {}
+    for number in versions:
+        try:
+            tags = client.get_model_version(model_name, number).tags
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                continue  # deleted, or never a version number: no decision to go by
+            raise
+        if tags.get("gate_decision") in ("promoted", "rejected"):
+            found[number] = GateDecision(tags["gate_decision"] == "promoted", tags.get("gate_reason", ""))
+    return found
+
+
 def version_by_alias(client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
     try:
         return client.get_model_version_by_alias(model_name, alias)

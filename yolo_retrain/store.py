@@ -1,8 +1,19 @@
 """The correction store: reviewers' corrected labels, their content-addressed images, and their lifecycle.
 
-A correction is ``pending`` until a retrain claims it (``claimed``, tagged with the retrain's batch id), then
-``applied`` once the retrained model is registered, or back to ``pending`` if the retrain failed. A newer
-correction of the same image makes the older pending one ``superseded``.
+::
+
+    pending ──claim──► claimed ──gate promotes the version──► accepted   (in every later retrain's data)
+       ▲                  │    └─gate rejects the version───► rejected   (held for a person: requeue, accept, drop)
+       │                  └─retrain failed or skipped: release──► pending
+       └──────────── requeue (a person) ◄──── rejected ──drop──► dropped  (kept as a record, never trained on)
+
+A newer correction of the same image makes an older ``pending`` or ``rejected`` one ``superseded``; a newly
+accepted one supersedes the image's older accepted one, so ``accepted`` holds one correction per image. Every
+retrain learns from all accepted corrections plus its own batch. Rolling the model back does not touch them.
+
+The schema is versioned (``yolo_retrain/migrations``) and upgraded when a store opens. A store from the release
+before the lifecycle has ``applied`` rows; they are sorted into accepted or rejected by their version's gate
+decision in MLflow's registry (:meth:`CorrectionStore.sort_applied`, run by :meth:`CorrectionStore.from_settings`).
 
 On SQLite a write waits up to the busy timeout (30 s; ``?timeout=SECONDS`` in the URL) for another
 connection's write lock, then raises :class:`CorrectionStoreBusy` with nothing written.
@@ -13,24 +24,27 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import hashlib
+import logging
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
-from sqlalchemy import DateTime, Engine, String, Text, create_engine, event, func, select, update
+from sqlalchemy import DateTime, Engine, String, Text, and_, create_engine, event, func, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from yolo_retrain import migrations
 from yolo_retrain.config import Settings
 from yolo_retrain.data_yaml import read_class_names
 from yolo_retrain.errors import DuplicateCorrection, InvalidInput, TransientError
+from yolo_retrain.gate import GateDecision
 from yolo_retrain.labels import (
     check_image,
     format_labels,
@@ -41,10 +55,18 @@ from yolo_retrain.labels import (
     safe_filename,
 )
 
-Status = Literal["pending", "claimed", "applied", "superseded"]
+Status = Literal["pending", "claimed", "accepted", "rejected", "superseded", "dropped"]
 STATUSES: tuple[Status, ...] = get_args(Status)
+LEGACY_APPLIED = "applied"  # rows of a store from before the lifecycle, until sort_applied sorts them
+_DONE = {"requeue": "requeued", "accept": "accepted", "drop": "dropped"}
+REVIEWABLE: dict[str, tuple[str, ...]] = {  # a person's action -> the statuses it applies to
+    "requeue": ("rejected",),
+    "accept": ("rejected",),
+    "drop": ("rejected", "pending"),
+}
 
 DEFAULT_BUSY_TIMEOUT_S = 30.0
+log = logging.getLogger(__name__)
 
 
 class CorrectionStoreBusy(TransientError):
@@ -96,8 +118,11 @@ class _Row(_Base):
     created_at: Mapped[datetime] = mapped_column(_UTCDateTime, index=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
     batch_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    applied_version: Mapped[str | None] = mapped_column(Text)
+    applied_version: Mapped[str | None] = mapped_column(Text)  # the version it was trained into (accepted/rejected)
     applied_at: Mapped[datetime | None] = mapped_column(_UTCDateTime)
+    status_reason: Mapped[str | None] = mapped_column(Text)  # the gate's reason, or what a person did
+    reviewed_by: Mapped[str | None] = mapped_column(Text)  # who requeued, accepted or dropped it
+    reviewed_at: Mapped[datetime | None] = mapped_column(_UTCDateTime)
 
 
 class _Flag(_Base):
@@ -131,6 +156,9 @@ class Correction:
     batch_id: str | None
     applied_version: str | None
     applied_at: datetime | None
+    status_reason: str | None = None
+    reviewed_by: str | None = None
+    reviewed_at: datetime | None = None
 
 
 _FIELDS = [f.name for f in dataclasses.fields(Correction)]
@@ -167,6 +195,95 @@ class _Candidate:
     height: int
 
 
+@dataclass(frozen=True)
+class _Provenance:
+    """Who made the corrections being stored, and when."""
+
+    when: datetime
+    source_model_version: str | None
+    author: str | None
+
+
+@dataclass(frozen=True)
+class _OpenRow:
+    """A stored correction of an image that a new one may duplicate or replace: pending, claimed or rejected."""
+
+    id: str
+    label_text: str
+    status: str
+    created_at: datetime
+
+
+_OPEN = ("pending", "claimed", "rejected")
+_REPLACEABLE = ("pending", "rejected")  # a claimed one is in a running retrain: that retrain decides it
+
+
+def _open_rows(session: Session, image_sha256: str) -> builtins.list[_OpenRow]:
+    """The image's pending, claimed and rejected corrections (one query serves the duplicate and superseding checks)."""
+    query = select(_Row.id, _Row.label_text, _Row.status, _Row.created_at).where(
+        _Row.image_sha256 == image_sha256, _Row.status.in_(_OPEN)
+    )
+    return [_OpenRow(*r) for r in session.execute(query)]
+
+
+def _refuse_duplicates(candidates: builtins.list[_Candidate], open_rows: dict[str, builtins.list[_OpenRow]]) -> None:
+    """DuplicateCorrection if a candidate repeats the labels of a pending or claimed correction of its image, or of
+    another candidate."""
+    seen: set[tuple[str, str]] = set()
+    for c in candidates:
+        dup = next(
+            (r.id for r in open_rows[c.sha256] if r.label_text == c.label_text and r.status in ("pending", "claimed")),
+            None,
+        )
+        if dup is not None or (c.sha256, c.label_text) in seen:
+            raise DuplicateCorrection(
+                f"{c.name}: the same image with the same labels is already stored and not yet applied"
+                + (f" (correction {dup})" if dup else "")
+            )
+        seen.add((c.sha256, c.label_text))
+
+
+def _new_row(c: _Candidate, path: Path, provenance: _Provenance) -> _Row:
+    return _Row(
+        id=uuid.uuid4().hex,
+        image_sha256=c.sha256,
+        image_path=str(path),
+        original_name=c.name,
+        label_text=c.label_text,
+        num_boxes=c.num_boxes,
+        width=c.width,
+        height=c.height,
+        source_model_version=provenance.source_model_version,
+        author=provenance.author,
+        created_at=provenance.when,
+        status="pending",
+        # set, not left unloaded: an UPDATE later in the same session then refreshes them in the returned rows
+        status_reason=None,
+        batch_id=None,
+        applied_version=None,
+        applied_at=None,
+        reviewed_by=None,
+        reviewed_at=None,
+    )
+
+
+def _supersede_older(session: Session, new: _Row, open_rows: builtins.list[_OpenRow]) -> bool:
+    """The image's older pending and rejected corrections become superseded by ``new``; True if a newer one exists
+    (a backdated ``new``, which is then the superseded one)."""
+    replaceable = [r for r in open_rows if r.status in _REPLACEABLE]
+    if any(r.created_at <= new.created_at for r in replaceable):
+        session.execute(
+            update(_Row)
+            .where(
+                _Row.image_sha256 == new.image_sha256,
+                _Row.status.in_(_REPLACEABLE),
+                _Row.created_at <= new.created_at,
+            )
+            .values(status="superseded", status_reason=f"superseded by correction {new.id}")
+        )
+    return any(r.created_at > new.created_at for r in replaceable)
+
+
 class CorrectionStore:
     """Corrections in a SQL database (any SQLAlchemy URL; SQLite in WAL mode by default) plus image blobs on disk."""
 
@@ -177,7 +294,7 @@ class CorrectionStore:
         # Writes on SQLite take the write lock up front (BEGIN IMMEDIATE): no read-then-upgrade deadlocks.
         self._writer = self._engine.execution_options(sqlite_immediate=True)
         with self._busy("open the store"):
-            _Base.metadata.create_all(self._engine)
+            migrations.upgrade(self._engine, self._writer)
             self._create_flag(THRESHOLD_ARMED, True)
 
     def _create_flag(self, name: str, value: bool) -> None:
@@ -191,9 +308,19 @@ class CorrectionStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CorrectionStore:
-        """The store configured by ``settings``; class names come from ``settings.base_data``."""
+        """The store configured by ``settings``; class names come from ``settings.base_data``.
+
+        Rows of a store from before the lifecycle (``applied``) are sorted by their version's gate decision in the
+        configured model registry. If the registry cannot be reached they stay ``applied`` (out of the pending
+        count and of datasets) and the next open sorts them; a retrain sorts them or fails before claiming.
+        """
         assert settings.base_data is not None and settings.corrections_db_url is not None  # filled by Settings
-        return cls(settings.corrections_db_url, settings.corrections_dir, read_class_names(settings.base_data))
+        store = cls(settings.corrections_db_url, settings.corrections_dir, read_class_names(settings.base_data))
+        try:
+            store.sort_applied(registry_decisions(settings))
+        except Exception as exc:  # noqa: BLE001 — a tracking server that is down must not stop the intake
+            log.warning("could not sort the store's applied corrections yet (model registry: %s)", exc)
+        return store
 
     def __enter__(self) -> CorrectionStore:
         return self
@@ -305,10 +432,11 @@ class CorrectionStore:
         when = created_at or datetime.now(timezone.utc)
         if when.tzinfo is None:
             raise InvalidInput(f"created_at {when} has no timezone")
+        provenance = _Provenance(when, source_model_version, author)
         written: builtins.list[Path] = []
         with self._busy("store the correction"), Session(self._writer, expire_on_commit=False) as session:
             try:
-                rows = self._insert(session, candidates, when, source_model_version, author, written)
+                rows = self._insert(session, candidates, provenance, written)
                 session.commit()
             except BaseException:
                 for path in written:  # before the rollback drops the write lock: no other writer used these blobs
@@ -318,66 +446,22 @@ class CorrectionStore:
         return [_snapshot(r) for r in rows]
 
     def _insert(
-        self,
-        session: Session,
-        candidates: builtins.list[_Candidate],
-        when: datetime,
-        source_model_version: str | None,
-        author: str | None,
-        written: builtins.list[Path],
+        self, session: Session, candidates: builtins.list[_Candidate], provenance: _Provenance, written: builtins.list[Path]
     ) -> builtins.list[_Row]:
         """Refuse duplicates, write new blobs (listed in ``written``), supersede and insert rows; not committed."""
-        seen: set[tuple[str, str]] = set()
-        unapplied: dict[str, builtins.list[Any]] = {}  # image sha256 -> its pending and claimed rows
-        for c in candidates:
-            key = (c.sha256, c.label_text)
-            # One query per image serves both the duplicate check and, below, the superseding.
-            rows_of_image = unapplied.setdefault(
-                c.sha256,
-                list(
-                    session.execute(
-                        select(_Row.id, _Row.label_text, _Row.status, _Row.created_at).where(
-                            _Row.image_sha256 == c.sha256, _Row.status.in_(("pending", "claimed"))
-                        )
-                    )
-                ),
-            )
-            dup = next((r.id for r in rows_of_image if r.label_text == c.label_text), None)
-            if dup is not None or key in seen:
-                raise DuplicateCorrection(
-                    f"{c.name}: the same image with the same labels is already stored and not yet applied"
-                    + (f" (correction {dup})" if dup else "")
-                )
-            seen.add(key)
+        open_rows = {c.sha256: _open_rows(session, c.sha256) for c in candidates}  # one query per image
+        _refuse_duplicates(candidates, open_rows)
         rows = []
         for c in candidates:
             path = self._write_blob(c, written)
-            pending_of_image = [r for r in unapplied[c.sha256] if r.status == "pending"]
-            newer_pending = any(r.created_at > when for r in pending_of_image)
-            if any(r.created_at <= when for r in pending_of_image):
-                session.execute(
-                    update(_Row)
-                    .where(_Row.image_sha256 == c.sha256, _Row.status == "pending", _Row.created_at <= when)
-                    .values(status="superseded")
-                )
-            row = _Row(
-                id=uuid.uuid4().hex,
-                image_sha256=c.sha256,
-                image_path=str(path),
-                original_name=c.name,
-                label_text=c.label_text,
-                num_boxes=c.num_boxes,
-                width=c.width,
-                height=c.height,
-                source_model_version=source_model_version,
-                author=author,
-                created_at=when,
-                status="superseded" if newer_pending else "pending",
-            )
+            row = _new_row(c, path, provenance)
+            if _supersede_older(session, row, open_rows[c.sha256]):
+                row.status, row.status_reason = "superseded", "a newer correction of the image was already stored"
             session.add(row)
             session.flush()
             rows.append(row)
-            unapplied[c.sha256].append(row)  # a later image of this batch supersedes it, as a later call would
+            # a later image of this batch supersedes it, as a later call would
+            open_rows[c.sha256].append(_OpenRow(row.id, row.label_text, row.status, row.created_at))
         return rows
 
     def _write_blob(self, c: _Candidate, written: builtins.list[Path]) -> Path:
@@ -414,6 +498,8 @@ class CorrectionStore:
         with Session(self._engine) as session:
             counts = {s: n for s, n in session.execute(select(_Row.status, func.count()).group_by(_Row.status))}
         result = {s: counts.get(s, 0) for s in STATUSES}
+        if counts.get(LEGACY_APPLIED):  # a store from before the lifecycle, not sorted yet
+            result[LEGACY_APPLIED] = counts[LEGACY_APPLIED]
         result["total"] = sum(counts.values())
         return result
 
@@ -502,18 +588,193 @@ class CorrectionStore:
             released = session.execute(update(_Row).where(*mine).values(status="pending", batch_id=None))
         return superseded.rowcount + released.rowcount
 
-    def mark_applied(self, batch_id: str, model_version: str) -> int:
-        """Record that ``batch_id``'s claimed corrections are in ``model_version``.
-
-        Returns how many were marked; 0 when called again (idempotent).
-        """
-        with self._busy(f"mark batch {batch_id} applied"), Session(self._writer) as session, session.begin():
+    def record_gate_decision(self, batch_id: str, model_version: str, decision: GateDecision) -> int:
+        """The batch's claimed corrections went into ``model_version``: ``accepted`` if the gate promoted it, else
+        ``rejected`` (held for a person), with the gate's reason. An accepted correction supersedes the older
+        accepted one of its image. Returns how many were marked; 0 when called again (idempotent)."""
+        status = "accepted" if decision.promote else "rejected"
+        with self._busy(f"record the gate's decision for batch {batch_id}"), Session(self._writer) as session, session.begin():
             result = session.execute(
                 update(_Row)
                 .where(_Row.status == "claimed", _Row.batch_id == batch_id)
-                .values(status="applied", applied_version=model_version, applied_at=datetime.now(timezone.utc))
+                .values(
+                    status=status,
+                    applied_version=model_version,
+                    applied_at=datetime.now(timezone.utc),
+                    status_reason=f"gate {decision.label} v{model_version}: {decision.reason}",
+                )
             )
+            if decision.promote:
+                _keep_newest_accepted(session, select(_Row.image_sha256).where(_Row.batch_id == batch_id))
         return result.rowcount
+
+    def training_corrections(self, batch_id: str) -> TrainingCorrections:
+        """What the retrain of ``batch_id`` learns from: its claimed batch and every accepted correction."""
+        accepted_query = (
+            select(*(getattr(_Row, name) for name in AcceptedCorrection._fields))
+            .where(_Row.status == "accepted")
+            .order_by(_Row.created_at, _Row.id)
+        )
+        with self._engine.connect() as conn:  # plain rows, not ORM objects: 10 000 of them in ~0.1 s
+            accepted = [AcceptedCorrection(*row) for row in conn.execute(accepted_query)]
+            held = conn.scalar(select(func.count()).select_from(_Row).where(_Row.status == "rejected")) or 0
+        return TrainingCorrections(self.claimed(batch_id), accepted, held)
+
+    # A person's review -----------------------------------------------------------------------
+    def requeue(self, ids: Iterable[str] = (), batch: str | None = None, by: str | None = None) -> builtins.list[Correction]:
+        """Rejected corrections back to ``pending`` (a person decided they are right): the next retrain takes them.
+
+        ``ids`` are correction ids (or unique prefixes of them); ``batch`` a batch id (or a unique prefix) whose
+        rejected corrections are meant. Anything not found or not rejected raises InvalidInput naming it, and
+        nothing changes. ``by`` (who) is recorded.
+        """
+        return self._review("requeue", ids, batch, by, "pending")
+
+    def accept(self, ids: Iterable[str] = (), batch: str | None = None, by: str | None = None) -> builtins.list[Correction]:
+        """Rejected corrections become ``accepted`` without another retrain (a person approved them): every later
+        retrain learns from them. Same selection and errors as :meth:`requeue`."""
+        return self._review("accept", ids, batch, by, "accepted")
+
+    def drop(self, ids: Iterable[str] = (), batch: str | None = None, by: str | None = None) -> builtins.list[Correction]:
+        """Rejected (or pending) corrections are discarded: ``dropped``, kept as a record, never trained on. Same
+        selection and errors as :meth:`requeue`."""
+        return self._review("drop", ids, batch, by, "dropped")
+
+    def _review(
+        self, action: str, ids: Iterable[str], batch: str | None, by: str | None, status: str
+    ) -> builtins.list[Correction]:
+        """Move the rows a person named to ``status``, recording who, when and what they were before."""
+        ids = builtins.list(ids)
+        if not ids and batch is None:
+            raise InvalidInput(f"{action}: give correction ids or a batch id")
+        with self._busy(f"{action} corrections"), Session(self._writer, expire_on_commit=False) as session, session.begin():
+            rows = _find_for_review(session, action, ids, batch, REVIEWABLE[action])
+            now = datetime.now(timezone.utc)
+            for row in rows:
+                row.status_reason = f"{_DONE[action]} by {by or 'a person'} (was {row.status_reason or row.status})"
+                row.status, row.reviewed_by, row.reviewed_at = status, by, now
+                if status == "pending":  # a new round: the next claim gives it a batch, the next gate a version
+                    row.batch_id = row.applied_version = row.applied_at = None
+            session.flush()
+            if status == "accepted":
+                _keep_newest_accepted(session, [row.image_sha256 for row in rows])
+                session.expire_all()  # one of them may have been superseded by a newer accepted correction
+            return [_snapshot(row) for row in rows]
+
+    # A store from before the lifecycle -------------------------------------------------------
+    def sort_applied(self, decisions: Callable[[set[str]], Mapping[str, GateDecision] | None]) -> int:
+        """Sort ``applied`` rows (a store from the release before the lifecycle) into ``accepted`` or ``rejected``
+        by the gate's decision on their version; returns how many were sorted.
+
+        ``decisions(versions)`` gives the decision per version (from MLflow's registry), or None when it cannot
+        tell (then nothing changes). A version without a recorded decision is held as rejected, for a person.
+        """
+        with Session(self._engine) as session:
+            versions = set(session.scalars(select(_Row.applied_version).where(_Row.status == LEGACY_APPLIED).distinct()))
+        if not versions:
+            return 0
+        found = decisions({v for v in versions if v is not None})
+        if found is None:
+            return 0
+        sorted_rows = 0
+        with self._busy("sort the applied corrections"), Session(self._writer) as session, session.begin():
+            for version in versions:
+                decision = found.get(version) if version is not None else None
+                if decision is None:
+                    status, reason = "rejected", f"v{version} has no gate decision in the model registry: held for review"
+                else:
+                    status, reason = ("accepted" if decision.promote else "rejected"), f"gate {decision.label} v{version}: {decision.reason}"
+                result = session.execute(
+                    update(_Row)
+                    .where(_Row.status == LEGACY_APPLIED, _Row.applied_version == version)
+                    .values(status=status, status_reason=f"{reason} (sorted when the store was upgraded)")
+                )
+                sorted_rows += result.rowcount
+            _keep_newest_accepted(session, select(_Row.image_sha256).where(_Row.status == "accepted"))
+        return sorted_rows
+
+
+class AcceptedCorrection(NamedTuple):
+    """What a dataset needs of an accepted correction (fits ``dataset.CorrectionLike``); a tuple because a retrain
+    reads every accepted correction of the store."""
+
+    id: str
+    image_sha256: str
+    image_path: str
+    label_text: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class TrainingCorrections:
+    """What one retrain learns from, besides the base data."""
+
+    batch: builtins.list[Correction]  # claimed by this retrain
+    accepted: builtins.list[AcceptedCorrection]  # accepted earlier (promoted by the gate, or approved by a person)
+    held_rejected: int  # rejected corrections waiting for a person: not in this retrain
+
+
+def _keep_newest_accepted(session: Session, images: Any) -> None:
+    """Of the accepted corrections of ``images`` (sha256s, or a query of them), only the newest stays accepted
+    (newest ``created_at``, ties by id, as the dataset picks); the older ones become superseded."""
+    newer = aliased(_Row)
+    has_newer = (
+        select(newer.id)
+        .where(newer.image_sha256 == _Row.image_sha256, newer.status == "accepted")
+        .where(or_(newer.created_at > _Row.created_at, and_(newer.created_at == _Row.created_at, newer.id > _Row.id)))
+        .exists()
+    )
+    session.execute(
+        update(_Row)
+        .where(_Row.status == "accepted", _Row.image_sha256.in_(images), has_newer)
+        .values(status="superseded", status_reason="a newer correction of the image was accepted")
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _find_for_review(
+    session: Session, action: str, ids: builtins.list[str], batch: str | None, allowed: tuple[str, ...]
+) -> builtins.list[_Row]:
+    """The rows a person's action names: each id (or unique prefix) must name one correction, the batch (or a unique
+    prefix of it) must hold rows in an allowed status; every row found must be in an allowed status."""
+    rows: dict[str, _Row] = {}
+    problems: builtins.list[str] = []
+    for given in ids:
+        found = session.scalars(select(_Row).where(_Row.id.startswith(given, autoescape=True)).limit(2)).all()
+        if len(found) != 1:
+            problems.append(f"{given}: {'no correction has this id' if not found else 'more than one correction starts with it'}")
+        elif found[0].status not in allowed:
+            problems.append(f"{given}: is {found[0].status}, not {' or '.join(allowed)}")
+        else:
+            rows[found[0].id] = found[0]
+    if batch is not None:
+        batches = set(
+            session.scalars(
+                select(_Row.batch_id).where(_Row.batch_id.startswith(batch, autoescape=True), _Row.status.in_(allowed)).distinct()
+            )
+        )
+        if len(batches) != 1:
+            problems.append(
+                f"batch {batch}: "
+                + (f"no batch with {' or '.join(allowed)} corrections" if not batches else "more than one batch starts with it")
+            )
+        else:
+            for row in session.scalars(select(_Row).where(_Row.batch_id == batches.pop(), _Row.status.in_(allowed))):
+                rows[row.id] = row
+    if problems:
+        raise InvalidInput(f"cannot {action}: " + "; ".join(problems) + " (nothing was changed)")
+    return sorted(rows.values(), key=lambda r: (r.created_at, r.id))
+
+
+def registry_decisions(settings: Settings) -> Callable[[set[str]], dict[str, GateDecision] | None]:
+    """The gate's decision on versions of the configured model, read from MLflow's registry when asked."""
+
+    def lookup(versions: set[str]) -> dict[str, GateDecision] | None:
+        from yolo_retrain import registry, tracking  # MLflow is imported only if a store needs sorting
+
+        return registry.gate_decisions(tracking.client_for(settings), settings.model_name, versions)
+
+    return lookup
 
 
 def _claimed_query(batch_id: str) -> Any:
@@ -521,7 +782,7 @@ def _claimed_query(batch_id: str) -> Any:
 
 
 def _check_status(status: str) -> str:
-    if status not in STATUSES:
+    if status not in (*STATUSES, LEGACY_APPLIED):
         raise InvalidInput(f"unknown status {status!r} (expected one of {', '.join(STATUSES)})")
     return status
 
@@ -558,4 +819,4 @@ def _make_engine(url: str) -> tuple[Engine, float]:
     return engine, busy_s
 
 
-__all__ = ["STATUSES", "Correction", "CorrectionStore", "CorrectionStoreBusy", "Status", "Submission"]
+__all__ = ["STATUSES", "AcceptedCorrection", "Correction", "CorrectionStore", "CorrectionStoreBusy", "Status", "Submission", "TrainingCorrections"]

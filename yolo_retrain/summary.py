@@ -20,6 +20,26 @@ class RetrainReport:
     dataset_digest: str | None = None
     pre: EvalMetrics | None = None
     post: EvalMetrics | None = None
+    earlier_corrections: int = 0  # accepted by earlier retrains (or a person), in this dataset too
+    held_rejected: int = 0  # rejected corrections waiting for a person, after this retrain
+    batch_id: str | None = None  # this retrain's corrections batch (the flow run id)
+
+    def corrections_line(self) -> str:
+        """Where the dataset's corrections came from, and how many are held as rejected (a skipped retrain built none)."""
+        if self.post is None:
+            return f"corrections: {self.corrections}"
+        line = f"corrections: {self.corrections} from this batch, {self.earlier_corrections} from earlier retrains"
+        return line + f", {self.held_rejected} held as rejected"
+
+    def review_hint(self) -> str | None:
+        """What a person does with a rejected batch."""
+        if self.outcome != "rejected" or not self.corrections:
+            return None
+        batch = self.batch_id or "<batch>"
+        return (
+            f"this batch's {self.corrections} corrections are held as rejected: `yolo-retrain corrections list --status "
+            f"rejected`, then `yolo-retrain corrections requeue --batch {batch}` (or `accept` / `drop`)"
+        )
 
     def metric_rows(self) -> list[tuple[str, float | None, float, float | None]]:
         """(metric, champion, candidate, delta) for the headline metrics and every class's AP50-95."""
@@ -36,9 +56,11 @@ class RetrainReport:
         return rows
 
     def markdown(self) -> str:
-        lines = [f"# Retrain: {self.outcome}", "", f"- trigger: `{self.trigger}`", f"- corrections: {self.corrections}"]
+        lines = [f"# Retrain: {self.outcome}", "", f"- trigger: `{self.trigger}`", f"- {self.corrections_line()}"]
         if self.message:
             lines.append(f"- {self.message}")
+        if self.review_hint():
+            lines.append(f"- {self.review_hint()}")
         if self.version:
             lines.append(f"- model version: **{self.version}**")
         if self.run_url:
@@ -53,8 +75,12 @@ class RetrainReport:
 
     def text(self) -> str:
         lines = [f"Retrain {self.outcome} (trigger={self.trigger}, corrections={self.corrections})"]
+        if self.post is not None:
+            lines.append(f"  {self.corrections_line()}")
         if self.message:
             lines.append(f"  {self.message}")
+        if self.review_hint():
+            lines.append(f"  {self.review_hint()}")
         if self.post is not None:
             lines.append(f"  {'metric':<22}{'champion':>10}{'candidate':>11}{'delta':>9}")
             for name, old, new, delta in self.metric_rows():

@@ -203,23 +203,29 @@ def check_gate(t: _Target) -> str:
 
 @check("corrections applied")
 def check_corrections_applied(t: _Target) -> str:
-    """Every correction in ``corrections_applied.json`` is 'applied' with the run's version in the store."""
+    """Every correction in ``corrections_applied.json`` is in the store; this batch's carry the gate's decision on
+    the run's version (accepted if promoted, rejected if not) unless a person or a newer correction moved them since."""
     from yolo_retrain.store import CorrectionStore
 
-    version = str(t.need_version().version)
+    version = t.need_version()
+    number, promoted = str(version.version), version.tags.get("gate_decision") == "promoted"
+    expected = "accepted" if promoted else "rejected"
     with tempfile.TemporaryDirectory() as tmp:
         local = t.client.download_artifacts(t.run_id, "dataset/corrections_applied.json", tmp)
-        ids = [item["id"] for item in json.loads(Path(local).read_text())]
+        items = json.loads(Path(local).read_text())
     with CorrectionStore.from_settings(t.settings) as store:
-        found = {i: store.get(i) for i in ids}
-    wrong = [
-        f"{i} ({'not in the store' if c is None else f'{c.status}, version {c.applied_version}'})"
-        for i, c in found.items()
-        if c is None or c.status != "applied" or c.applied_version != version
-    ]
+        found = {item["id"]: store.get(item["id"]) for item in items}
+    batch = [item["id"] for item in items if item.get("origin", "batch") == "batch"]
+    wrong = [f"{i} (not in the store)" for i, c in found.items() if c is None]
+    for i in batch:
+        c = found[i]
+        if c is None or c.reviewed_at is not None or c.status == "superseded":
+            continue  # reported above, or moved on since: a person's review, a newer accepted correction
+        if c.status in ("claimed", "pending") or (c.applied_version == number and c.status != expected):
+            wrong.append(f"{i} ({c.status}, version {c.applied_version or '-'})")
     if wrong:
-        raise CheckFailed(f"not applied with v{version}: {', '.join(wrong)}")
-    return f"{len(ids)} correction(s) applied with v{version}"
+        raise CheckFailed(f"not recorded as {expected} with v{number}: {', '.join(wrong)}")
+    return f"{len(batch)} correction(s) of this batch {expected} with v{number}, {len(items) - len(batch)} from earlier retrains"
 
 
 CHECKS = (

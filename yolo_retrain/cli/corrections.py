@@ -1,4 +1,4 @@
-"""``yolo-retrain corrections ...``: add, import, list and count reviewers' corrections."""
+"""``yolo-retrain corrections ...``: add, import, list and count reviewers' corrections; review rejected ones."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def list_(
     status: Annotated[Status | None, typer.Option(help="Only corrections with this status.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Show at most this many, newest first.")] = 20,
 ) -> None:
-    """List corrections, newest first."""
+    """List corrections, newest first (rejected ones with the version and the gate's reason)."""
     with _store() as store:
         rows = store.list(status=status, limit=limit)
     if not rows:
@@ -98,8 +98,11 @@ def list_(
         ("SIZE", lambda c: f"{c.width}x{c.height}"),
         ("IMAGE", lambda c: c.original_name),
         ("AUTHOR", lambda c: c.author or "-"),
-        ("APPLIED IN", lambda c: c.applied_version or "-"),
+        ("BATCH", lambda c: (c.batch_id or "-")[:8]),
+        ("VERSION", lambda c: c.applied_version or "-"),
     ]
+    if any(c.status_reason for c in rows):
+        columns.append(("WHY", lambda c: c.status_reason or "-"))
     table = [[title for title, _ in columns]] + [[cell(c) for _, cell in columns] for c in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
     for row in table:
@@ -108,9 +111,43 @@ def list_(
 
 @app.command("stats")
 def stats() -> None:
-    """Count corrections by status."""
+    """Count corrections by status (every status, zeros included)."""
     with _store() as store:
         counts = store.stats()
     width = max(map(len, counts))
     for name, count in counts.items():
         typer.echo(f"{name.ljust(width)}  {count}")
+
+
+IdsArgument = Annotated[
+    list[str] | None, typer.Argument(help="Correction ids (or unique prefixes, as `corrections list` shows them).")
+]
+BatchOption = Annotated[
+    str | None,
+    typer.Option("--batch", help="Every rejected correction of this batch (the retrain's flow run id, or a unique prefix)."),
+]
+ByOption = Annotated[str | None, typer.Option("--by", help="Who decides (recorded with the correction).")]
+
+
+def _review(action: str, done: str, ids: list[str] | None, batch: str | None, by: str | None) -> None:
+    with _store() as store:
+        changed = getattr(store, action)(ids or (), batch=batch, by=by)
+    typer.echo(f"{done} {len(changed)} correction(s): {', '.join(c.id[:12] for c in changed)}")
+
+
+@app.command("requeue")
+def requeue(ids: IdsArgument = None, batch: BatchOption = None, by: ByOption = None) -> None:
+    """Rejected corrections back to pending: a person decided they are right; the next retrain takes them."""
+    _review("requeue", "requeued", ids, batch, by)
+
+
+@app.command("accept")
+def accept(ids: IdsArgument = None, batch: BatchOption = None, by: ByOption = None) -> None:
+    """Rejected corrections accepted as they are: every later retrain learns from them, no retrain needed first."""
+    _review("accept", "accepted", ids, batch, by)
+
+
+@app.command("drop")
+def drop(ids: IdsArgument = None, batch: BatchOption = None, by: ByOption = None) -> None:
+    """Rejected (or pending) corrections discarded: kept as 'dropped' for the record, never trained on."""
+    _review("drop", "dropped", ids, batch, by)

@@ -1,0 +1,172 @@
+"""Corrections accumulate across real retrains (real Prefect, real MLflow, real tiny Ultralytics trainings):
+every retrain learns from every accepted correction; a batch the gate rejects is held out until a person
+requeues it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import TINY, use_home
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from flows.retrain import retrain
+from yolo_retrain import registry, tracking
+from yolo_retrain.cli import app
+from yolo_retrain.config import Settings
+from yolo_retrain.dataset import file_sha256
+from yolo_retrain.store import Correction, CorrectionStore
+from yolo_retrain.summary import RetrainReport
+from yolo_retrain.synthetic import make_dataset
+from yolo_retrain.verify import verify_run
+
+ALWAYS_PROMOTE = {"gate_tolerance": 1.0, "gate_max_class_drop": 1.0}  # mAP is in [0, 1]: any candidate passes
+
+
+@dataclass
+class History:
+    """A home after: good batch A promoted (v1, the first model) → poisoned batch P rejected (v2) → good batch B
+    promoted (v3). Three tiny trainings."""
+
+    settings: Settings
+    base_labels: Path
+    a: list[Correction]
+    p: list[Correction]
+    b: list[Correction]
+    first: RetrainReport
+    poisoned: RetrainReport
+    third: RetrainReport
+
+    @property
+    def client(self) -> MlflowClient:
+        return tracking.client_for(self.settings)
+
+    def artifact(self, report: RetrainReport, name: str):
+        local = self.client.download_artifacts(report.run_id, f"dataset/{name}", str(self.settings.home / "downloads" / report.run_id))
+        return json.loads(Path(local).read_text())
+
+
+def _add(settings: Settings, items: list[tuple[Path, str]]) -> list[Correction]:
+    with CorrectionStore.from_settings(settings) as store:
+        return [store.add(image, labels, author="test") for image, labels in items]
+
+
+def _swap_classes(labels: str) -> str:
+    return "".join(f"{1 - int(line.split()[0])} {line.split(' ', 1)[1]}\n" for line in labels.splitlines() if line.strip())
+
+
+def _make_the_champion_unbeatable(settings: Settings) -> None:
+    """Raise the champion's recorded holdout figures to 1.0, so the gate rejects any candidate. (One epoch at 64 px
+    cannot show in its metrics the harm of swapped classes; what is tested here is what happens to the batch the
+    gate rejects.) The holdout is unchanged, so the next retrain takes these recorded figures as the champion's."""
+    client = tracking.client_for(settings)
+    champion = registry.version_by_alias(client, settings.model_name, "champion")
+    for tag in [t for t in champion.tags if t.startswith("post_")]:
+        client.set_model_version_tag(settings.model_name, champion.version, tag, "1.0")
+
+
+@pytest.fixture(scope="module")
+def history(prefect_server, tmp_path_factory) -> History:
+    home = tmp_path_factory.mktemp("lifecycle")
+    with pytest.MonkeyPatch.context() as mp:
+        settings = use_home(mp, home, **TINY, **ALWAYS_PROMOTE)
+        data = make_dataset(home / "demo", train=10, val=4, size=64, seed=3)
+        root = data.data_yaml.parent
+        fixes = sorted((data.corrections_dir / "images").glob("*.png"))
+        right = sorted(p for p in (root / "images" / "train").glob("*.png") if p.name not in {f.name for f in fixes})
+        assert len(fixes) >= 2 and len(right) >= 2, "the synthetic dataset needs wrong and right training images"
+        assert CliRunner().invoke(app, ["init", "--no-train-baseline"]).exit_code == 0
+        half = len(fixes) // 2
+        fix = lambda image: (image, (data.corrections_dir / "labels" / f"{image.stem}.txt").read_text())  # noqa: E731
+        a = _add(settings, [fix(image) for image in fixes[:half]])
+        first = retrain(trigger="baseline")  # the first model, trained with batch A
+
+        poison = [(image, _swap_classes((root / "labels" / "train" / f"{image.stem}.txt").read_text())) for image in right[:2]]
+        p = _add(settings, poison)
+        _make_the_champion_unbeatable(settings)
+        settings = use_home(mp, home, **TINY, gate_tolerance=0.0, gate_max_class_drop=0.05)  # the default gate
+        poisoned = retrain(trigger="manual")
+
+        settings = use_home(mp, home, **TINY, **ALWAYS_PROMOTE)
+        b = _add(settings, [fix(image) for image in fixes[half:]])
+        third = retrain(trigger="manual")
+    return History(settings, root / "labels" / "train", a, p, b, first, poisoned, third)
+
+
+@pytest.fixture
+def lived(history: History, monkeypatch: pytest.MonkeyPatch) -> History:
+    use_home(monkeypatch, history.settings.home, **TINY)
+    return history
+
+
+def _ids(corrections: list[Correction]) -> set[str]:
+    return {c.id for c in corrections}
+
+
+def test_the_next_retrain_keeps_the_earlier_batch_labels(lived):
+    assert (lived.first.outcome, lived.poisoned.outcome, lived.third.outcome) == ("promoted", "rejected", "promoted")
+    applied = lived.artifact(lived.poisoned, "corrections_applied.json")
+    assert {a["id"] for a in applied if a["origin"] == "earlier"} == _ids(lived.a)  # A's labels, a retrain later
+    manifest = lived.artifact(lived.poisoned, "manifest.json")
+    in_manifest = {e["correction_id"]: e for e in manifest if e["label_source"] == "correction"}
+    for c in lived.a:
+        assert in_manifest[c.id]["label_sha256"] == hashlib.sha256(c.label_text.encode()).hexdigest()
+
+
+def test_a_rejected_batch_is_held_with_the_version_and_reason(lived):
+    with CorrectionStore.from_settings(lived.settings) as store:
+        held = [store.get(c.id) for c in lived.p]
+        accepted = store.list(status="accepted")
+    assert {(c.status, c.applied_version, c.batch_id) for c in held} == {("rejected", lived.poisoned.version, lived.poisoned.batch_id)}
+    assert {c.status_reason for c in held} == {f"gate rejected v{lived.poisoned.version}: {lived.poisoned.message}"}
+    assert _ids(accepted) == _ids(lived.a) | _ids(lived.b)
+    assert str(registry.version_by_alias(lived.client, lived.settings.model_name, "challenger").version) == lived.poisoned.version
+
+
+def test_the_poisoned_labels_are_absent_from_the_next_dataset(lived):
+    applied = lived.artifact(lived.third, "corrections_applied.json")
+    assert {a["id"] for a in applied} == _ids(lived.a) | _ids(lived.b)
+    assert {a["id"] for a in applied if a["origin"] == "batch"} == _ids(lived.b)
+    manifest = {e["image_sha256"]: e for e in lived.artifact(lived.third, "manifest.json")}
+    for c in lived.p:  # the poisoned images are back to their (right) base labels
+        entry = manifest[c.image_sha256]
+        assert (entry["label_source"], entry["correction_id"]) == ("base", None)
+        assert entry["label_sha256"] == file_sha256(lived.base_labels / f"{Path(entry['source_image']).stem}.txt")
+
+
+def test_counts_are_recorded_in_metadata_params_and_summary(lived):
+    metadata = lived.artifact(lived.third, "retraining_dataset_metadata.json")
+    counts = {k: v for k, v in metadata["counts"].items() if k.startswith("corrections_")}
+    expected = {
+        "corrections_from_this_batch": len(lived.b),
+        "corrections_from_earlier_retrains": len(lived.a),
+        "corrections_held_rejected": len(lived.p),
+    }
+    assert counts == expected
+    params = lived.client.get_run(lived.third.run_id).data.params
+    assert {k: params[f"dataset_{k}"] for k in expected} == {k: str(v) for k, v in expected.items()}
+    assert f"corrections: {len(lived.b)} from this batch, {len(lived.a)} from earlier retrains, {len(lived.p)} held as rejected" in lived.third.markdown()
+    assert f"corrections requeue --batch {lived.poisoned.batch_id}" in lived.poisoned.markdown()
+
+
+def test_verify_agrees_with_the_store(lived):
+    for report in (lived.poisoned, lived.third):
+        (check,) = [r for r in verify_run(lived.settings, report.run_id) if r.name == "corrections applied"]
+        assert check.ok, check.detail
+
+
+def test_requeue_brings_the_rejected_batch_back(lived):
+    runner = CliRunner()
+    result = runner.invoke(app, ["corrections", "list", "--status", "rejected"])
+    assert len(result.output.splitlines()) == 1 + len(lived.p)
+    result = runner.invoke(app, ["corrections", "requeue", "--batch", lived.poisoned.batch_id[:8], "--by", "ann"])
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(app, ["corrections", "list", "--status", "rejected"]).output.strip() == "no corrections"
+    with CorrectionStore.from_settings(lived.settings) as store:
+        assert store.pending_count() == len(lived.p)
+        assert _ids(store.claim("next-retrain")) == _ids(lived.p)  # the next retrain takes them
+        store.release("next-retrain")
