@@ -73,6 +73,11 @@ def start(data_dir: Path, port: int | None = None, timeout_s: float = 600, extra
         "SENTRY_DSN": "",
         "FRONTEND_SENTRY_DSN": "",
         "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+        # The ML backend and the webhook receiver run on loopback beside it: Label Studio's SSRF guard would refuse them.
+        "SSRF_PROTECTION_ENABLED": "false",
+        "ML_BLOCK_LOCAL_IP": "false",
+        # Webhooks are sent synchronously with a 1 s timeout by default; a shared CI machine can be slower.
+        "WEBHOOK_TIMEOUT": "30",
         **(extra_env or {}),
     }
     for key in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"):  # the tests' venv must not leak into Label Studio's

@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     )
     label_studio_backend_host: str = Field(default="127.0.0.1", description="ML backend bind address.")
     label_studio_backend_port: int = Field(default=9090, ge=1, le=65535)
+    label_studio_min_score: float = Field(default=0.25, ge=0.0, le=1.0, description="Champion boxes below this confidence are not pre-annotated.")
     label_studio_diff_iou: float = Field(default=0.5, gt=0.0, le=1.0, description="IoU below which a kept box counts as moved.")
 
     # Promotion gate

@@ -16,6 +16,7 @@ import binascii
 import hmac
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -129,6 +130,7 @@ def create_backend_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.backend = Backend(settings)
+        threading.Thread(target=app.state.backend.predictor.warm_up, name="champion-warm-up", daemon=True).start()
         try:
             yield
         finally:

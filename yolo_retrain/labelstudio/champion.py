@@ -7,6 +7,7 @@ predictions at once; its weights are loaded once per version, after their sha256
 from __future__ import annotations
 
 import io
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from yolo_retrain.config import Settings
 from yolo_retrain.errors import RetrainError
 from yolo_retrain.labelstudio.convert import ScoredBox
 
-CONFIDENCE = 0.25  # the registered pyfunc's default too
+log = logging.getLogger(__name__)
 
 
 class NoChampion(RetrainError):
@@ -51,6 +52,14 @@ class ChampionPredictor:
             raise NoChampion(f"model {self.settings.model_name!r} has no champion yet (run `yolo-retrain init`)")
         return str(found.version)
 
+    def warm_up(self) -> None:
+        """Load the champion now, so the first request (a webhook Label Studio waits on) is not the slow one."""
+        try:
+            with self._lock:
+                self._model()
+        except Exception as exc:  # no champion yet, MLflow down: the first request says why
+            log.warning("could not load the champion ahead of requests: %s", exc)
+
     def predict(self, image: bytes) -> Prediction:
         from PIL import Image
 
@@ -58,7 +67,7 @@ class ChampionPredictor:
             picture = opened.convert("RGB")
         with self._lock:
             version, model = self._model()
-            result = model.predict(picture, imgsz=self.settings.imgsz, conf=CONFIDENCE, device=self.settings.device, verbose=False)[0]
+            result = model.predict(picture, imgsz=self.settings.imgsz, conf=self.settings.label_studio_min_score, device=self.settings.device, verbose=False)[0]
         boxes = []
         for cls, conf, xywhn in zip(result.boxes.cls.tolist(), result.boxes.conf.tolist(), result.boxes.xywhn.tolist()):
             name = result.names[int(cls)]
