@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from yolo_retrain import migrations
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import DuplicateCorrection, InvalidInput, TransientError
 from yolo_retrain.labels import check_image, format_labels, image_suffix, parse_labels, read_class_names, safe_filename
@@ -87,8 +88,11 @@ class _Row(_Base):
     created_at: Mapped[datetime] = mapped_column(_UTCDateTime, index=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
     batch_id: Mapped[str | None] = mapped_column(String(64), index=True)
-    applied_version: Mapped[str | None] = mapped_column(Text)
+    applied_version: Mapped[str | None] = mapped_column(Text)  # the version it was trained into (accepted/rejected)
     applied_at: Mapped[datetime | None] = mapped_column(_UTCDateTime)
+    status_reason: Mapped[str | None] = mapped_column(Text)  # the gate's reason, or what a person did
+    reviewed_by: Mapped[str | None] = mapped_column(Text)  # who requeued, accepted or dropped it
+    reviewed_at: Mapped[datetime | None] = mapped_column(_UTCDateTime)
 
 
 class _Flag(_Base):
@@ -122,6 +126,9 @@ class Correction:
     batch_id: str | None
     applied_version: str | None
     applied_at: datetime | None
+    status_reason: str | None = None
+    reviewed_by: str | None = None
+    reviewed_at: datetime | None = None
 
 
 _FIELDS = [f.name for f in dataclasses.fields(Correction)]
@@ -155,7 +162,7 @@ class CorrectionStore:
         # Writes on SQLite take the write lock up front (BEGIN IMMEDIATE): no read-then-upgrade deadlocks.
         self._writer = self._engine.execution_options(sqlite_immediate=True)
         with self._busy("open the store"):
-            _Base.metadata.create_all(self._engine)
+            migrations.upgrade(self._engine, self._writer)
             self._create_flag(THRESHOLD_ARMED, True)
 
     def _create_flag(self, name: str, value: bool) -> None:
