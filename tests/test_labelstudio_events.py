@@ -70,6 +70,11 @@ def test_a_submitted_annotation_is_stored_with_classes_by_name_and_diffed(setup)
     assert (stored.source_model_version, stored.author, stored.original_name) == ("3", "label-studio:4", "0.png")
     assert result.diff.classes["square"].kept == 1 and result.diff.classes["circle"].added == 1
     assert result.to_json()["prediction_source"] == "label-studio prediction 11"
+    # the store keeps the prediction it corrects and the diff, beside the correction
+    (kept,) = store.diffs([result.correction_id])
+    assert (kept.predicted_version, kept.prediction_source) == ("3", "label-studio prediction 11")
+    assert kept.predicted_labels == "0 0.300000 0.300000 0.200000 0.200000\n"
+    assert kept.diff == result.diff.to_json() and kept.source_key == "label-studio project 1 task 0 annotation 5"
 
 
 def test_the_same_annotation_twice_is_stored_once_and_an_update_supersedes_it(setup):
@@ -82,6 +87,12 @@ def test_the_same_annotation_twice_is_stored_once_and_an_update_supersedes_it(se
     assert updated.outcome == "stored" and updated.diff.relabels == {"square -> circle": 1}
     assert store.get(first.correction_id).status == "superseded"
     assert store.get(updated.correction_id).status == "pending"
+    # delivered again after a retrain took it: still recognised, not stored a second time
+    store.claim("retrain-1")
+    store.mark_applied("retrain-1", "4")
+    late = _deliver(setup, _event(1, 6, [_box("circle", 10, 10)], action="ANNOTATION_UPDATED"))
+    assert (late.outcome, late.correction_id) == ("duplicate", updated.correction_id)
+    assert store.stats()["total"] == 2
 
 
 def test_skipped_unknown_labels_and_other_events_store_nothing(setup):

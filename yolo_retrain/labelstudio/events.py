@@ -1,17 +1,21 @@
 """A Label Studio annotation event (webhook payload) -> a correction in the store, diffed against the model.
 
-``ANNOTATION_CREATED`` and ``ANNOTATION_UPDATED`` become corrections through the same intake as every other
-correction (validated, counted toward the retrain threshold). A skipped task (``was_cancelled``) is no
-correction. The same annotation delivered twice is stored once (the store refuses the same image with the same
-labels while it is pending); an update supersedes the earlier version (a newer correction of the same image
-does). Other events are acknowledged and ignored.
+``ANNOTATION_CREATED`` and ``ANNOTATION_UPDATED`` become corrections through the same store and threshold
+announcement as every other correction (validated, counted toward the retrain threshold). A skipped task (``was_cancelled``) is no
+correction. The same annotation delivered twice is stored once (its source and content digest are kept with
+its diff; and the store refuses the same image with the same labels while it is pending); an update supersedes
+the earlier version (a newer correction of the same image does). Other events are acknowledged and ignored.
+
+Each stored correction keeps, beside it, the prediction it corrects and the per-class diff against it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
@@ -23,7 +27,7 @@ from yolo_retrain.labels import Box, format_labels
 from yolo_retrain.labelstudio.convert import result_to_boxes
 from yolo_retrain.labelstudio.diff import BoxDiff, diff_boxes
 from yolo_retrain.labelstudio.label_config import box_tag
-from yolo_retrain.store import CorrectionStore
+from yolo_retrain.store import CorrectionDiff, CorrectionStore
 
 ANNOTATION_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
 
@@ -118,14 +122,18 @@ def correction_from_event(
         if annotation is None:
             return EventResult("skipped" if action in ANNOTATION_EVENTS else "ignored", reason)
         boxes = result_to_boxes(annotation.result, store.class_names, annotation.key)
+        labels = format_labels(boxes)
+        source_key = f"label-studio {annotation.key}"
+        digest = hashlib.sha256(f"{annotation.image_url}\n{labels}".encode()).hexdigest()
+        earlier = store.diff_by_source(source_key, digest)
+        if earlier is not None:  # a redelivery, whatever became of the correction since
+            return EventResult("duplicate", f"{annotation.key}: already stored as correction {earlier.correction_id}", earlier.correction_id)
         image = fetch_image(annotation.image_url)
         predicted = find_prediction(annotation, image)
         diff = diff_boxes(predicted.boxes, boxes, store.class_names, iou_threshold)
-        correction = intake.add_correction(
-            store,
-            settings,
+        correction = store.add(
             image,
-            format_labels(boxes),
+            labels,
             image_name=_image_name(annotation.image_url),
             author=annotation.author,
             source_model_version=predicted.model_version,
@@ -134,6 +142,15 @@ def correction_from_event(
         return EventResult("duplicate", f"already stored with the same boxes, stored once ({exc})")
     except InvalidInput as exc:
         return EventResult("refused", str(exc))
+    # After the correction (its own transaction): a crash in between leaves a correction without its diff, never
+    # a diff without its correction. Then the threshold, as the intake does: a retrain it starts sees the diff.
+    store.record_diff(
+        CorrectionDiff(
+            correction.id, source_key, digest, predicted.model_version, predicted.source,
+            format_labels(predicted.boxes), diff.to_json(), datetime.now(timezone.utc),
+        )
+    )
+    intake.announce_threshold(store, settings)
     log.info("%s: stored as correction %s (%s)", annotation.key, correction.id, predicted.source)
     return EventResult(
         "stored",
