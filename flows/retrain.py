@@ -14,6 +14,7 @@ from tasks.claim_corrections import claim_corrections, release_corrections
 from tasks.evaluate import evaluate_champion, evaluate_on_holdout, holdout_key
 from tasks.finish import fail_retrain, finish_retrain
 from tasks.log_dataset import log_dataset
+from tasks.log_reviewer_diffs import log_reviewer_diffs
 from tasks.log_training_artifacts import log_training_artifacts
 from tasks.promote import promotion_gate
 from tasks.recover import recover_orphaned_retrains
@@ -74,6 +75,7 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
         params = {"trigger": trigger, "corrections": len(corrections), **_training_params(settings)}
         run = setup_mlflow(settings, batch_id, tags, params)
         log_dataset(settings, run, dataset)
+        diffs = log_reviewer_diffs(settings, run, corrections)  # what reviewers changed against the model, per class
 
         # 5. The current champion on the holdout: the bar to clear (its recorded figures if the holdout is unchanged).
         champion = resolve_champion(settings)
@@ -108,7 +110,8 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
     outcome = "promoted" if decision.promote else "rejected"
     run_url = f"{settings.mlflow_ui_url}/#/experiments/{run.experiment_id}/runs/{run.run_id}"
     report = RetrainReport(
-        outcome, trigger, len(corrections), decision.reason, run.run_id, run_url, str(version.version), dataset.digest, pre, post
+        outcome, trigger, len(corrections), decision.reason, run.run_id, run_url, str(version.version), dataset.digest, pre, post,
+        reviewer_diffs=diffs.markdown(),
     )
     return _publish(report)
 

@@ -109,3 +109,17 @@ def test_an_untouched_prediction_is_all_kept_and_diffs_add_up():
     assert empty.total("added") == 2
     total = merge([same, empty])
     assert total.classes["square"] == ClassDiff(added=1, kept=1)
+
+
+def test_a_retrains_diff_summary_gives_a_table_and_metrics_per_class():
+    from yolo_retrain.reviewer_diffs import DiffSummary
+
+    total = merge([diff_boxes([(0, 0.2, 0.2, 0.1, 0.1)], [(1, 0.2, 0.2, 0.1, 0.1), (2, 0.7, 0.7, 0.1, 0.1)], CLASSES)])
+    summary = DiffSummary(corrections=3, with_diff=1, total=total)
+    table = summary.markdown()
+    assert "(1 of 3 corrections diffed against a prediction)" in table
+    assert "| circle | 0 | 0 | 1 | 0 | 0 |" in table and "| triangle | 1 | 0 | 0 | 0 | 0 |" in table
+    assert "square -> circle (1)" in table
+    metrics = summary.metrics()
+    assert (metrics["reviewer_relabelled"], metrics["reviewer_added_triangle"], metrics["reviewer_kept"]) == (1, 1, 0)
+    assert DiffSummary(corrections=2, with_diff=0, total=BoxDiff()).markdown() == ""

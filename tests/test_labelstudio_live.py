@@ -189,7 +189,28 @@ def test_label_studio_round_trip(world: World, label_studio, backend: Backend, p
         time.sleep(0.5)
     assert [e["payload"] for e in events] == [{"pending": 3, "threshold": 3}]
 
+    # Each correction keeps the prediction it corrects (the one /predict served) and the per-class diff against it.
+    with CorrectionStore.from_settings(backend.settings) as store:
+        pending = store.list(status="pending")
+        diffs = {d.correction_id: d for d in store.diffs([c.id for c in pending])}
+    assert set(diffs) == {c.id for c in pending}
+    served = {str(p[0]["id"]) for p in predictions.values()}
+    for correction in pending:
+        d = diffs[correction.id]
+        assert d.prediction_source.removeprefix("label-studio prediction ") in served and d.predicted_version == champion
+        predicted = len(parse_labels(d.predicted_labels, "predicted", 2))
+        counts = {kind: sum(c[kind] for c in d.diff["classes"].values()) for kind in ("added", "removed", "relabelled", "moved", "kept")}
+        assert counts["kept"] + counts["moved"] + counts["relabelled"] + counts["removed"] == predicted
+        assert counts["kept"] + counts["moved"] + counts["relabelled"] + counts["added"] == correction.num_boxes
+    totals = {kind: sum(c[kind] for d in diffs.values() for c in d.diff["classes"].values()) for kind in ("added", "removed")}
+
     from flows.retrain import retrain
 
     report = retrain(trigger="corrections-threshold")
     assert report.corrections == 3 and report.outcome in ("promoted", "rejected")
+    # The retrain shows what the reviewers taught it: in MLflow (metrics + table) and in the Prefect summary.
+    run = tracking.client_for(backend.settings).get_run(report.run_id)
+    assert run.data.metrics["reviewer_corrections_with_diff"] == 3
+    assert run.data.metrics["reviewer_added"] == totals["added"] and run.data.metrics["reviewer_removed"] == totals["removed"]
+    assert "reviewer_diffs.json" in {a.path for a in tracking.client_for(backend.settings).list_artifacts(report.run_id)}
+    assert "What the reviewers changed (3 of 3 corrections" in report.markdown()

@@ -20,6 +20,7 @@ class RetrainReport:
     dataset_digest: str | None = None
     pre: EvalMetrics | None = None
     post: EvalMetrics | None = None
+    reviewer_diffs: str = ""  # markdown: what the reviewers changed against the model, per class (#13)
 
     def metric_rows(self) -> list[tuple[str, float | None, float, float | None]]:
         """(metric, champion, candidate, delta) for the headline metrics and every class's AP50-95."""
@@ -49,6 +50,8 @@ class RetrainReport:
             lines += ["", "| metric | champion (pre) | candidate (post) | delta |", "|---|---:|---:|---:|"]
             for name, old, new, delta in self.metric_rows():
                 lines.append(f"| {name} | {_fmt(old)} | {new:.4f} | {_fmt(delta, signed=True)} |")
+        if self.reviewer_diffs:
+            lines += ["", self.reviewer_diffs.rstrip("\n")]
         return "\n".join(lines) + "\n"
 
     def text(self) -> str:
