@@ -48,8 +48,18 @@ def label_studio(tmp_path_factory) -> Iterator[labelstudio_server.LabelStudio]:
             pytest.fail(message)
         pytest.skip(message)
     server = labelstudio_server.start_copy(tmp_path_factory.mktemp("label-studio"))
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def personal_token(label_studio) -> str:
+    """A personal access token (a JWT refresh token, what new Label Studio organisations hand out) for the backend."""
+    made = httpx.post(f"{label_studio.url}/api/token/", headers={"Authorization": f"Token {label_studio.token}"}, timeout=60)
+    assert made.status_code == 201, made.text
+    return made.json()["token"]
 
 
 @dataclass
@@ -59,7 +69,7 @@ class Backend:
 
 
 @pytest.fixture
-def backend(world: World, label_studio, monkeypatch, tmp_path) -> Iterator[Backend]:
+def backend(world: World, label_studio, personal_token, monkeypatch, tmp_path) -> Iterator[Backend]:
     """The ML backend on loopback, over a copy of the shared world's home (its champion, its own corrections)."""
     import uvicorn
 
@@ -75,7 +85,7 @@ def backend(world: World, label_studio, monkeypatch, tmp_path) -> Iterator[Backe
         base_data=world.settings.base_data,
         retrain_threshold=3,
         label_studio_url=label_studio.url,
-        label_studio_api_key=label_studio.token,
+        label_studio_api_key=personal_token,  # the backend reads images with it (refresh -> access token)
         label_studio_secret=SECRET,
         label_studio_min_score=0.0,  # the 2-epoch test champion is unsure of everything: show its boxes anyway
     )

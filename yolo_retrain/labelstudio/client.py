@@ -48,7 +48,7 @@ class LabelStudioClient:
             return {"Authorization": f"Token {self._key}"}
         with self._lock:
             if self._access is None or renew:
-                response = self._send("POST", "api/token/refresh", json={"refresh": self._key}, auth={})
+                response = self._send("POST", "api/token/refresh/", json={"refresh": self._key}, auth={})
                 if response.status_code != 200:
                     raise InvalidInput(
                         f"Label Studio at {self.url} refused the personal access token "
