@@ -56,3 +56,22 @@ def test_refusals_say_why(settings):
         assert no_champion.status_code == 503 and "has no champion yet" in no_champion.json()["detail"]
         bad = client.post("/predict", json={"tasks": [{"id": 1, "data": {}}], "label_config": "<View/>"}, headers=headers)
         assert bad.status_code == 422 and "no <RectangleLabels>" in bad.json()["detail"]
+
+
+def test_predictions_follow_the_champion_alias(in_world):
+    """After a promotion (or a rollback) the pre-annotations come from the new champion, without a restart."""
+    from yolo_retrain import registry
+    from yolo_retrain.labelstudio.champion import ChampionPredictor
+
+    client, name = in_world.client, in_world.settings.model_name
+    image = next((in_world.data.corrections_dir / "images").iterdir()).read_bytes()
+    current = str(registry.version_by_alias(client, name, "champion").version)
+    other = next(str(v.version) for v in client.search_model_versions(f"name = '{name}'") if str(v.version) != current)
+    predictor = ChampionPredictor(in_world.settings, ["square", "circle"])
+    assert predictor.predict(image).model_version == current
+    client.set_registered_model_alias(name, "champion", other)
+    try:
+        assert predictor.predict(image).model_version == other
+    finally:
+        client.set_registered_model_alias(name, "champion", current)
+    assert predictor.predict(image).model_version == current
