@@ -93,6 +93,9 @@ def test_the_same_annotation_twice_is_stored_once_and_an_update_supersedes_it(se
     late = _deliver(setup, _event(1, 6, [_box("circle", 10, 10)], action="ANNOTATION_UPDATED"))
     assert (late.outcome, late.correction_id) == ("duplicate", updated.correction_id)
     assert store.stats()["total"] == 2
+    # the reviewer reverts to the first version: that is what the annotation says now, so it is stored again
+    reverted = _deliver(setup, _event(1, 6, [_box("square", 10, 10)], action="ANNOTATION_UPDATED"))
+    assert reverted.outcome == "stored" and store.get(reverted.correction_id).status == "pending"
 
 
 def test_skipped_unknown_labels_and_other_events_store_nothing(setup):

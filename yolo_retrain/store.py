@@ -535,9 +535,9 @@ class CorrectionStore:
         with self._busy("store the correction's diff"), Session(self._writer) as session, session.begin():
             session.merge(row)
 
-    def diff_by_source(self, source_key: str, source_digest: str) -> CorrectionDiff | None:
-        """The diff recorded for this exact delivery (same source, same content), if any: a redelivery."""
-        query = select(_DiffRow).where(_DiffRow.source_key == source_key, _DiffRow.source_digest == source_digest)
+    def latest_diff_of_source(self, source_key: str) -> CorrectionDiff | None:
+        """The newest diff recorded for a source (e.g. one Label Studio annotation), if any."""
+        query = select(_DiffRow).where(_DiffRow.source_key == source_key).order_by(_DiffRow.created_at.desc())
         with Session(self._engine) as session:
             row = session.scalars(query.limit(1)).first()
             return _diff_snapshot(row) if row else None

@@ -125,8 +125,10 @@ def correction_from_event(
         labels = format_labels(boxes)
         source_key = f"label-studio {annotation.key}"
         digest = hashlib.sha256(f"{annotation.image_url}\n{labels}".encode()).hexdigest()
-        earlier = store.diff_by_source(source_key, digest)
-        if earlier is not None:  # a redelivery, whatever became of the correction since
+        earlier = store.latest_diff_of_source(source_key)
+        # The latest version of this annotation again: a redelivery, whatever became of its correction since. (An
+        # older version again is a reviewer's revert: stored, it supersedes the newer one.)
+        if earlier is not None and earlier.source_digest == digest:
             return EventResult("duplicate", f"{annotation.key}: already stored as correction {earlier.correction_id}", earlier.correction_id)
         image = fetch_image(annotation.image_url)
         predicted = find_prediction(annotation, image)
