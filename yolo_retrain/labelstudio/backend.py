@@ -129,11 +129,13 @@ def create_backend_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.backend = Backend(settings)
-        threading.Thread(target=app.state.backend.predictor.warm_up, name="champion-warm-up", daemon=True).start()
+        app.state.backend = Backend(settings)  # opens (and migrates) the store before anything else runs
+        warm_up = threading.Thread(target=app.state.backend.predictor.warm_up, name="champion-warm-up", daemon=True)
+        warm_up.start()
         try:
             yield
         finally:
+            warm_up.join(60)  # never leave it running past the app (it may be creating MLflow's tables)
             app.state.backend.close()
 
     app = FastAPI(title="yolo-retrain Label Studio ML backend", description=__doc__, lifespan=lifespan)

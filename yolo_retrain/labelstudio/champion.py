@@ -46,8 +46,9 @@ class ChampionPredictor:
 
     def version(self) -> str:
         """The registry version of the current champion; NoChampion if there is none."""
-        client = tracking.client_for(self.settings)
-        found = registry.version_by_alias(client, self.settings.model_name, "champion")
+        with self._lock:  # one MLflow client setup at a time (a first one creates MLflow's tables with Alembic)
+            client = tracking.client_for(self.settings)
+            found = registry.version_by_alias(client, self.settings.model_name, "champion")
         if found is None:
             raise NoChampion(f"model {self.settings.model_name!r} has no champion yet (run `yolo-retrain init`)")
         return str(found.version)
