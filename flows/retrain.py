@@ -16,6 +16,7 @@ from tasks.claim_corrections import claim_corrections, release_corrections
 from tasks.evaluate import evaluate_champion, evaluate_on_holdout, holdout_key
 from tasks.finish import finish_retrain
 from tasks.log_dataset import log_dataset
+from tasks.log_reviewer_diffs import log_reviewer_diffs
 from tasks.log_training_artifacts import log_training_artifacts
 from tasks.promote import promotion_gate
 from tasks.recover import recover_orphaned_retrains
@@ -79,6 +80,7 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
         params = {"trigger": trigger, "corrections": len(corrections), **_training_params(settings)}
         run = setup_mlflow(settings, batch_id, tags, params)
         log_dataset(settings, run, dataset)
+        diffs = log_reviewer_diffs(settings, run, corrections)  # what reviewers changed against the model, per class
 
         # 5. The current champion on the holdout: the bar to clear (its recorded figures if the holdout is unchanged).
         champion = resolve_champion(settings)
@@ -127,6 +129,7 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
         earlier_corrections=dataset.counts["corrections_from_earlier_retrains"],
         held_rejected=dataset.counts["corrections_held_rejected"] + (0 if decision.promote else len(corrections)),
         batch_id=batch_id,
+        reviewer_diffs=diffs.markdown(),
     )
     return _publish(report)
 

@@ -69,6 +69,19 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = Field(default=None, description="Bearer token for the intake; required off loopback.")
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, description="Largest accepted request body.")
 
+    # Label Studio ML backend (`yolo-retrain labelstudio`)
+    label_studio_url: str = Field(default="http://127.0.0.1:8080", description="Label Studio, where task images are read.")
+    label_studio_api_key: SecretStr | None = Field(
+        default=None, description="Label Studio API token (legacy) or personal access token, to read task images."
+    )
+    label_studio_secret: SecretStr | None = Field(
+        default=None, description="Shared secret Label Studio sends (X-Yolo-Retrain-Secret, or basic auth password)."
+    )
+    label_studio_backend_host: str = Field(default="127.0.0.1", description="ML backend bind address.")
+    label_studio_backend_port: int = Field(default=9090, ge=1, le=65535)
+    label_studio_min_score: float = Field(default=0.25, ge=0.0, le=1.0, description="Champion boxes below this confidence are not pre-annotated.")
+    label_studio_diff_iou: float = Field(default=0.5, gt=0.0, le=1.0, description="IoU below which a kept box counts as moved.")
+
     # Promotion gate
     gate_metric: GateMetric = "mAP50-95"
     gate_tolerance: float = Field(default=0.0, ge=0.0, description="Candidate may be this much below the champion.")

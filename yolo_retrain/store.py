@@ -24,6 +24,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import uuid
@@ -34,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, get_args
 
-from sqlalchemy import DateTime, Engine, String, Text, and_, create_engine, event, func, or_, select, update
+from sqlalchemy import DateTime, Engine, ForeignKey, String, Text, and_, create_engine, event, func, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column
@@ -135,6 +136,35 @@ class _Flag(_Base):
 
 
 THRESHOLD_ARMED = "threshold_armed"
+
+
+class _DiffRow(_Base):
+    """The prediction a correction corrects and the reviewer's changes to it (Label Studio corrections, #13)."""
+
+    __tablename__ = "correction_diffs"
+
+    correction_id: Mapped[str] = mapped_column(String(32), ForeignKey("corrections.id"), primary_key=True)
+    source_key: Mapped[str | None] = mapped_column(String(255), index=True)  # e.g. the Label Studio annotation
+    source_digest: Mapped[str | None] = mapped_column(String(64))  # the delivered content: a redelivery matches it
+    predicted_version: Mapped[str | None] = mapped_column(Text)
+    prediction_source: Mapped[str] = mapped_column(Text)
+    predicted_labels: Mapped[str] = mapped_column(Text)  # YOLO label text of the model's boxes
+    diff: Mapped[str] = mapped_column(Text)  # JSON: labelstudio.diff.BoxDiff.to_json()
+    created_at: Mapped[datetime] = mapped_column(_UTCDateTime)
+
+
+@dataclass(frozen=True)
+class CorrectionDiff:
+    """A stored diff (a snapshot)."""
+
+    correction_id: str
+    source_key: str | None
+    source_digest: str | None
+    predicted_version: str | None
+    prediction_source: str
+    predicted_labels: str
+    diff: dict[str, Any]
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -777,6 +807,34 @@ def registry_decisions(settings: Settings) -> Callable[[set[str]], dict[str, Gat
     return lookup
 
 
+    # Diffs against the model (#13) ---------------------------------------------------------------
+    def record_diff(self, diff: CorrectionDiff) -> None:
+        """Keep what a stored correction changed against the model's prediction (one row per correction)."""
+        row = _DiffRow(**{**dataclasses.asdict(diff), "diff": json.dumps(diff.diff, sort_keys=True)})
+        with self._busy("store the correction's diff"), Session(self._writer) as session, session.begin():
+            session.merge(row)
+
+    def latest_diff_of_source(self, source_key: str) -> CorrectionDiff | None:
+        """The newest diff recorded for a source (e.g. one Label Studio annotation), if any."""
+        query = select(_DiffRow).where(_DiffRow.source_key == source_key).order_by(_DiffRow.created_at.desc())
+        with Session(self._engine) as session:
+            row = session.scalars(query.limit(1)).first()
+            return _diff_snapshot(row) if row else None
+
+    def diffs(self, correction_ids: builtins.list[str]) -> builtins.list[CorrectionDiff]:
+        """The recorded diffs of these corrections (corrections without one are left out)."""
+        found: builtins.list[CorrectionDiff] = []
+        with Session(self._engine) as session:
+            for start in range(0, len(correction_ids), 500):  # bounded IN lists
+                chunk = correction_ids[start : start + 500]
+                found += [_diff_snapshot(r) for r in session.scalars(select(_DiffRow).where(_DiffRow.correction_id.in_(chunk)))]
+        return found
+
+
+def _diff_snapshot(row: _DiffRow) -> CorrectionDiff:
+    return CorrectionDiff(**{f.name: getattr(row, f.name) for f in dataclasses.fields(CorrectionDiff) if f.name != "diff"}, diff=json.loads(row.diff))
+
+
 def _claimed_query(batch_id: str) -> Any:
     return select(_Row).where(_Row.status == "claimed", _Row.batch_id == batch_id).order_by(_Row.created_at, _Row.id)
 
@@ -819,4 +877,4 @@ def _make_engine(url: str) -> tuple[Engine, float]:
     return engine, busy_s
 
 
-__all__ = ["STATUSES", "AcceptedCorrection", "Correction", "CorrectionStore", "CorrectionStoreBusy", "Status", "Submission", "TrainingCorrections"]
+__all__ = ["STATUSES", "AcceptedCorrection", "Correction", "CorrectionStore", "CorrectionDiff", "CorrectionStoreBusy", "Status", "Submission", "TrainingCorrections"]

@@ -20,6 +20,7 @@ class RetrainReport:
     dataset_digest: str | None = None
     pre: EvalMetrics | None = None
     post: EvalMetrics | None = None
+    reviewer_diffs: str = ""  # markdown: what the reviewers changed against the model, per class (#13)
     earlier_corrections: int = 0  # accepted by earlier retrains (or a person), in this dataset too
     held_rejected: int = 0  # rejected corrections waiting for a person, after this retrain
     batch_id: str | None = None  # this retrain's corrections batch (the flow run id)
@@ -71,6 +72,8 @@ class RetrainReport:
             lines += ["", "| metric | champion (pre) | candidate (post) | delta |", "|---|---:|---:|---:|"]
             for name, old, new, delta in self.metric_rows():
                 lines.append(f"| {name} | {_fmt(old)} | {new:.4f} | {_fmt(delta, signed=True)} |")
+        if self.reviewer_diffs:
+            lines += ["", self.reviewer_diffs.rstrip("\n")]
         return "\n".join(lines) + "\n"
 
     def text(self) -> str:

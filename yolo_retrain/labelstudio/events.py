@@ -1,0 +1,192 @@
+"""A Label Studio annotation event (webhook payload) -> a correction in the store, diffed against the model.
+
+``ANNOTATION_CREATED`` and ``ANNOTATION_UPDATED`` become corrections through the same store and threshold
+announcement as every other correction (validated, counted toward the retrain threshold). A skipped task (``was_cancelled``) is no
+correction. The same annotation delivered twice is stored once (its source and content digest are kept with
+its diff; and the store refuses the same image with the same labels while it is pending); an update supersedes
+the earlier version (a newer correction of the same image does). Other events are acknowledged and ignored.
+
+Each stored correction keeps, beside it, the prediction it corrects and the per-class diff against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import PurePosixPath
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+from yolo_retrain import intake
+from yolo_retrain.config import Settings
+from yolo_retrain.errors import DuplicateCorrection, InvalidInput
+from yolo_retrain.labels import Box, format_labels
+from yolo_retrain.labelstudio.convert import result_to_boxes
+from yolo_retrain.labelstudio.diff import BoxDiff, diff_boxes
+from yolo_retrain.labelstudio.label_config import box_tag
+from yolo_retrain.store import CorrectionDiff, CorrectionStore
+
+ANNOTATION_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["stored", "duplicate", "skipped", "ignored", "refused"]
+
+
+@dataclass(frozen=True)
+class PredictedBoxes:
+    """The model's boxes a reviewer corrected, and where they come from."""
+
+    model_version: str | None
+    boxes: list[Box]
+    source: str  # "label-studio prediction <id>" (what /predict served) or "champion on arrival"
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """The parts of an annotation event a correction is made of."""
+
+    key: str  # "project <p> task <t> annotation <a>": names it in every reply
+    image_url: str
+    result: list[dict[str, Any]]
+    parent_prediction: int | None
+    author: str | None
+
+
+@dataclass(frozen=True)
+class EventResult:
+    """What the webhook answers: what became of the event, and why."""
+
+    outcome: Outcome
+    reason: str
+    correction_id: str | None = None
+    pending: int | None = None
+    predicted: PredictedBoxes | None = None
+    diff: BoxDiff | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"outcome": self.outcome, "reason": self.reason}
+        if self.correction_id:
+            body["correction_id"] = self.correction_id
+        if self.pending is not None:
+            body["pending"] = self.pending
+        if self.predicted is not None:
+            body["model_version"] = self.predicted.model_version
+            body["prediction_source"] = self.predicted.source
+        if self.diff is not None:
+            body["diff"] = self.diff.to_json()
+        return body
+
+
+ImageFetcher = Callable[[str], bytes]
+PredictionFinder = Callable[[Annotation, bytes], PredictedBoxes]
+
+
+def parse_event(payload: Any) -> tuple[str, Annotation | None, str]:
+    """(action, the annotation or None if there is nothing to store, the reason when None). InvalidInput on a
+    malformed annotation event."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("action"), str):
+        raise InvalidInput("webhook body: expected a JSON object with an 'action' (a Label Studio webhook event)")
+    action = payload["action"]
+    if action not in ANNOTATION_EVENTS:
+        return action, None, f"{action}: not an annotation submission or update, nothing to do"
+    annotation, task = payload.get("annotation"), payload.get("task")
+    if not isinstance(annotation, dict) or not isinstance(task, dict):
+        raise InvalidInput(f"{action}: the event carries no 'annotation' and 'task' objects (enable 'send payload')")
+    project = payload.get("project") if isinstance(payload.get("project"), dict) else {}
+    key = f"project {project.get('id', task.get('project', '?'))} task {task.get('id', '?')} annotation {annotation.get('id', '?')}"
+    if annotation.get("was_cancelled"):
+        return action, None, f"{key}: skipped by the reviewer, no correction"
+    result = annotation.get("result")
+    if not isinstance(result, list):
+        raise InvalidInput(f"{key}: annotation has no 'result' list")
+    image_url = _image_url(task, project.get("label_config"), key)
+    parent = annotation.get("parent_prediction")
+    return action, Annotation(key, image_url, result, parent if isinstance(parent, int) else None, _author(annotation)), ""
+
+
+def correction_from_event(
+    payload: Any,
+    store: CorrectionStore,
+    settings: Settings,
+    fetch_image: ImageFetcher,
+    find_prediction: PredictionFinder,
+    iou_threshold: float = 0.5,
+) -> EventResult:
+    """Store the correction an annotation event carries; every refusal is an EventResult naming the reason."""
+    try:
+        action, annotation, reason = parse_event(payload)
+        if annotation is None:
+            return EventResult("skipped" if action in ANNOTATION_EVENTS else "ignored", reason)
+        boxes = result_to_boxes(annotation.result, store.class_names, annotation.key)
+        labels = format_labels(boxes)
+        source_key = f"label-studio {annotation.key}"
+        digest = hashlib.sha256(f"{annotation.image_url}\n{labels}".encode()).hexdigest()
+        earlier = store.latest_diff_of_source(source_key)
+        # The latest version of this annotation again: a redelivery, whatever became of its correction since. (An
+        # older version again is a reviewer's revert: stored, it supersedes the newer one.)
+        if earlier is not None and earlier.source_digest == digest:
+            return EventResult("duplicate", f"{annotation.key}: already stored as correction {earlier.correction_id}", earlier.correction_id)
+        image = fetch_image(annotation.image_url)
+        predicted = find_prediction(annotation, image)
+        diff = diff_boxes(predicted.boxes, boxes, store.class_names, iou_threshold)
+        correction = store.add(
+            image,
+            labels,
+            image_name=_image_name(annotation.image_url),
+            author=annotation.author,
+            source_model_version=predicted.model_version,
+        )
+    except DuplicateCorrection as exc:
+        return EventResult("duplicate", f"already stored with the same boxes, stored once ({exc})")
+    except InvalidInput as exc:
+        return EventResult("refused", str(exc))
+    # After the correction (its own transaction): a crash in between leaves a correction without its diff, never
+    # a diff without its correction. Then the threshold, as the intake does: a retrain it starts sees the diff.
+    store.record_diff(
+        CorrectionDiff(
+            correction.id, source_key, digest, predicted.model_version, predicted.source,
+            format_labels(predicted.boxes), diff.to_json(), datetime.now(timezone.utc),
+        )
+    )
+    intake.announce_threshold(store, settings)
+    log.info("%s: stored as correction %s (%s)", annotation.key, correction.id, predicted.source)
+    return EventResult(
+        "stored",
+        f"{annotation.key}: stored, {len(boxes)} boxes, diffed against {predicted.source}",
+        correction.id,
+        store.pending_count(),
+        predicted,
+        diff,
+    )
+
+
+def _image_url(task: dict[str, Any], label_config: Any, key: str) -> str:
+    data = task.get("data")
+    if not isinstance(data, dict):
+        raise InvalidInput(f"{key}: task has no 'data' object")
+    image_key = box_tag(label_config, f"{key}: label config").image_key if isinstance(label_config, str) else None
+    if image_key is None:  # no config in the event: a task with one field holds the image there
+        image_key = next(iter(data)) if len(data) == 1 else "image"
+    url = data.get(image_key)
+    if not isinstance(url, str) or not url:
+        raise InvalidInput(f"{key}: task data has no image URL under {image_key!r}")
+    return url
+
+
+def _image_name(url: str) -> str:
+    """A file name for the stored correction: the uploaded file's, or the local file's (``?d=dir/x.jpg``)."""
+    parts = urlsplit(url)
+    local = parse_qs(parts.query).get("d")
+    name = PurePosixPath(local[0] if local else parts.path).name
+    return name or "label-studio-image"
+
+
+def _author(annotation: dict[str, Any]) -> str | None:
+    who = annotation.get("completed_by")
+    if isinstance(who, dict):
+        who = who.get("email") or who.get("id")
+    return None if who is None else f"label-studio:{who}"
