@@ -58,6 +58,7 @@ def test_refusals_say_why(settings):
         assert bad.status_code == 422 and "no <RectangleLabels>" in bad.json()["detail"]
 
 
+@pytest.mark.e2e
 def test_predictions_follow_the_champion_alias(in_world):
     """After a promotion (or a rollback) the pre-annotations come from the new champion, without a restart."""
     from yolo_retrain import registry

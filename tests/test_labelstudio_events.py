@@ -13,6 +13,7 @@ import yaml
 from conftest import use_home
 from PIL import Image
 
+from yolo_retrain.gate import GateDecision
 from yolo_retrain.labels import parse_labels
 from yolo_retrain.labelstudio.events import PredictedBoxes, correction_from_event
 from yolo_retrain.store import CorrectionStore
@@ -89,7 +90,7 @@ def test_the_same_annotation_twice_is_stored_once_and_an_update_supersedes_it(se
     assert store.get(updated.correction_id).status == "pending"
     # delivered again after a retrain took it: still recognised, not stored a second time
     store.claim("retrain-1")
-    store.mark_applied("retrain-1", "4")
+    store.record_gate_decision("retrain-1", "4", GateDecision(promote=True, reason="better"))
     late = _deliver(setup, _event(1, 6, [_box("circle", 10, 10)], action="ANNOTATION_UPDATED"))
     assert (late.outcome, late.correction_id) == ("duplicate", updated.correction_id)
     assert store.stats()["total"] == 2

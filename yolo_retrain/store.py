@@ -723,6 +723,30 @@ class CorrectionStore:
             _keep_newest_accepted(session, select(_Row.image_sha256).where(_Row.status == "accepted"))
         return sorted_rows
 
+    # Diffs against the model (#13) ---------------------------------------------------------------
+    def record_diff(self, diff: CorrectionDiff) -> None:
+        """Keep what a stored correction changed against the model's prediction (one row per correction)."""
+        row = _DiffRow(**{**dataclasses.asdict(diff), "diff": json.dumps(diff.diff, sort_keys=True)})
+        with self._busy("store the correction's diff"), Session(self._writer) as session, session.begin():
+            session.merge(row)
+
+    def latest_diff_of_source(self, source_key: str) -> CorrectionDiff | None:
+        """The newest diff recorded for a source (e.g. one Label Studio annotation), if any."""
+        query = select(_DiffRow).where(_DiffRow.source_key == source_key).order_by(_DiffRow.created_at.desc())
+        with Session(self._engine) as session:
+            row = session.scalars(query.limit(1)).first()
+            return _diff_snapshot(row) if row else None
+
+    def diffs(self, correction_ids: builtins.list[str]) -> builtins.list[CorrectionDiff]:
+        """The recorded diffs of these corrections (corrections without one are left out)."""
+        found: builtins.list[CorrectionDiff] = []
+        with Session(self._engine) as session:
+            for start in range(0, len(correction_ids), 500):  # bounded IN lists
+                chunk = correction_ids[start : start + 500]
+                found += [_diff_snapshot(r) for r in session.scalars(select(_DiffRow).where(_DiffRow.correction_id.in_(chunk)))]
+        return found
+
+
 
 class AcceptedCorrection(NamedTuple):
     """What a dataset needs of an accepted correction (fits ``dataset.CorrectionLike``); a tuple because a retrain
@@ -805,30 +829,6 @@ def registry_decisions(settings: Settings) -> Callable[[set[str]], dict[str, Gat
         return registry.gate_decisions(tracking.client_for(settings), settings.model_name, versions)
 
     return lookup
-
-
-    # Diffs against the model (#13) ---------------------------------------------------------------
-    def record_diff(self, diff: CorrectionDiff) -> None:
-        """Keep what a stored correction changed against the model's prediction (one row per correction)."""
-        row = _DiffRow(**{**dataclasses.asdict(diff), "diff": json.dumps(diff.diff, sort_keys=True)})
-        with self._busy("store the correction's diff"), Session(self._writer) as session, session.begin():
-            session.merge(row)
-
-    def latest_diff_of_source(self, source_key: str) -> CorrectionDiff | None:
-        """The newest diff recorded for a source (e.g. one Label Studio annotation), if any."""
-        query = select(_DiffRow).where(_DiffRow.source_key == source_key).order_by(_DiffRow.created_at.desc())
-        with Session(self._engine) as session:
-            row = session.scalars(query.limit(1)).first()
-            return _diff_snapshot(row) if row else None
-
-    def diffs(self, correction_ids: builtins.list[str]) -> builtins.list[CorrectionDiff]:
-        """The recorded diffs of these corrections (corrections without one are left out)."""
-        found: builtins.list[CorrectionDiff] = []
-        with Session(self._engine) as session:
-            for start in range(0, len(correction_ids), 500):  # bounded IN lists
-                chunk = correction_ids[start : start + 500]
-                found += [_diff_snapshot(r) for r in session.scalars(select(_DiffRow).where(_DiffRow.correction_id.in_(chunk)))]
-        return found
 
 
 def _diff_snapshot(row: _DiffRow) -> CorrectionDiff:
