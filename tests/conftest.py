@@ -11,16 +11,16 @@ _SESSION_HOME = Path(tempfile.mkdtemp(prefix="yolo-retrain-tests-"))
 os.environ["YOLO_RETRAIN_HOME"] = str(_SESSION_HOME)
 os.environ["YOLO_RETRAIN_RETRY_DELAY_SECONDS"] = "0"
 os.environ["YOLO_RETRAIN_TASK_RETRIES"] = "1"
-os.environ["YOLO_VERBOSE"] = "False"
 
 from dataclasses import dataclass  # noqa: E402
 
 import pytest  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 
-import yolo_retrain  # noqa: E402,F401  (configures the environment)
 from yolo_retrain import tracking  # noqa: E402
-from yolo_retrain.config import Settings, get_settings  # noqa: E402
+from yolo_retrain.config import Settings, configure_environment, get_settings  # noqa: E402
+
+configure_environment()  # what every entry point does first; tests are one
 from yolo_retrain.store import Correction, CorrectionStore  # noqa: E402
 from yolo_retrain.summary import RetrainReport  # noqa: E402
 from yolo_retrain.synthetic import SyntheticDataset, make_dataset  # noqa: E402

@@ -17,7 +17,8 @@ from yolo_retrain.synthetic import make_dataset
 
 CHILD = """
 import sys, cloudpickle
-import yolo_retrain  # our environment: Ultralytics config dir, offline
+from yolo_retrain.config import configure_environment
+configure_environment()  # our environment: Ultralytics config dir, offline
 from ultralytics import YOLO
 hooks = cloudpickle.loads(open(sys.argv[1], "rb").read())
 model = YOLO("yolov8n.yaml")

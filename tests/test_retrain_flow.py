@@ -78,10 +78,37 @@ def test_registered_version_carries_its_lineage_and_the_gate_decision(in_world):
     assert tags["dataset_digest"] == in_world.report.dataset_digest
     assert tags["corrections_count"] == str(len(in_world.corrections))
     assert tags["parent_version"] == in_world.baseline.version
-    assert {"pre_mAP50-95", "post_mAP50-95", "weights_sha256"} <= set(tags)
+    assert set(registry.LINEAGE_TAGS) <= set(tags)
+    assert not [k for k in tags if k.startswith(("pre_", "post_"))]  # figures live on the logged model
     alias = "champion" if in_world.report.outcome == "promoted" else "challenger"
     assert tags["gate_decision"] == ("promoted" if alias == "champion" else "rejected")
     assert str(registry.version_by_alias(in_world.client, in_world.settings.model_name, alias).version) == in_world.report.version
+
+
+def test_candidate_is_a_logged_model_of_its_run_holding_the_holdout_figures(in_world):
+    client, report = in_world.client, in_world.report
+    version = client.get_model_version(in_world.settings.model_name, report.version)
+    model = client.get_logged_model(registry.logged_model_id(version))
+    assert model.source_run_id == report.run_id and str(model.status) == "READY"
+    assert version.source == f"models:/{model.model_id}"
+    run = in_world.run(report.run_id)
+    assert [o.model_id for o in run.outputs.model_outputs] == [model.model_id]  # "Logged models" of the run
+    metrics = {m.key: m for m in model.metrics}
+    assert metrics["post_mAP50-95"].value == pytest.approx(report.post.map50_95)
+    assert metrics["pre_mAP50-95"].value == pytest.approx(report.pre.map50_95)
+    assert {m.dataset_digest for m in metrics.values()} == {report.dataset_digest[: tracking.MLFLOW_DIGEST_LENGTH]}
+    # logged again with the model id, the run still holds one value of each figure
+    assert len(client.get_metric_history(report.run_id, "post_mAP50-95")) == 1
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags[tracking.EXPERIMENT_KIND_TAG] == tracking.CUSTOM_MODEL_KIND
+
+
+def test_ultralytics_output_is_in_the_runs_train_log(in_world, tmp_path):
+    local = Path(in_world.client.download_artifacts(in_world.report.run_id, "train.log", str(tmp_path)))
+    text = local.read_text()
+    assert "engine/trainer:" in text and "epochs=1," in text  # Ultralytics' argument dump
+    assert "YOLOv8n summary" in text  # its model summary
+    assert "                   all " in text  # its validation table (the candidate's evaluation too)
 
 
 def test_local_model_file_matches_the_registry_and_validates(in_world):
@@ -173,7 +200,7 @@ def test_champion_figures_are_reused_while_the_holdout_is_unchanged(in_world):
     assert in_world.report.pre == in_world.baseline.post
     assert not (in_world.settings.runs_dir / f"pre-{in_world.report.run_id[:8]}").exists()  # no validation ran
     version = in_world.client.get_model_version(in_world.settings.model_name, in_world.baseline.version)
-    champion = registry.Champion(version.version, Path(), dict(version.tags))
+    champion = registry.Champion(version.version, Path(), dict(version.tags), registry.model_metrics(in_world.client, version))
     assert champion.recorded_metrics(version.tags["evaluation_key"]) == in_world.baseline.post
     assert champion.recorded_metrics("another holdout") is None
 
