@@ -20,8 +20,9 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/yolo-retrain serve
 
+# Two workers: tests that wait on servers and subprocesses overlap with those that train (groups: tests/conftest.py).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 clean:
 	rm -rf .yolo-retrain

@@ -26,6 +26,28 @@ from yolo_retrain.summary import RetrainReport  # noqa: E402
 from yolo_retrain.synthetic import SyntheticDataset, make_dataset  # noqa: E402
 
 
+# Longest first (measured with --durations): under `-n 2 --dist loadgroup` (make test) a worker that takes one of
+# these at the end would run alone for minutes.
+_LONG_FIRST = ("test_deployments", "test_scale_out", "world", "test_recovery", "test_faults", "test_retrain_flow")
+_WORLD_FIXTURES = {"world", "in_world", "world_copy"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Groups for pytest-xdist's ``--dist loadgroup``: a module's tests stay on one worker (its module-scoped servers
+    start once, and tests sharing them never run at the same time); every test of the shared trained world runs on
+    one worker, so the world is trained once. Groups share no state: each worker has its own session home."""
+    for item in items:
+        group = "world" if _WORLD_FIXTURES & set(item.fixturenames) else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
+        item.user_properties.append(("group", group))
+
+    def rank(item: pytest.Item) -> int:
+        group = dict(item.user_properties)["group"]
+        return _LONG_FIRST.index(group) if group in _LONG_FIRST else len(_LONG_FIRST)
+
+    items.sort(key=rank)  # stable: a module's own order is kept
+
+
 @pytest.fixture(scope="session")
 def prefect_server():
     """A real Prefect API server (temporary database) for the whole session."""
