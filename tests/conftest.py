@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -118,6 +119,17 @@ def world(prefect_server, tmp_path_factory) -> World:
         report = retrain(trigger="manual")
     get_settings.cache_clear()
     return World(settings, data, baseline, report, corrections)
+
+
+@pytest.fixture
+def world_copy(world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
+    """A copy of the world's home to damage. Its MLflow records still point at the original artifact store
+    (absolute URIs), so that store is not copied and the artifact location setting names it; only local files
+    of the copy are altered (a retrain in the copy adds its artifacts there, under a run id of its own)."""
+    home = tmp_path / "home"
+    skip = shutil.ignore_patterns("mlartifacts", "runs", "datasets")  # large, and not read through the copy
+    shutil.copytree(world.settings.home, home, symlinks=True, ignore=skip)
+    return use_home(monkeypatch, home, artifact_location=world.settings.artifact_location, **TINY)
 
 
 @pytest.fixture

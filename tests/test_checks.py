@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import TINY, World, use_home
+from conftest import use_home
 from mlflow.entities import ViewType
 from typer.testing import CliRunner
 
@@ -18,17 +17,6 @@ from yolo_retrain.verify import verify_run
 
 def _failed(results: list[doctor.CheckResult]) -> dict[str, doctor.CheckResult]:
     return {r.name: r for r in results if not r.ok}
-
-
-@pytest.fixture
-def world_copy(world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
-    """A copy of the world's home to damage. Its MLflow records still point at the original artifact store
-    (absolute URIs), so that store is not copied and the artifact location setting names it; only local files
-    of the copy are altered."""
-    home = tmp_path / "home"
-    skip = shutil.ignore_patterns("mlartifacts", "runs", "datasets")  # large, and not read through the copy
-    shutil.copytree(world.settings.home, home, symlinks=True, ignore=skip)
-    return use_home(monkeypatch, home, artifact_location=world.settings.artifact_location, **TINY)
 
 
 def test_doctor_passes_on_a_retrained_home(in_world):
