@@ -33,6 +33,7 @@ _LONG_FIRST = ("test_deployments", "test_scale_out", "world", "test_recovery", "
 _WORLD_FIXTURES = {"world", "in_world", "world_copy"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Groups for pytest-xdist's ``--dist loadgroup``: a module's tests stay on one worker (its module-scoped servers
     start once, and tests sharing them never run at the same time); every test of the shared trained world runs on

@@ -205,21 +205,19 @@ def test_champion_figures_are_reused_while_the_holdout_is_unchanged(in_world):
     assert champion.recorded_metrics("another holdout") is None
 
 
-def test_a_corrected_holdout_image_means_the_champion_is_evaluated_again(prefect_server, monkeypatch, tmp_path):
-    settings = use_home(monkeypatch, tmp_path, **TINY)
-    data = make_dataset(tmp_path / "demo", train=8, val=4, size=64)
-    assert CliRunner().invoke(app, ["init", "--no-train-baseline"]).exit_code == 0
-    baseline = retrain(trigger="baseline", force=True)
-    val_image = sorted((data.data_yaml.parent / "images" / "val").glob("*.png"))[0]
-    with CorrectionStore.from_settings(settings) as store:
+def test_a_corrected_holdout_image_means_the_champion_is_evaluated_again(world, world_copy):
+    """On a copy of the trained world (one training here, not three): a correction of a holdout image."""
+    client = tracking.client_for(world_copy)
+    champion = registry.version_by_alias(client, world_copy.model_name, "champion")
+    val_image = sorted((world.data.data_yaml.parent / "images" / "val").glob("*.png"))[0]
+    with CorrectionStore.from_settings(world_copy) as store:
         store.add(val_image, "0 0.5 0.5 0.25 0.25\n", author="test")
     report = retrain(trigger="manual")
 
-    client = tracking.client_for(settings)
     assert client.get_run(report.run_id).data.tags["pre_metrics_source"] == "evaluated"
-    first, second = (client.get_model_version(settings.model_name, r.version).tags for r in (baseline, report))
-    assert first["evaluation_key"] != second["evaluation_key"]  # the holdout's labels changed
-    assert (settings.runs_dir / f"pre-{report.run_id[:8]}").is_dir()  # Ultralytics' validation folder: it ran
+    second = client.get_model_version(world_copy.model_name, report.version).tags
+    assert champion.tags["evaluation_key"] != second["evaluation_key"]  # the holdout's labels changed
+    assert (world_copy.runs_dir / f"pre-{report.run_id[:8]}").is_dir()  # Ultralytics' validation folder: it ran
 
 
 def test_training_leaves_the_garbage_collector_as_it_was(in_world):
