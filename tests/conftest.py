@@ -27,25 +27,37 @@ from yolo_retrain.summary import RetrainReport  # noqa: E402
 from yolo_retrain.synthetic import SyntheticDataset, make_dataset  # noqa: E402
 
 
-# Longest first (measured with --durations): under `-n 2 --dist loadgroup` (make test) a worker that takes one of
-# these at the end would run alone for minutes.
-_LONG_FIRST = ("test_deployments", "test_scale_out", "world", "test_recovery", "test_faults", "test_retrain_flow")
-_WORLD_FIXTURES = {"world", "in_world", "world_copy"}
+# `make test` runs two pytest-xdist workers (`-n 2 --dist loadscope`) with the scheduler below: one unit of work per
+# test module, except that the modules using the shared trained world form one unit, so it is trained once.
+# Units share no state (each worker has its own session home, ports are free ones); a module's tests stay together,
+# so its module-scoped servers start once. (pytest-xdist's own `loadgroup` does not group under pytest 9.)
+WORLD_MODULES = {"test_api", "test_checks", "test_console", "test_mlflow_ui", "test_retrain_flow"}
+# Longest first (measured with --durations): a worker that took one of these last would run alone for minutes.
+_LONG_FIRST = ("test_deployments", "test_scale_out", "world", "test_recovery", "test_faults", "test_bad_input")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+def _unit(nodeid: str) -> str:
+    module = Path(nodeid.split("::")[0]).stem
+    return "world" if module in WORLD_MODULES else module
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid)
+
+    return ByUnit(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Groups for pytest-xdist's ``--dist loadgroup``: a module's tests stay on one worker (its module-scoped servers
-    start once, and tests sharing them never run at the same time); every test of the shared trained world runs on
-    one worker, so the world is trained once. Groups share no state: each worker has its own session home."""
-    for item in items:
-        group = "world" if _WORLD_FIXTURES & set(item.fixturenames) else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
-        item.user_properties.append(("group", group))
-
     def rank(item: pytest.Item) -> int:
-        group = dict(item.user_properties)["group"]
-        return _LONG_FIRST.index(group) if group in _LONG_FIRST else len(_LONG_FIRST)
+        unit = _unit(item.nodeid)
+        return _LONG_FIRST.index(unit) if unit in _LONG_FIRST else len(_LONG_FIRST)
 
     items.sort(key=rank)  # stable: a module's own order is kept
 
