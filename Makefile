@@ -38,8 +38,9 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/yolo-retrain serve
 
+# Two workers: tests that wait on servers and subprocesses overlap with those that train (units: tests/conftest.py).
 test: $(STAMP) $(LS_TEMPLATE_STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadscope
 
 clean:
 	rm -rf .yolo-retrain

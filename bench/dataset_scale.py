@@ -203,7 +203,9 @@ def worker(step: str, work: Path, changed: int) -> dict:
         shutil.rmtree(work / "copied-images")
         return {"seconds": seconds, "bytes_copied": copied, "peak_rss_mib": _rss_mib(), "rss_before_mib": rss_before}
 
-    import yolo_retrain  # noqa: F401  (environment first)
+    from yolo_retrain.config import configure_environment
+
+    configure_environment()  # environment first
     from yolo_retrain.dataset import build_dataset
 
     if step == "store":

@@ -31,7 +31,9 @@ import numpy as np
 from _common import ROOT, emit, header, median
 from PIL import Image
 
-import yolo_retrain  # noqa: F401  (environment first)
+from yolo_retrain.config import configure_environment  # noqa: E402
+
+configure_environment()  # environment first: Ultralytics and Prefect read it at import
 from yolo_retrain import processes
 from yolo_retrain.synthetic import make_dataset
 

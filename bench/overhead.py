@@ -38,7 +38,9 @@ import yaml
 from _common import ROOT, GpuSampler, emit, header, median
 from _fast_synthetic import make_dataset_pair
 
-import yolo_retrain  # noqa: F401  (environment first)
+from yolo_retrain.config import configure_environment  # noqa: E402
+
+configure_environment()  # environment first: Ultralytics and Prefect read it at import
 from yolo_retrain import processes
 from yolo_retrain.synthetic import make_dataset
 

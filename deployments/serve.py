@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
-import yolo_retrain  # noqa: F401  (environment first: Ultralytics/Prefect read it at import)
-from deployments.definitions import deployment_specs, to_runner_deployment
+from yolo_retrain.config import configure_environment
+
+configure_environment()  # this script is an entry point: environment before Prefect is imported below
+from deployments.definitions import deployment_specs, to_runner_deployment  # noqa: E402
 
 SERVED = "yolo-retrain"  # the process variant: serve() runs flows in this process, like a process worker
 

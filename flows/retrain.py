@@ -25,7 +25,7 @@ from tasks.resolve_champion import resolve_champion
 from tasks.save_model import save_model
 from tasks.setup_mlflow import setup_mlflow
 from tasks.train_candidate import train_candidate
-from yolo_retrain.config import Settings, Trigger, get_settings
+from yolo_retrain.config import Settings, Trigger, configure_environment, get_settings
 from yolo_retrain.recovery import end_abandoned_retrain, retrain_lock
 from yolo_retrain.summary import RetrainReport
 from yolo_retrain.tracking import RetrainRun
@@ -51,7 +51,7 @@ def retrain(
         batch: Batch size; default from settings.
     """
     overrides = {k: v for k, v in {"epochs": epochs, "imgsz": imgsz, "batch": batch}.items() if v is not None}
-    settings = get_settings().model_copy(update=overrides)
+    settings = configure_environment(get_settings().model_copy(update=overrides))  # the flow is an entry point
     with retrain_lock(settings):  # one retrain per home at a time, whoever started it
         return _retrain(settings, flow_run.get_id() or "local", trigger, min_corrections, force)
 
@@ -90,17 +90,15 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
         trained = train_candidate(settings, run, dataset, str(champion.weights) if champion else settings.base_model)
         post = evaluate_on_holdout(settings, run, dataset, str(trained.best_weights), "post")
 
-        # 8-10. Artifacts, the registered pyfunc version, models/retrained_vN.pt.
+        # 8-10. Artifacts, the logged model (metrics on it) and its registry version, models/retrained_vN.pt.
         log_training_artifacts(settings, run, trained)
-        version_tags = {
+        lineage = {
             "dataset_digest": dataset.digest,
             "corrections_count": len(corrections),
             "parent_version": champion.version if champion else "none",
             "evaluation_key": holdout_key(settings, dataset),
-            **post.as_mlflow("post"),
-            **(pre.as_mlflow("pre") if pre else {}),
         }
-        version = register_model(settings, run, str(trained.best_weights), version_tags)
+        version = register_model(settings, run, str(trained.best_weights), lineage, post, pre)
         weights = save_model(settings, run, version, str(trained.best_weights))
 
         # 11. Promotion gate: champion only if at least as good; otherwise challenger.

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections.abc import Callable
+from typing import Any
 
-from prefect import task
+from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
@@ -25,8 +28,8 @@ def _once_per_flow_run(context, parameters) -> str:
     return f"{context.task_run.flow_run_id}:{context.task.name}:{digest}"
 
 
-def retrain_task(name: str, retries: int | None = None, resumable: bool = False):
-    """``@task`` with exponential-backoff retries from settings.
+def retrain_task(name: str, retries: int | None = None, resumable: bool = False) -> Callable[[Callable], Any]:
+    """``@task`` with exponential-backoff retries from settings, read when the task runs (not at import).
 
     Args:
         name: The step's name in the Prefect UI.
@@ -34,13 +37,43 @@ def retrain_task(name: str, retries: int | None = None, resumable: bool = False)
         resumable: Keep the result for the flow run: a retried flow run does not redo this (expensive,
             side-effect-free) step. Other steps are not cached (their inputs hold live clients).
     """
-    settings = get_settings()
-    caching = {"cache_key_fn": _once_per_flow_run, "persist_result": True} if resumable else {"cache_policy": NO_CACHE}
-    return task(
-        name=name,
-        retries=settings.task_retries if retries is None else retries,
-        retry_delay_seconds=exponential_backoff(backoff_factor=settings.retry_delay_seconds),
-        retry_jitter_factor=0.2,
-        retry_condition_fn=_worth_retrying,
-        **caching,
-    )
+
+    def decorate(fn: Callable) -> _SettingsTask:
+        return _SettingsTask(fn, name, retries, resumable)
+
+    return decorate
+
+
+class _SettingsTask:
+    """A Prefect task built on first use from the settings of that moment (and again if they change), so that
+    importing tasks/ reads no settings. Calls and attributes (``.fn``, ``.submit``) go to that task."""
+
+    def __init__(self, fn: Callable, name: str, retries: int | None, resumable: bool) -> None:
+        functools.update_wrapper(self, fn)
+        self._fn, self._name, self._retries, self._resumable = fn, name, retries, resumable
+        self._built: tuple[tuple, Task] | None = None
+
+    def task(self) -> Task:
+        settings = get_settings()
+        retries = settings.task_retries if self._retries is None else self._retries
+        key = (retries, settings.retry_delay_seconds)
+        if self._built is None or self._built[0] != key:
+            caching = (
+                {"cache_key_fn": _once_per_flow_run, "persist_result": True} if self._resumable else {"cache_policy": NO_CACHE}
+            )
+            built = task(
+                name=self._name,
+                retries=retries,
+                retry_delay_seconds=exponential_backoff(backoff_factor=settings.retry_delay_seconds),
+                retry_jitter_factor=0.2,
+                retry_condition_fn=_worth_retrying,
+                **caching,
+            )(self._fn)
+            self._built = (key, built)
+        return self._built[1]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.task()(*args, **kwargs)
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self.task(), attribute)

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tasks import retrain_task
 from yolo_retrain import registry, tracking
 from yolo_retrain.config import Settings
 from yolo_retrain.dataset import BuiltDataset
 from yolo_retrain.metrics import EvalMetrics, evaluation_key
-from yolo_retrain.training import evaluate
+from yolo_retrain.training import evaluate, log_path
+
+_WHOSE = {"pre": "champion", "post": "candidate"}
 
 
 def holdout_key(settings: Settings, dataset: BuiltDataset) -> str:
@@ -26,9 +30,20 @@ def evaluate_on_holdout(
         weights: The model to evaluate.
         prefix: ``pre`` or ``post``.
     """
-    metrics = evaluate(settings, weights, dataset.data_yaml, name=f"{prefix}-{run.run_id[:8]}")
-    tracking.log_metrics(tracking.client_for(settings), run.run_id, metrics.as_mlflow(prefix))
-    return metrics
+    metrics = _evaluate(settings, run, dataset, weights, prefix)
+    logged_at = tracking.log_metrics(tracking.client_for(settings), run.run_id, metrics.as_mlflow(prefix))
+    return replace(metrics, logged_at_ms=logged_at)
+
+
+def _evaluate(settings: Settings, run: tracking.RetrainRun, dataset: BuiltDataset, weights, prefix: str) -> EvalMetrics:
+    return evaluate(
+        settings,
+        weights,
+        dataset.data_yaml,
+        name=f"{prefix}-{run.run_id[:8]}",
+        label=f"evaluation ({_WHOSE[prefix]})",
+        log_file=log_path(settings, run.run_id),
+    )
 
 
 @retrain_task("evaluate-champion", resumable=True)
@@ -42,14 +57,14 @@ def evaluate_champion(
         settings: Image size, batch and device.
         run: The retrain's MLflow run; tag ``pre_metrics_source`` says where the figures came from.
         dataset: Its val split is the holdout.
-        champion: The current champion version, with its tags.
+        champion: The current champion version, with its tags and its logged model's metrics.
     """
     recorded = champion.recorded_metrics(holdout_key(settings, dataset))
     if recorded is None:
-        metrics, source = evaluate(settings, champion.weights, dataset.data_yaml, name=f"pre-{run.run_id[:8]}"), "evaluated"
+        metrics, source = _evaluate(settings, run, dataset, champion.weights, "pre"), "evaluated"
     else:
         metrics, source = recorded, f"recorded on version {champion.version} (same holdout and setup)"
     client = tracking.client_for(settings)
-    tracking.log_metrics(client, run.run_id, metrics.as_mlflow("pre"))
+    logged_at = tracking.log_metrics(client, run.run_id, metrics.as_mlflow("pre"))
     tracking.set_tags(client, run.run_id, {"pre_metrics_source": source})
-    return metrics
+    return replace(metrics, logged_at_ms=logged_at)

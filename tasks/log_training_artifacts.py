@@ -3,12 +3,12 @@ from __future__ import annotations
 from tasks import retrain_task
 from yolo_retrain import tracking
 from yolo_retrain.config import Settings
-from yolo_retrain.training import TrainOutput
+from yolo_retrain.train_output import TrainOutput
 
 
 @retrain_task("log-training-artifacts")
 def log_training_artifacts(settings: Settings, run: tracking.RetrainRun, trained: TrainOutput) -> None:
-    """Weights, results.csv, args.yaml and plots into the run.
+    """Weights, results.csv, args.yaml, plots and train.log (Ultralytics' own output) into the run.
 
     Args:
         settings: The tracking URI.

@@ -8,22 +8,34 @@ from tasks import retrain_task
 from yolo_retrain import registry, tracking
 from yolo_retrain.config import Settings
 from yolo_retrain.hashing import file_sha256
+from yolo_retrain.metrics import EvalMetrics
 
 
 @retrain_task("register-model")
-def register_model(settings: Settings, run: tracking.RetrainRun, weights: str, tags: dict[str, object]) -> ModelVersion:
-    """Log the candidate as an MLflow pyfunc Model and register it; a retry finds the version it made.
+def register_model(
+    settings: Settings,
+    run: tracking.RetrainRun,
+    weights: str,
+    lineage: dict[str, object],
+    post: EvalMetrics,
+    pre: EvalMetrics | None,
+) -> ModelVersion:
+    """Log the candidate as an MLflow logged model (pyfunc) of the run, with its holdout figures as the model's
+    metrics, and register it; a retry finds the version it made.
 
     Args:
         settings: Registered model name, image size.
         run: The retrain's MLflow run.
         weights: The candidate's weights.
-        tags: Version tags: run id, dataset digest, corrections count, parent version, metrics.
+        lineage: Version tags: dataset digest, corrections count, parent version, evaluation key.
+        post: The candidate's holdout metrics.
+        pre: The champion's, None before the first champion.
     """
     client = tracking.client_for(settings)
     existing = registry.find_version_for_run(client, settings.model_name, run.run_id)
     if existing is not None:
         return existing
-    model_id = registry.log_pyfunc_model(run.experiment_id, run.run_id, Path(weights), settings.imgsz)
-    tags = {**tags, "weights_sha256": file_sha256(Path(weights)), "run_id": run.run_id}
+    model_id = registry.log_pyfunc_model(client, run.experiment_id, run.run_id, Path(weights), settings.imgsz)
+    registry.log_model_metrics(client, run.run_id, model_id, str(lineage["dataset_digest"]), {"post": post, "pre": pre})
+    tags = {**lineage, "weights_sha256": file_sha256(Path(weights))}
     return registry.register_version(settings.model_name, model_id, tags)

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from tasks import retrain_task
 from yolo_retrain import tracking
+from yolo_retrain.callbacks import prefect_progress
 from yolo_retrain.config import Settings
 from yolo_retrain.dataset import BuiltDataset
-from yolo_retrain.training import TrainOutput, train
+from yolo_retrain.train_output import TrainOutput
+from yolo_retrain.training import log_path, train
 
 
 @retrain_task("train-candidate", retries=1, resumable=True)
@@ -18,4 +20,12 @@ def train_candidate(settings: Settings, run: tracking.RetrainRun, dataset: Built
         start_weights: The champion's verified weights, or the base model on the first retrain.
     """
     tracking.client_for(settings)  # checks a tracking server answers before hours of training
-    return train(settings, dataset.data_yaml, start_weights, name=f"train-{run.run_id[:8]}", run_id=run.run_id)
+    return train(
+        settings,
+        dataset.data_yaml,
+        start_weights,
+        name=f"train-{run.run_id[:8]}",
+        run_id=run.run_id,
+        hooks=[prefect_progress.callbacks()],  # the bar in Prefect's UI
+        log_file=log_path(settings, run.run_id),
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -11,19 +12,62 @@ _SESSION_HOME = Path(tempfile.mkdtemp(prefix="yolo-retrain-tests-"))
 os.environ["YOLO_RETRAIN_HOME"] = str(_SESSION_HOME)
 os.environ["YOLO_RETRAIN_RETRY_DELAY_SECONDS"] = "0"
 os.environ["YOLO_RETRAIN_TASK_RETRIES"] = "1"
-os.environ["YOLO_VERBOSE"] = "False"
 
 from dataclasses import dataclass  # noqa: E402
 
 import pytest  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 
-import yolo_retrain  # noqa: E402,F401  (configures the environment)
 from yolo_retrain import tracking  # noqa: E402
-from yolo_retrain.config import Settings, get_settings  # noqa: E402
+from yolo_retrain.config import Settings, configure_environment, get_settings  # noqa: E402
+
+configure_environment()  # what every entry point does first; tests are one
 from yolo_retrain.store import Correction, CorrectionStore  # noqa: E402
 from yolo_retrain.summary import RetrainReport  # noqa: E402
 from yolo_retrain.synthetic import SyntheticDataset, make_dataset  # noqa: E402
+
+
+# `make test` runs two pytest-xdist workers (`-n 2 --dist loadscope`) with the scheduler below: one unit of work per
+# test module, except that the modules using the shared trained world form one unit, so it is trained once.
+# Units share no state (each worker has its own session home, ports are free ones); a module's tests stay together,
+# so its module-scoped servers start once. (pytest-xdist's own `loadgroup` does not group under pytest 9.)
+WORLD_MODULES = {
+    "test_api", "test_checks", "test_console", "test_labelstudio_backend", "test_labelstudio_live", "test_mlflow_ui",
+    "test_retrain_flow",
+}
+# Longest first (measured with --durations): a worker that took one of these last would run alone for minutes.
+_LONG_FIRST = ("world", "test_deployments", "test_lifecycle_flow", "test_scale_out", "test_recovery", "test_faults", "test_bad_input")
+
+
+def _unit(nodeid: str) -> str:
+    module = Path(nodeid.split("::")[0]).stem
+    return "world" if module in WORLD_MODULES else module
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByUnit(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _unit(nodeid)
+
+    return ByUnit(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        unit = _unit(item.nodeid)
+        return _LONG_FIRST.index(unit) if unit in _LONG_FIRST else len(_LONG_FIRST)
+
+    items.sort(key=rank)  # stable: a module's own order is kept
+    # One meaning for ``e2e`` (pyproject.toml): every test that uses the session's Prefect server carries it.
+    uses_server = [i for i in items if "prefect_server" in getattr(i, "fixturenames", ())]
+    unmarked = [i.nodeid for i in uses_server if not i.get_closest_marker("e2e")]
+    if unmarked:
+        raise pytest.UsageError("mark these @pytest.mark.e2e (they use a Prefect server): " + ", ".join(unmarked))
 
 
 @pytest.fixture(scope="session")
@@ -104,15 +148,18 @@ def world(prefect_server, tmp_path_factory) -> World:
 
 
 @pytest.fixture
+def world_copy(world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
+    """A copy of the world's home to damage. Its MLflow records still point at the original artifact store
+    (absolute URIs), so that store is not copied and the artifact location setting names it; only local files
+    of the copy are altered (a retrain in the copy adds its artifacts there, under a run id of its own)."""
+    home = tmp_path / "home"
+    skip = shutil.ignore_patterns("mlartifacts", "runs", "datasets")  # large, and not read through the copy
+    shutil.copytree(world.settings.home, home, symlinks=True, ignore=skip)
+    return use_home(monkeypatch, home, artifact_location=world.settings.artifact_location, **TINY)
+
+
+@pytest.fixture
 def in_world(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
     """The shared world, with the settings pointing at its home for this test."""
     use_home(monkeypatch, world.settings.home, **TINY)
     return world
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """One meaning for ``e2e`` (pyproject.toml): every test that uses the session's Prefect server carries it."""
-    uses_server = [i for i in items if "prefect_server" in getattr(i, "fixturenames", ())]
-    unmarked = [i.nodeid for i in uses_server if not i.get_closest_marker("e2e")]
-    if unmarked:
-        raise pytest.UsageError("mark these @pytest.mark.e2e (they use a Prefect server): " + ", ".join(unmarked))

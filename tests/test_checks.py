@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY, World, use_home
+from conftest import TINY, use_home
 from mlflow.entities import ViewType
 from typer.testing import CliRunner
 
 from yolo_retrain import doctor, registry, tracking
 from yolo_retrain.cli import app
-from yolo_retrain.config import Settings
 from yolo_retrain.verify import verify_run
 
 
 def _failed(results: list[doctor.CheckResult]) -> dict[str, doctor.CheckResult]:
     return {r.name: r for r in results if not r.ok}
-
-
-@pytest.fixture
-def world_copy(world: World, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
-    """A copy of the world's home to damage. Its MLflow records still point at the original artifact store
-    (absolute URIs), so that store is not copied and the artifact location setting names it; only local files
-    of the copy are altered."""
-    home = tmp_path / "home"
-    skip = shutil.ignore_patterns("mlartifacts", "runs", "datasets")  # large, and not read through the copy
-    shutil.copytree(world.settings.home, home, symlinks=True, ignore=skip)
-    return use_home(monkeypatch, home, artifact_location=world.settings.artifact_location, **TINY)
 
 
 @pytest.mark.e2e
@@ -104,11 +90,34 @@ def test_doctor_detects_a_champion_of_other_classes(in_world, world_copy, monkey
 def test_verify_passes_on_the_latest_retrain(in_world):
     results = verify_run(in_world.settings, in_world.report.run_id)
     assert _failed(results) == {}
-    assert len(results) == 10
+    assert len(results) == 13
+    assert {"experiment kind", "logged model", "version tags"} <= {r.name for r in results}
     result = CliRunner().invoke(app, ["verify"])  # default: the latest retrain, which is this one
     assert result.exit_code == 0, result.output
     assert f"✓ run finished — run {in_world.report.run_id} FINISHED" in result.output
-    assert result.output.splitlines()[-1] == "10 passed, 0 failed"
+    assert result.output.splitlines()[-1] == "13 passed, 0 failed"
+
+
+def test_experiment_without_its_kind_fails_verify_and_doctor_fix_tags_it(in_world, world_copy):
+    client = tracking.client_for(world_copy)
+    experiment_id = tracking.resolve_experiment(client, world_copy)
+    client.delete_experiment_tag(experiment_id, tracking.EXPERIMENT_KIND_TAG)  # as experiments made earlier are
+    failed = _failed(verify_run(world_copy, in_world.report.run_id))
+    assert list(failed) == ["experiment kind"]
+    assert "doctor --fix" in (failed["experiment kind"].fix or "")
+    assert not doctor.check_experiment(world_copy).ok
+
+    result = CliRunner().invoke(app, ["doctor", "--fix"])
+    assert f"experiment {experiment_id} tagged {tracking.EXPERIMENT_KIND_TAG}={tracking.CUSTOM_MODEL_KIND}" in result.output
+    assert doctor.check_experiment(world_copy).ok and _failed(verify_run(world_copy, in_world.report.run_id)) == {}
+
+
+def test_verify_names_metrics_kept_as_version_tags(in_world, world_copy):
+    client = tracking.client_for(world_copy)
+    client.set_model_version_tag(world_copy.model_name, in_world.report.version, "post_mAP50-95", "0.5")
+    failed = _failed(verify_run(world_copy, in_world.report.run_id))
+    assert list(failed) == ["version tags"]
+    assert "post_mAP50-95" in failed["version tags"].detail
 
 
 @pytest.mark.e2e

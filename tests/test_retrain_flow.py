@@ -80,10 +80,37 @@ def test_registered_version_carries_its_lineage_and_the_gate_decision(in_world):
     assert tags["dataset_digest"] == in_world.report.dataset_digest
     assert tags["corrections_count"] == str(len(in_world.corrections))
     assert tags["parent_version"] == in_world.baseline.version
-    assert {"pre_mAP50-95", "post_mAP50-95", "weights_sha256"} <= set(tags)
+    assert set(registry.LINEAGE_TAGS) <= set(tags)
+    assert not [k for k in tags if k.startswith(("pre_", "post_"))]  # figures live on the logged model
     alias = "champion" if in_world.report.outcome == "promoted" else "challenger"
     assert tags["gate_decision"] == ("promoted" if alias == "champion" else "rejected")
     assert str(registry.version_by_alias(in_world.client, in_world.settings.model_name, alias).version) == in_world.report.version
+
+
+def test_candidate_is_a_logged_model_of_its_run_holding_the_holdout_figures(in_world):
+    client, report = in_world.client, in_world.report
+    version = client.get_model_version(in_world.settings.model_name, report.version)
+    model = client.get_logged_model(registry.logged_model_id(version))
+    assert model.source_run_id == report.run_id and str(model.status) == "READY"
+    assert version.source == f"models:/{model.model_id}"
+    run = in_world.run(report.run_id)
+    assert [o.model_id for o in run.outputs.model_outputs] == [model.model_id]  # "Logged models" of the run
+    metrics = {m.key: m for m in model.metrics}
+    assert metrics["post_mAP50-95"].value == pytest.approx(report.post.map50_95)
+    assert metrics["pre_mAP50-95"].value == pytest.approx(report.pre.map50_95)
+    assert {m.dataset_digest for m in metrics.values()} == {report.dataset_digest[: tracking.MLFLOW_DIGEST_LENGTH]}
+    # logged again with the model id, the run still holds one value of each figure
+    assert len(client.get_metric_history(report.run_id, "post_mAP50-95")) == 1
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags[tracking.EXPERIMENT_KIND_TAG] == tracking.CUSTOM_MODEL_KIND
+
+
+def test_ultralytics_output_is_in_the_runs_train_log(in_world, tmp_path):
+    local = Path(in_world.client.download_artifacts(in_world.report.run_id, "train.log", str(tmp_path)))
+    text = local.read_text()
+    assert "engine/trainer:" in text and "epochs=1," in text  # Ultralytics' argument dump
+    assert "YOLOv8n summary" in text  # its model summary
+    assert "                   all " in text  # its validation table (the candidate's evaluation too)
 
 
 def test_local_model_file_matches_the_registry_and_validates(in_world, tmp_path):
@@ -97,7 +124,7 @@ def test_local_model_file_matches_the_registry_and_validates(in_world, tmp_path)
         data=str(holdout), split="val", imgsz=settings.imgsz, batch=settings.batch, device=settings.device,
         project=str(tmp_path), plots=False, verbose=False,
     ).box  # fmt: skip
-    recorded = EvalMetrics.from_mlflow("post", version.tags)
+    recorded = EvalMetrics.from_mlflow("post", registry.model_metrics(in_world.client, version))
     assert recorded is not None and recorded == in_world.report.post
     assert (box.map, box.map50, box.mp, box.mr) == pytest.approx(
         (recorded.map50_95, recorded.map50, recorded.precision, recorded.recall), abs=1e-4
@@ -177,26 +204,24 @@ def test_champion_figures_are_reused_while_the_holdout_is_unchanged(in_world):
     assert in_world.report.pre == in_world.baseline.post
     assert not (in_world.settings.runs_dir / f"pre-{in_world.report.run_id[:8]}").exists()  # no validation ran
     version = in_world.client.get_model_version(in_world.settings.model_name, in_world.baseline.version)
-    champion = registry.Champion(version.version, Path(), dict(version.tags))
+    champion = registry.Champion(version.version, Path(), dict(version.tags), registry.model_metrics(in_world.client, version))
     assert champion.recorded_metrics(version.tags["evaluation_key"]) == in_world.baseline.post
     assert champion.recorded_metrics("another holdout") is None
 
 
-def test_a_corrected_holdout_image_means_the_champion_is_evaluated_again(prefect_server, monkeypatch, tmp_path):
-    settings = use_home(monkeypatch, tmp_path, **TINY)
-    data = make_dataset(tmp_path / "demo", train=8, val=4, size=64)
-    assert CliRunner().invoke(app, ["init", "--no-train-baseline"]).exit_code == 0
-    baseline = retrain(trigger="baseline", force=True)
-    val_image = sorted((data.data_yaml.parent / "images" / "val").glob("*.png"))[0]
-    with CorrectionStore.from_settings(settings) as store:
+def test_a_corrected_holdout_image_means_the_champion_is_evaluated_again(world, world_copy):
+    """On a copy of the trained world (one training here, not three): a correction of a holdout image."""
+    client = tracking.client_for(world_copy)
+    champion = registry.version_by_alias(client, world_copy.model_name, "champion")
+    val_image = sorted((world.data.data_yaml.parent / "images" / "val").glob("*.png"))[0]
+    with CorrectionStore.from_settings(world_copy) as store:
         store.add(val_image, "0 0.5 0.5 0.25 0.25\n", author="test")
     report = retrain(trigger="manual")
 
-    client = tracking.client_for(settings)
     assert client.get_run(report.run_id).data.tags["pre_metrics_source"] == "evaluated"
-    first, second = (client.get_model_version(settings.model_name, r.version).tags for r in (baseline, report))
-    assert first["evaluation_key"] != second["evaluation_key"]  # the holdout's labels changed
-    assert (settings.runs_dir / f"pre-{report.run_id[:8]}").is_dir()  # Ultralytics' validation folder: it ran
+    second = client.get_model_version(world_copy.model_name, report.version).tags
+    assert champion.tags["evaluation_key"] != second["evaluation_key"]  # the holdout's labels changed
+    assert (world_copy.runs_dir / f"pre-{report.run_id[:8]}").is_dir()  # Ultralytics' validation folder: it ran
 
 
 def test_training_leaves_the_garbage_collector_as_it_was(in_world):

@@ -1,6 +1,5 @@
-"""yolo-retrain: turn reviewers' box corrections into a better YOLO model, recorded in MLflow."""
+"""yolo-retrain: turn reviewers' box corrections into a better YOLO model, recorded in MLflow.
 
-from yolo_retrain.config import configure_environment
-
-# Ultralytics and Prefect read their config dirs at import time: set them before anything imports them.
-configure_environment()
+Importing it changes nothing: the entry points (the CLI, the flow, the intake app, ``deployments/serve.py``) call
+:func:`yolo_retrain.config.configure_environment` before Ultralytics or Prefect is used.
+"""

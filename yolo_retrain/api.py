@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from yolo_retrain import intake, registry, tracking
-from yolo_retrain.config import Settings, Trigger
+from yolo_retrain.config import Settings, Trigger, configure_environment
 from yolo_retrain.errors import DuplicateCorrection, InvalidInput, TrackingSetupError, TransientError
 from yolo_retrain.labels import MAX_IMAGE_BYTES, MAX_LABEL_BYTES, decode_labels
 from yolo_retrain.store import CorrectionStore, Status
@@ -99,7 +99,7 @@ class Champion(BaseModel):
     model_name: str
     version: str
     aliases: list[str]
-    metrics: dict[str, float] = Field(description="Holdout metrics measured when it was registered (its post_* tags).")
+    metrics: dict[str, float] = Field(description="Holdout metrics measured when it was registered (its logged model's post_* metrics).")
     weights_sha256: str | None
     run_id: str | None = Field(description="The MLflow run that produced it.")
 
@@ -333,7 +333,7 @@ def champion(settings: SettingsDep) -> Champion:
         model_name=settings.model_name,
         version=str(found.version),
         aliases=list(found.aliases),
-        metrics={k.removeprefix("post_"): float(v) for k, v in found.tags.items() if k.startswith("post_")},
+        metrics={k.removeprefix("post_"): v for k, v in registry.model_metrics(client, found).items() if k.startswith("post_")},
         weights_sha256=found.tags.get("weights_sha256"),
         run_id=found.run_id,
     )
@@ -360,6 +360,7 @@ def _token(settings: Settings) -> str | None:
 
 def create_app(settings: Settings) -> FastAPI:
     """The intake service configured by ``settings`` (its store opens when the app starts)."""
+    configure_environment(settings)  # an entry point: Prefect (threshold events) reads it
     app = FastAPI(
         title="yolo-retrain intake",
         version=package_version("yolo-retrain"),

@@ -1,4 +1,5 @@
-"""One settings object for every command, task and service, plus the process environment it implies.
+"""One settings object for every command, task and service, plus the process environment it implies
+(set by the entry points with :func:`configure_environment`, never at import).
 
 Every value can be set with an environment variable prefixed ``YOLO_RETRAIN_`` (for example
 ``YOLO_RETRAIN_EPOCHS=20``) or in a ``.env`` file in the working directory.
@@ -144,10 +145,11 @@ def get_settings() -> Settings:
 
 
 def configure_environment(settings: Settings | None = None) -> Settings:
-    """Point Ultralytics, MLflow and Prefect at our own dirs and keep them offline.
+    """Point Ultralytics, MLflow and Prefect at our own dirs and keep them offline; called by each entry point
+    (CLI, flow, intake app, served deployments, tests).
 
-    Must run before ``ultralytics`` or ``prefect`` is imported: both read these variables at import time.
-    Variables the user already set are left alone.
+    Best before ``ultralytics`` or ``prefect`` is imported: both read these variables at import time.
+    Variables the user already set are left alone. Idempotent.
     """
     settings = settings or get_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -184,4 +186,9 @@ def _install_offline_fonts(config_dir: Path) -> None:
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, format=LOG_FORMAT)
+    """Our own log lines on stderr (entry points only); nothing below ``level`` reaches that handler, whichever
+    library logs it (records of other loggers propagate to the root's handlers whatever the root's level)."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)  # does nothing if logging is set up already
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:  # basicConfig's, not a library's or a test harness's
+            handler.setLevel(level)

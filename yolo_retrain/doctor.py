@@ -131,11 +131,26 @@ def experiment_id_or_fail(client: MlflowClient, settings: Settings) -> str:
         raise CheckFailed(message, fix) from exc
 
 
+KIND_FIX = "run `yolo-retrain doctor --fix` (or `yolo-retrain init`): it tags the experiment"
+
+
+def check_experiment_kind(client: MlflowClient, experiment_id: str) -> str:
+    """The experiment is tagged a custom-model one, so MLflow's UI opens it on runs and models (not GenAI traces)."""
+    kind = client.get_experiment(experiment_id).tags.get(tracking.EXPERIMENT_KIND_TAG)
+    if kind != tracking.CUSTOM_MODEL_KIND:
+        raise CheckFailed(
+            f"experiment {experiment_id} has {tracking.EXPERIMENT_KIND_TAG}={kind!r}, not {tracking.CUSTOM_MODEL_KIND!r}",
+            KIND_FIX,
+        )
+    return f"{tracking.EXPERIMENT_KIND_TAG}={kind}"
+
+
 @check("experiment")
 def check_experiment(settings: Settings) -> str:
-    """The configured experiment exists, active, with the configured artifact location."""
-    experiment_id = experiment_id_or_fail(tracking.client_for(settings), settings)
-    return f"id {experiment_id}, artifacts at {settings.artifact_location}"
+    """The configured experiment exists, active, with the configured artifact location and kind."""
+    client = tracking.client_for(settings)
+    experiment_id = experiment_id_or_fail(client, settings)
+    return f"id {experiment_id}, artifacts at {settings.artifact_location}, {check_experiment_kind(client, experiment_id)}"
 
 
 @check("probe run", fix="check that the artifact location is writable and reachable from this machine")

@@ -20,6 +20,8 @@ class EvalMetrics:
     precision: float
     recall: float
     per_class_ap: dict[str, float] = field(default_factory=dict)
+    # When they were logged to the run: logged again on the model with this time, the run keeps one copy.
+    logged_at_ms: int | None = field(default=None, compare=False, repr=False)
 
     def value(self, metric: str) -> float:
         """A metric by its user-facing name (``mAP50-95``, ``mAP50``, ``precision``, ``recall``)."""
@@ -32,7 +34,7 @@ class EvalMetrics:
 
     @classmethod
     def from_mlflow(cls, prefix: str, values: Mapping[str, object]) -> EvalMetrics | None:
-        """The metrics ``as_mlflow(prefix)`` wrote (e.g. into version tags); None when any headline one is missing."""
+        """The metrics ``as_mlflow(prefix)`` wrote (e.g. a logged model's); None when any headline one is missing."""
         try:
             headline = {field_: float(values[f"{prefix}_{name}"]) for name, field_ in GATE_METRICS.items()}
         except (KeyError, TypeError, ValueError):

@@ -1,28 +1,41 @@
 """MLflow Model Registry: log the candidate as a pyfunc, register it, move aliases, keep the local champion file.
 
-Every version carries tag ``weights_sha256``; local weights are used only after their hash matches it.
+The candidate is an MLflow 3 *logged model* linked to its retrain run (an output of the run), holding the
+holdout metrics (``pre_*`` champion, ``post_*`` candidate); its registry version points at it and carries only
+lineage tags (:data:`LINEAGE_TAGS`). Every version has ``weights_sha256``; local weights are used only after their
+hash matches it.
 """
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
+from mlflow.entities import LoggedModelOutput
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
+from yolo_retrain import tracking
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import RetrainError
 from yolo_retrain.gate import GateDecision
 from yolo_retrain.hashing import file_sha256
 from yolo_retrain.metrics import EvalMetrics
 
+log = logging.getLogger(__name__)
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
+MODEL_NAME_IN_RUN = "model"
+# What a version records about where it came from; its figures are the logged model's metrics.
+LINEAGE_TAGS = ("dataset_digest", "parent_version", "corrections_count", "evaluation_key", "weights_sha256")
 
 
 @dataclass(frozen=True)
@@ -30,12 +43,13 @@ class Champion:
     version: str
     weights: Path  # hash-checked against the version's weights_sha256
     tags: dict[str, str] = field(default_factory=dict)
+    model_metrics: dict[str, float] = field(default_factory=dict)  # its logged model's (pre_*, post_*)
 
     def recorded_metrics(self, evaluation_key: str) -> EvalMetrics | None:
         """The holdout figures recorded when this version was made, if they were measured under ``evaluation_key``."""
         if self.tags.get("evaluation_key") != evaluation_key:
             return None
-        return EvalMetrics.from_mlflow("post", self.tags)
+        return EvalMetrics.from_mlflow("post", self.model_metrics)
 
 
 def pip_requirements() -> list[str]:
@@ -51,22 +65,82 @@ def pip_requirements() -> list[str]:
     ]
 
 
-def log_pyfunc_model(experiment_id: str, run_id: str, weights: Path, imgsz: int) -> str:
-    """Log the weights as an MLflow Model (models-from-code pyfunc) linked to ``run_id``; returns its model id."""
-    logged = mlflow.initialize_logged_model(name="model", source_run_id=run_id, experiment_id=experiment_id)
+def log_pyfunc_model(client: MlflowClient, experiment_id: str, run_id: str, weights: Path, imgsz: int) -> str:
+    """Log the weights as an MLflow Model (models-from-code pyfunc), an output of ``run_id``; returns its model id."""
+    logged = mlflow.initialize_logged_model(name=MODEL_NAME_IN_RUN, source_run_id=run_id, experiment_id=experiment_id)
+    # MLflow warns (forcing the warning on) that predict has no type hints: it takes a DataFrame or a list of
+    # paths on purpose. Nothing a user can act on: into our log, not the console.
+    with _stderr_to_log():
+        _log_pyfunc(logged.model_id, weights, imgsz)
+    # The run page lists its "Logged models" from the run's outputs: without an active run nobody links it.
+    client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    return logged.model_id
+
+
+def _log_pyfunc(model_id: str, weights: Path, imgsz: int) -> None:
     mlflow.pyfunc.log_model(
-        name="model",
-        model_id=logged.model_id,
+        name=MODEL_NAME_IN_RUN,
+        model_id=model_id,
         python_model=str(PYFUNC_CODE),
         artifacts={"weights": str(weights)},
         model_config={"imgsz": imgsz, "conf": 0.25},
         pip_requirements=pip_requirements(),
     )
-    return logged.model_id
+
+
+def log_model_metrics(
+    client: MlflowClient, run_id: str, model_id: str, dataset_digest: str, figures: dict[str, EvalMetrics | None]
+) -> None:
+    """The holdout figures (``{"post": candidate, "pre": champion}``) as the logged model's metrics, measured on the
+    run's dataset; the run keeps its one copy of each (same timestamps)."""
+    dataset = tracking.DatasetRef.of(dataset_digest)
+    for prefix, metrics in figures.items():
+        if metrics is not None:
+            tracking.log_metrics(
+                client, run_id, metrics.as_mlflow(prefix), timestamp_ms=metrics.logged_at_ms, model_id=model_id, dataset=dataset
+            )
+
+
+def logged_model_id(version: ModelVersion) -> str | None:
+    """The logged model a version was registered from: its ``model_id``, or (the SQL registry leaves that empty)
+    its source ``models:/<model id>``; None for a version registered from run artifacts."""
+    if getattr(version, "model_id", None):
+        return version.model_id
+    source = version.source or ""
+    return source.removeprefix("models:/") if source.startswith("models:/m-") else None
+
+
+def model_metrics(client: MlflowClient, version: ModelVersion) -> dict[str, float]:
+    """The metrics of the logged model a version points at (latest value of each); empty for an older version
+    registered without one."""
+    model_id = logged_model_id(version)
+    if model_id is None:
+        return {}
+    latest: dict[str, tuple[int, float]] = {}
+    for metric in client.get_logged_model(model_id).metrics or []:
+        if metric.key not in latest or metric.timestamp >= latest[metric.key][0]:
+            latest[metric.key] = (metric.timestamp, metric.value)
+    return {key: value for key, (_, value) in latest.items()}
 
 
 def register_version(model_name: str, model_id: str, tags: dict[str, object]) -> ModelVersion:
-    return mlflow.register_model(f"models:/{model_id}", model_name, tags={k: str(v) for k, v in tags.items()})
+    """A registry version whose source is the logged model ``model_id``, tagged with its lineage."""
+    unknown = set(tags) - set(LINEAGE_TAGS)
+    if unknown:
+        raise ValueError(f"version tags are lineage only ({', '.join(LINEAGE_TAGS)}), not {', '.join(sorted(unknown))}")
+    with _stderr_to_log():  # MLflow prints "Created version ..." itself
+        return mlflow.register_model(f"models:/{model_id}", model_name, tags={k: str(v) for k, v in tags.items()})
+
+
+@contextmanager
+def _stderr_to_log() -> Iterator[None]:
+    """What MLflow prints or warns on stderr while inside goes to our logger (INFO) instead of the console."""
+    with redirect_stderr(io.StringIO()) as said:
+        try:
+            yield
+        finally:
+            if said.getvalue().strip():
+                log.info(said.getvalue().strip())
 
 
 def find_version_for_run(client: MlflowClient, model_name: str, run_id: str) -> ModelVersion | None:
@@ -174,7 +248,9 @@ def current_champion(client: MlflowClient, settings: Settings) -> Champion | Non
     version = version_by_alias(client, settings.model_name, "champion")
     if version is None:
         return None
-    return Champion(str(version.version), verified_weights(settings, client, version), dict(version.tags))
+    return Champion(
+        str(version.version), verified_weights(settings, client, version), dict(version.tags), model_metrics(client, version)
+    )
 
 
 def install_champion(settings: Settings, weights: Path) -> Path:
@@ -228,10 +304,8 @@ def register_initial_champion(client: MlflowClient, settings: Settings, experime
         raise RetrainError(f"{weights}: not loadable as YOLO weights ({exc})") from exc
     run_id = client.create_run(experiment_id, run_name="initial-champion", tags={"type": "baseline"}).info.run_id
     try:
-        model_id = log_pyfunc_model(experiment_id, run_id, weights, settings.imgsz)
-        version = register_version(
-            settings.model_name, model_id, {"weights_sha256": file_sha256(weights), "run_id": run_id, "parent_version": "none"}
-        )
+        model_id = log_pyfunc_model(client, experiment_id, run_id, weights, settings.imgsz)
+        version = register_version(settings.model_name, model_id, {"weights_sha256": file_sha256(weights), "parent_version": "none"})
         local = save_local_weights(settings, version, weights)
         apply_gate(client, settings, version, local, GateDecision(True, "initial champion from given weights"))
     except BaseException:

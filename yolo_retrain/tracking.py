@@ -20,13 +20,28 @@ from mlflow.exceptions import MlflowException
 
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import TrackingSetupError
+from yolo_retrain.train_output import TrainOutput
 
 if TYPE_CHECKING:
     from yolo_retrain.dataset import BuiltDataset
-    from yolo_retrain.training import TrainOutput
 
 FLOW_RUN_TAG = "prefect.flow_run_id"
 MLFLOW_DIGEST_LENGTH = 32  # MLflow's dataset digest column holds 36 characters; the full digest goes in a tag
+# MLflow 3's UI opens an experiment by its kind; without one it guesses, and may show the GenAI (traces) view.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+CUSTOM_MODEL_KIND = "custom_model_development"
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """How MLflow names a dataset input: metrics measured on it carry the same name and digest."""
+
+    name: str
+    digest: str
+
+    @classmethod
+    def of(cls, digest: str) -> DatasetRef:
+        return cls(f"retrain-{digest[:12]}", digest[:MLFLOW_DIGEST_LENGTH])
 
 
 @dataclass(frozen=True)
@@ -131,11 +146,26 @@ def resolve_experiment(client: MlflowClient, settings: Settings) -> str:
 
 
 def create_experiment(client: MlflowClient, settings: Settings) -> str:
-    """Create the experiment with the configured artifact location (``yolo-retrain init``); idempotent."""
+    """Create the experiment with the configured artifact location and its kind (``yolo-retrain init``); idempotent:
+    an existing experiment only gets the kind tag if it lacks it."""
     existing = client.get_experiment_by_name(settings.experiment_name)
     if existing is None:
-        client.create_experiment(settings.experiment_name, artifact_location=settings.artifact_location)
-    return resolve_experiment(client, settings)
+        client.create_experiment(
+            settings.experiment_name,
+            artifact_location=settings.artifact_location,
+            tags={EXPERIMENT_KIND_TAG: CUSTOM_MODEL_KIND},
+        )
+    experiment_id = resolve_experiment(client, settings)
+    set_experiment_kind(client, experiment_id)
+    return experiment_id
+
+
+def set_experiment_kind(client: MlflowClient, experiment_id: str) -> bool:
+    """Tag the experiment as a custom-model one, so MLflow's UI shows runs and models; True if it changed."""
+    if client.get_experiment(experiment_id).tags.get(EXPERIMENT_KIND_TAG) == CUSTOM_MODEL_KIND:
+        return False
+    client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, CUSTOM_MODEL_KIND)
+    return True
 
 
 def start_retrain_run(
@@ -167,11 +197,27 @@ def log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> Non
 
 
 def log_metrics(
-    client: MlflowClient, run_id: str, metrics: dict[str, float], step: int = 0, timestamp_ms: int | None = None
-) -> None:
-    """Log ``metrics`` at ``step``; ``timestamp_ms`` (default now) lets a buffered batch keep its original time."""
+    client: MlflowClient,
+    run_id: str,
+    metrics: dict[str, float],
+    step: int = 0,
+    timestamp_ms: int | None = None,
+    *,
+    model_id: str | None = None,
+    dataset: DatasetRef | None = None,
+) -> int:
+    """Log ``metrics`` at ``step``; returns their timestamp.
+
+    ``timestamp_ms`` (default now) lets a buffered batch keep its original time. With ``model_id`` they are the
+    logged model's metrics too (measured on ``dataset``); logged again with their first timestamp, the run's own
+    copies are not duplicated (MLflow skips a metric it already holds with the same key, time, step and value).
+    """
     when = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
-    client.log_batch(run_id, metrics=[Metric(k, float(v), when, step) for k, v in metrics.items()])
+    linked = {"model_id": model_id} if model_id else {}
+    if dataset is not None:
+        linked |= {"dataset_name": dataset.name, "dataset_digest": dataset.digest}
+    client.log_batch(run_id, metrics=[Metric(k, float(v), when, step, **linked) for k, v in metrics.items()])
+    return when
 
 
 def set_tags(client: MlflowClient, run_id: str, tags: dict[str, Any]) -> None:
@@ -206,8 +252,6 @@ def end_run(client: MlflowClient, run_id: str, status: str, reason: str | None =
     client.set_terminated(run_id, status=status)
 
 
-
-
 def log_dataset(client: MlflowClient, run_id: str, dataset: BuiltDataset) -> None:
     """The exact dataset: what corrections went in, its metadata, data.yaml, the manifest, and a dataset input."""
     log_json(client, run_id, dataset.corrections_applied, "corrections_applied.json", "dataset")
@@ -215,7 +259,7 @@ def log_dataset(client: MlflowClient, run_id: str, dataset: BuiltDataset) -> Non
     client.log_artifact(run_id, str(dataset.data_yaml), "dataset")
     client.log_artifact(run_id, str(dataset.manifest_path), "dataset")
     manifest = json.loads(dataset.manifest_path.read_text())
-    log_dataset_input(client, run_id, manifest, dataset.digest, str(dataset.root), f"retrain-{dataset.digest[:12]}")
+    log_dataset_input(client, run_id, manifest, dataset.digest, str(dataset.root), DatasetRef.of(dataset.digest).name)
     set_tags(client, run_id, {"dataset_digest": dataset.digest})
     log_params(client, run_id, {"dataset_digest": dataset.digest, **{f"dataset_{k}": v for k, v in dataset.counts.items()}})
 
@@ -227,3 +271,5 @@ def log_training_artifacts(client: MlflowClient, run_id: str, trained: TrainOutp
             client.log_artifact(run_id, str(path), "training")
     for plot in trained.plots:
         client.log_artifact(run_id, str(plot), "training/plots")
+    if trained.log_file is not None and trained.log_file.exists():
+        client.log_artifact(run_id, str(trained.log_file))  # train.log: Ultralytics' own output

@@ -1,40 +1,50 @@
-"""Training and evaluation with Ultralytics, as plain functions."""
+"""Training and evaluation with Ultralytics, as plain functions.
+
+Integrations come in as Ultralytics callbacks: ``hooks`` from the caller (the Prefect progress artifact is handed
+in by tasks/, so nothing here imports Prefect), our MLflow run callback, and the console bar of :mod:`console`.
+Ultralytics itself is imported on first use, after the entry point has set its environment (config dir, offline).
+"""
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-from ultralytics import YOLO
-from ultralytics.utils import SETTINGS
-
-from yolo_retrain.callbacks import mlflow_run, prefect_progress
+from yolo_retrain import console
+from yolo_retrain.callbacks import console_progress, mlflow_run
 from yolo_retrain.config import Settings
 from yolo_retrain.metrics import EvalMetrics
+from yolo_retrain.train_output import TrainOutput
+
+Hooks = dict[str, Callable]
+LOG_NAME = "train.log"
 
 # Our own MLflow callback logs into the retrain's run by id; Ultralytics' would open runs and experiments of
 # its own. No analytics either: retrains make no network call.
-SETTINGS.update(mlflow=False, sync=False, clearml=False, comet=False, dvc=False, raytune=False, wandb=False)
+_ULTRALYTICS_SETTINGS = {"mlflow": False, "sync": False, "clearml": False, "comet": False, "dvc": False, "raytune": False, "wandb": False}
 
-@dataclass(frozen=True)
-class TrainOutput:
-    save_dir: Path
-    best_weights: Path
 
-    @property
-    def results_csv(self) -> Path:
-        return self.save_dir / "results.csv"
+def _yolo(weights: str | Path):
+    """An Ultralytics model, with its integrations switched off in its settings file first (written once)."""
+    from ultralytics import YOLO
+    from ultralytics.utils import SETTINGS
 
-    @property
-    def args_yaml(self) -> Path:
-        return self.save_dir / "args.yaml"
+    if any(SETTINGS.get(key) != value for key, value in _ULTRALYTICS_SETTINGS.items()):
+        SETTINGS.update(_ULTRALYTICS_SETTINGS)
+    return YOLO(str(weights))
 
-    @property
-    def plots(self) -> list[Path]:
-        return sorted(p for p in self.save_dir.glob("*") if p.suffix in {".png", ".jpg"})
+
+def log_path(settings: Settings, run_id: str) -> Path:
+    """Where a retrain's Ultralytics output goes (champion evaluation, training, candidate evaluation)."""
+    return settings.runs_dir / f"log-{run_id[:8]}" / LOG_NAME
+
+
+def _add_hooks(model, hooks: Sequence[Hooks]) -> None:
+    for hook in hooks:
+        for event, fn in hook.items():
+            model.add_callback(event, fn)
 
 
 def _common_args(settings: Settings, imgsz: int | None, batch: int | None) -> dict:
@@ -45,7 +55,7 @@ def _common_args(settings: Settings, imgsz: int | None, batch: int | None) -> di
         "workers": settings.workers,
         "project": str(settings.runs_dir),
         "exist_ok": True,
-        "verbose": False,
+        "verbose": console.mode() != "plain",  # its per-class table: in train.log, not a plain console
     }
 
 
@@ -59,6 +69,8 @@ def train(
     epochs: int | None = None,
     imgsz: int | None = None,
     batch: int | None = None,
+    hooks: Sequence[Hooks] = (),
+    log_file: Path | None = None,
 ) -> TrainOutput:
     """Train from ``start_weights`` (a .pt, or a model YAML for a from-scratch start) on ``data_yaml``.
 
@@ -69,27 +81,28 @@ def train(
         name: Output folder name under ``settings.runs_dir``.
         run_id: The retrain's MLflow run (at ``settings.tracking_uri``): per-epoch metrics go into it.
         epochs: Overrides ``settings.epochs``; likewise ``imgsz`` and ``batch``.
+        hooks: More Ultralytics callbacks (``{event: fn}``), e.g. a progress display of the caller's.
+        log_file: Ultralytics' own output goes here (and to the console unless it is quiet).
     """
-    model = YOLO(str(start_weights))
-    hooks = [prefect_progress.callbacks()]
-    if run_id is not None:
-        hooks.append(mlflow_run.callbacks(settings.tracking_uri, run_id))
-    for hook in hooks:
-        for event, fn in hook.items():
-            model.add_callback(event, fn)
-    with _heap_frozen():
-        model.train(
-            data=str(data_yaml),
-            epochs=epochs or settings.epochs,
-            name=name,
-            seed=settings.seed,
-            deterministic=True,
-            plots=True,
-            **_common_args(settings, imgsz, batch),
-        )
+    total = epochs or settings.epochs
+    with console.stage("training", total=total) as bar, console.library_output(log_file):
+        model = _yolo(start_weights)  # inside: a first import of Ultralytics prints about its settings file
+        _add_hooks(model, [*hooks, console_progress.training(bar)])
+        if run_id is not None:
+            _add_hooks(model, [mlflow_run.callbacks(settings.tracking_uri, run_id)])
+        with _heap_frozen():
+            model.train(
+                data=str(data_yaml),
+                epochs=total,
+                name=name,
+                seed=settings.seed,
+                deterministic=True,
+                plots=True,
+                **_common_args(settings, imgsz, batch),
+            )
     trainer = model.trainer
     best = Path(trainer.best if Path(trainer.best).exists() else trainer.last)
-    return TrainOutput(save_dir=Path(trainer.save_dir), best_weights=best)
+    return TrainOutput(save_dir=Path(trainer.save_dir), best_weights=best, log_file=log_file)
 
 
 @contextmanager
@@ -106,10 +119,21 @@ def _heap_frozen() -> Iterator[None]:
 
 
 def evaluate(
-    settings: Settings, weights: str | Path, data_yaml: Path, name: str, imgsz: int | None = None, batch: int | None = None
+    settings: Settings,
+    weights: str | Path,
+    data_yaml: Path,
+    name: str,
+    imgsz: int | None = None,
+    batch: int | None = None,
+    *,
+    label: str = "evaluation",
+    log_file: Path | None = None,
 ) -> EvalMetrics:
     """Validate ``weights`` on the dataset's val split (the holdout); the same call for champion and candidate."""
-    results = YOLO(str(weights)).val(data=str(data_yaml), split="val", name=name, plots=False, **_common_args(settings, imgsz, batch))
+    with console.stage(label) as bar, console.library_output(log_file):
+        model = _yolo(weights)
+        _add_hooks(model, [console_progress.validation(bar)])
+        results = model.val(data=str(data_yaml), split="val", name=name, plots=False, **_common_args(settings, imgsz, batch))
     box = results.box
     names = results.names
     per_class = {names[int(c)]: float(ap) for c, ap in zip(box.ap_class_index, box.ap)}

@@ -23,6 +23,7 @@ from yolo_retrain.doctor import (
     CheckFailed,
     CheckResult,
     check,
+    check_experiment_kind,
     classes_finding,
     describe,
     experiment_id_or_fail,
@@ -37,7 +38,7 @@ DATASET_FILES = tuple(
     for name in ("corrections_applied.json", "retraining_dataset_metadata.json", "data.yaml", "manifest.json")
 )
 REQUIRED_PARAMS = ("epochs", "imgsz", "batch", "seed", "base_model", "dataset_digest")
-TRAINING_FILES = ("training/results.csv", "training/weights/best.pt")
+TRAINING_FILES = ("training/results.csv", "training/weights/best.pt", "train.log")
 RERUN_FIX = "retrain again: `yolo-retrain run`"
 
 
@@ -137,7 +138,7 @@ def check_params(t: _Target) -> str:
 def check_metrics(t: _Target) -> str:
     """``post_*`` metrics, and ``pre_*`` when the version had a parent champion to compare with."""
     parent = t.version.tags.get("parent_version", "none") if t.version else "none"
-    prefixes = ("pre", "post") if parent != "none" else ("post",)
+    prefixes = _prefixes(t.version) if t.version else ("post",)
     wanted = tuple(f"{prefix}_{name}" for prefix in prefixes for name in GATE_METRICS)
     missing = _missing(wanted, t.run.data.metrics)
     if missing:
@@ -153,6 +154,58 @@ def check_training_artifacts(t: _Target) -> str:
     if missing:
         raise CheckFailed(f"missing artifacts: {', '.join(missing)}")
     return ", ".join(TRAINING_FILES) + " logged"
+
+
+@check("experiment kind")
+def check_kind(t: _Target) -> str:
+    """The run's experiment is tagged a custom-model experiment (MLflow's UI then shows runs and models)."""
+    return check_experiment_kind(t.client, t.run.info.experiment_id)
+
+
+def _prefixes(version: ModelVersion) -> tuple[str, ...]:
+    """``post`` always; ``pre`` too when the version had a parent champion to be compared with."""
+    return ("pre", "post") if version.tags.get("parent_version", "none") != "none" else ("post",)
+
+
+@check("logged model", fix=RERUN_FIX)
+def check_logged_model(t: _Target) -> str:
+    """The version's source is an MLflow logged model of this run (an output of the run, READY), holding the
+    holdout figures as its metrics, measured on the run's dataset."""
+    version = t.need_version()
+    model_id = registry.logged_model_id(version)
+    if not model_id:
+        raise CheckFailed(f"v{version.version} points at no logged model (source {version.source})")
+    model = t.client.get_logged_model(model_id)
+    if model.source_run_id != t.run_id:
+        raise CheckFailed(f"logged model {model_id} comes from run {model.source_run_id}, not {t.run_id}")
+    if str(model.status) != "READY":
+        raise CheckFailed(f"logged model {model_id} is {model.status}, not READY")
+    outputs = [o.model_id for o in (t.run.outputs.model_outputs if t.run.outputs else [])]
+    if model_id not in outputs:
+        raise CheckFailed(f"run {t.run_id} does not list logged model {model_id} among its outputs")
+    metrics = {m.key: m for m in model.metrics or []}
+    wanted = tuple(f"{prefix}_{name}" for prefix in _prefixes(version) for name in GATE_METRICS)
+    missing = _missing(wanted, metrics)
+    if missing:
+        raise CheckFailed(f"logged model {model_id} lacks metrics: {', '.join(missing)}")
+    digest = t.run.data.tags.get("dataset_digest", "")[: tracking.MLFLOW_DIGEST_LENGTH]
+    elsewhere = sorted(k for k in wanted if metrics[k].dataset_digest != digest)
+    if elsewhere:
+        raise CheckFailed(f"metrics {', '.join(elsewhere)} of {model_id} are not linked to the run's dataset {digest}")
+    return f"{model_id} ({model.name}) from this run, {len(metrics)} metrics on dataset {digest[:12]}"
+
+
+@check("version tags", fix=RERUN_FIX)
+def check_version_tags(t: _Target) -> str:
+    """The version carries its lineage as tags, and no metrics (those are the logged model's)."""
+    version = t.need_version()
+    missing = _missing(registry.LINEAGE_TAGS, version.tags)
+    if missing:
+        raise CheckFailed(f"v{version.version} lacks lineage tags: {', '.join(missing)}")
+    figures = sorted(k for k in version.tags if k.startswith(("pre_", "post_")))
+    if figures:
+        raise CheckFailed(f"v{version.version} has metrics as tags: {', '.join(figures[:5])}")
+    return f"v{version.version}: {', '.join(registry.LINEAGE_TAGS)}"
 
 
 @check("registry version")
@@ -236,6 +289,9 @@ CHECKS = (
     check_params,
     check_metrics,
     check_training_artifacts,
+    check_kind,
+    check_logged_model,
+    check_version_tags,
     check_registry_version,
     check_gate,
     check_corrections_applied,

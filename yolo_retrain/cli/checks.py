@@ -28,7 +28,11 @@ def _report(results: list[CheckResult]) -> None:
 
 def doctor(
     fix: Annotated[
-        bool, typer.Option(help="First end what a killed retrain left: its RUNNING run, its claim, partial files.")
+        bool,
+        typer.Option(
+            help="First end what a killed retrain left (its RUNNING run, its claim, partial files) and tag the "
+            "experiment as a custom-model one for MLflow's UI."
+        ),
     ] = False,
 ) -> None:
     """Check the setup: home, MLflow tracking and registry, experiment, champion weights, data, store, Prefect."""
@@ -41,6 +45,7 @@ def doctor(
 
 
 def _recover(settings) -> None:
+    from yolo_retrain import tracking
     from yolo_retrain.recovery import recover_orphans, retrain_lock
 
     with exit_on_error(), retrain_lock(settings, wait_seconds=0):  # refuses while a retrain is alive
@@ -49,6 +54,13 @@ def _recover(settings) -> None:
         f"recovered: {len(recovery.killed_runs)} orphaned run(s) ended KILLED, "
         f"{sum(recovery.released_batches.values())} correction(s) released, {len(recovery.removed_files)} partial file(s) removed"
     )
+    try:
+        client = tracking.client_for(settings)
+        experiment_id = tracking.resolve_experiment(client, settings)
+    except Exception:  # noqa: BLE001 — no experiment yet: the experiment check below says what to do
+        return
+    if tracking.set_experiment_kind(client, experiment_id):
+        typer.echo(f"experiment {experiment_id} tagged {tracking.EXPERIMENT_KIND_TAG}={tracking.CUSTOM_MODEL_KIND}")
 
 
 def verify(

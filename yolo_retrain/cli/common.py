@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Annotated
 
 import typer
 
+from yolo_retrain.config import setup_logging
 from yolo_retrain.errors import RetrainError
 
 _last_words: list[str] = []
@@ -18,6 +21,21 @@ _last_words: list[str] = []
 def _say_last_words() -> None:
     for line in _last_words:
         print(line, file=sys.stderr, flush=True)
+
+
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Show Ultralytics' and Prefect's own output live (it is in train.log anyway).")
+]
+
+
+@contextmanager
+def use_console(verbose: bool) -> Iterator[None]:
+    """Commands that train: a progress bar per stage and the summary, or (``--verbose``) every library's output."""
+    from yolo_retrain import console
+
+    with console.session("verbose" if verbose else "quiet"):
+        setup_logging(logging.INFO if verbose else logging.WARNING)
+        yield
 
 
 @contextmanager

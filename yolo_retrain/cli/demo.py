@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from yolo_retrain.cli.common import exit_on_error
-from yolo_retrain.config import get_settings, setup_logging
+from yolo_retrain.cli.common import VerboseOption, exit_on_error, use_console
+from yolo_retrain.config import get_settings
 
 
 def demo(
@@ -15,30 +15,33 @@ def demo(
     train_images: Annotated[int, typer.Option(help="Generated training images (half mislabelled).")] = 320,
     val_images: Annotated[int, typer.Option(help="Generated holdout images (correctly labelled).")] = 80,
     epochs: Annotated[int, typer.Option(help="Epochs for the baseline and for the retrain.")] = 20,
+    verbose: VerboseOption = False,
 ) -> None:
     """Generate data with wrong labels, train a baseline champion, submit fixes, retrain, report."""
-    from flows.retrain import retrain
-    from yolo_retrain import demo as steps
-    from yolo_retrain import tracking
-    from yolo_retrain.store import CorrectionStore
+    with use_console(verbose):  # before Prefect and MLflow are imported: they set up their logging then
+        from flows.retrain import retrain
+        from yolo_retrain import demo as steps
+        from yolo_retrain import tracking
+        from yolo_retrain.store import CorrectionStore
 
-    settings = get_settings()
-    setup_logging()
-    with exit_on_error():
-        if reset:
-            steps.reset_home(settings)
-        data = steps.prepare_data(settings, train_images, val_images, settings.imgsz)
-        typer.echo(f"[1/4] dataset: {data.data_yaml} ({train_images} train, {val_images} holdout; {data.wrong_images} mislabelled)")
-        tracking.create_experiment(tracking.client_for(settings), settings)
-        typer.echo("[2/4] baseline champion: training on the partly wrong labels")
-        baseline = retrain(trigger="baseline", force=True, epochs=epochs)
-        typer.echo(f"      baseline v{baseline.version}: mAP50-95 {baseline.post.map50_95:.4f}")
-        with CorrectionStore.from_settings(settings) as store:
-            added = store.import_dir(data.corrections_dir, author="demo-reviewer", source_model_version=baseline.version)
-        typer.echo(f"[3/4] reviewers submitted {len(added)} corrections")
-        typer.echo("[4/4] retraining on the corrections")
-        report = retrain(trigger="manual", epochs=epochs)
-    typer.echo("")
-    typer.echo(steps.explain(report))
-    typer.echo("")
-    typer.echo(steps.ui_instructions(settings))
+        settings = get_settings()
+        with exit_on_error():
+            if reset:
+                steps.reset_home(settings)
+            data = steps.prepare_data(settings, train_images, val_images, settings.imgsz)
+            typer.echo(f"[1/4] dataset: {data.data_yaml} ({train_images} train, {val_images} holdout; {data.wrong_images} mislabelled)")
+            tracking.create_experiment(tracking.client_for(settings), settings)
+            typer.echo("[2/4] baseline champion: training on the partly wrong labels")
+            baseline = retrain(trigger="baseline", force=True, epochs=epochs)
+            typer.echo(f"      baseline v{baseline.version}: mAP50-95 {baseline.post.map50_95:.4f}")
+            with CorrectionStore.from_settings(settings) as store:
+                added = store.import_dir(data.corrections_dir, author="demo-reviewer", source_model_version=baseline.version)
+            typer.echo(f"[3/4] reviewers submitted {len(added)} corrections")
+            typer.echo("[4/4] retraining on the corrections")
+            report = retrain(trigger="manual", epochs=epochs)
+        typer.echo("")
+        typer.echo(report.text())
+        typer.echo("")
+        typer.echo(steps.explain(report))
+        typer.echo("")
+        typer.echo(steps.ui_instructions(settings))

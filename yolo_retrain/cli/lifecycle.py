@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from yolo_retrain.cli.common import exit_on_error
-from yolo_retrain.config import Trigger, get_settings, setup_logging
+from yolo_retrain.cli.common import VerboseOption, exit_on_error, use_console
+from yolo_retrain.config import Trigger, get_settings
 
 
 def init(
@@ -20,31 +20,36 @@ def init(
         bool, typer.Option(help="Without --weights: train a baseline on the base dataset and make it champion.")
     ] = True,
     epochs: Annotated[Optional[int], typer.Option(help="Baseline training epochs (default: settings).")] = None,
+    verbose: VerboseOption = False,
 ) -> None:
-    """Create the MLflow experiment with its artifact location, and a first champion if there is none."""
+    """Create the MLflow experiment (artifact location, kind), and a first champion if there is none."""
+    with use_console(verbose), exit_on_error():
+        _init(weights, train_baseline, epochs)
+
+
+def _init(weights: Path | None, train_baseline: bool, epochs: int | None) -> None:
     from yolo_retrain import registry, tracking
     from yolo_retrain.data_yaml import read_class_names
     from yolo_retrain.model_classes import check_model_classes
 
     settings = get_settings()
-    with exit_on_error():
-        if weights is not None:  # before anything is created: weights of other classes are refused outright
-            assert settings.base_data is not None  # filled by Settings
-            project = read_class_names(settings.base_data)
-            check_model_classes(weights, project, f"base data.yaml {settings.base_data}")
-        client = tracking.client_for(settings)
-        experiment_id = tracking.create_experiment(client, settings)
-        typer.echo(f"experiment {settings.experiment_name!r} (id {experiment_id}) at {settings.tracking_uri}")
-        typer.echo(f"artifact location {settings.artifact_location}")
-        champion = registry.version_by_alias(client, settings.model_name, "champion")
-        if champion is not None:
-            typer.echo(f"champion: {settings.model_name} version {champion.version} (unchanged)")
-            return
-        if weights is not None:
-            version = registry.register_initial_champion(client, settings, experiment_id, weights)
-            typer.echo(f"champion: {settings.model_name} version {version.version} from {weights}")
-        elif train_baseline:
-            _run_flow("baseline", force=True, epochs=epochs)
+    if weights is not None:  # before anything is created: weights of other classes are refused outright
+        assert settings.base_data is not None  # filled by Settings
+        project = read_class_names(settings.base_data)
+        check_model_classes(weights, project, f"base data.yaml {settings.base_data}")
+    client = tracking.client_for(settings)
+    experiment_id = tracking.create_experiment(client, settings)
+    typer.echo(f"experiment {settings.experiment_name!r} (id {experiment_id}) at {settings.tracking_uri}")
+    typer.echo(f"artifact location {settings.artifact_location}")
+    champion = registry.version_by_alias(client, settings.model_name, "champion")
+    if champion is not None:
+        typer.echo(f"champion: {settings.model_name} version {champion.version} (unchanged)")
+        return
+    if weights is not None:
+        version = registry.register_initial_champion(client, settings, experiment_id, weights)
+        typer.echo(f"champion: {settings.model_name} version {version.version} from {weights}")
+    elif train_baseline:
+        _run_flow("baseline", force=True, epochs=epochs)
 
 
 def run(
@@ -54,9 +59,11 @@ def run(
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: settings).")] = None,
     imgsz: Annotated[Optional[int], typer.Option(help="Image size (default: settings).")] = None,
     batch: Annotated[Optional[int], typer.Option(help="Batch size (default: settings).")] = None,
+    verbose: VerboseOption = False,
 ) -> None:
-    """Run the retraining flow now, in this process."""
-    _run_flow(trigger, min_corrections=min_corrections, force=force, epochs=epochs, imgsz=imgsz, batch=batch)
+    """Run the retraining flow now, in this process: a progress bar per stage, then the summary."""
+    with use_console(verbose):
+        _run_flow(trigger, min_corrections=min_corrections, force=force, epochs=epochs, imgsz=imgsz, batch=batch)
 
 
 def _run_flow(trigger: Trigger, **params) -> None:
@@ -64,11 +71,11 @@ def _run_flow(trigger: Trigger, **params) -> None:
 
     from flows.retrain import retrain
 
-    setup_logging()
     # Prefect stops a temporary server the flow started at exit, with a log line: a refusal is printed after it.
     temporary = SubprocessASGIServer()
     with exit_on_error(defer=lambda: temporary.running):
-        retrain(trigger=trigger, **params)  # the flow prints its own summary
+        report = retrain(trigger=trigger, **params)
+    typer.echo(report.text())
     # Exit without the interpreter's final collections over everything torch, MLflow and Prefect left
     # (2-3 s per retrain in bench/overhead.py).
     gc.freeze()
@@ -91,7 +98,7 @@ def status(
         if champion is None:
             typer.echo("champion: none (run `yolo-retrain init`)")
         else:
-            metric = champion.tags.get(f"post_{settings.gate_metric}", "?")
+            metric = registry.model_metrics(client, champion).get(f"post_{settings.gate_metric}", "?")
             typer.echo(f"champion: {settings.model_name} v{champion.version}  {settings.gate_metric}={metric}  -> {settings.champion_weights}")
         experiment_id = tracking.resolve_experiment(client, settings)
         runs = client.search_runs(
