@@ -98,6 +98,7 @@ def test_verify_passes_on_the_latest_retrain(in_world):
     assert result.output.splitlines()[-1] == "13 passed, 0 failed"
 
 
+@pytest.mark.e2e
 def test_experiment_without_its_kind_fails_verify_and_doctor_fix_tags_it(in_world, world_copy):
     client = tracking.client_for(world_copy)
     experiment_id = tracking.resolve_experiment(client, world_copy)
@@ -112,6 +113,7 @@ def test_experiment_without_its_kind_fails_verify_and_doctor_fix_tags_it(in_worl
     assert doctor.check_experiment(world_copy).ok and _failed(verify_run(world_copy, in_world.report.run_id)) == {}
 
 
+@pytest.mark.e2e
 def test_verify_names_metrics_kept_as_version_tags(in_world, world_copy):
     client = tracking.client_for(world_copy)
     client.set_model_version_tag(world_copy.model_name, in_world.report.version, "post_mAP50-95", "0.5")

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 
+import pytest
 from conftest import TINY, use_home
 from typer.testing import CliRunner
 
@@ -14,6 +15,8 @@ from yolo_retrain import console, tracking
 from yolo_retrain.cli import app
 
 CHATTER = "engine/trainer: agnostic_nms=False, amp=True"  # the kind of line Ultralytics prints
+
+pytestmark = pytest.mark.e2e  # the shared world: a Prefect server
 
 
 def _library_speaks() -> None:

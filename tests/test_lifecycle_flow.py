@@ -26,6 +26,8 @@ from yolo_retrain.verify import verify_run
 
 ALWAYS_PROMOTE = {"gate_tolerance": 1.0, "gate_max_class_drop": 1.0}  # mAP is in [0, 1]: any candidate passes
 
+pytestmark = pytest.mark.e2e  # the shared world: a Prefect server
+
 
 @dataclass
 class History:

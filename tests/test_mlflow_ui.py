@@ -14,6 +14,8 @@ from yolo_retrain import processes, registry, tracking
 
 UI_API = "/ajax-api/2.0/mlflow"  # the prefix of the calls MLflow's web pages make
 
+pytestmark = pytest.mark.e2e  # the shared world: a Prefect server
+
 
 @pytest.fixture(scope="module")
 def ui(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
