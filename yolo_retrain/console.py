@@ -159,7 +159,7 @@ def library_output(log_file: Path | None) -> Iterator[None]:
         err = fh if quiet else _Tee(fh, sys.stderr)
         # Ultralytics' handler holds the stdout of its import time, not today's: point it here for the while.
         for handler in _stream_handlers(ultralytics_logger):
-            handler.setStream(out)
+            _point(handler, out)
         try:
             with redirect_stdout(out), redirect_stderr(err), warnings.catch_warnings():
                 if quiet:
@@ -169,7 +169,17 @@ def library_output(log_file: Path | None) -> Iterator[None]:
             # Back to the terminal, also a handler made inside (Ultralytics imported for the first time).
             for handler in _stream_handlers(ultralytics_logger):
                 if handler.stream in (out, err, fh):
-                    handler.setStream(stdout)
+                    _point(handler, stdout)
+
+
+def _point(handler: logging.StreamHandler, stream: IO[str]) -> None:
+    """``handler.setStream`` without its flush of the old stream, which may be closed by now (the stdout of a
+    finished pytest capture, say): that flush would fail the training."""
+    handler.acquire()
+    try:
+        handler.stream = stream
+    finally:
+        handler.release()
 
 
 def _stream_handlers(logger: logging.Logger) -> list[logging.StreamHandler]:
