@@ -143,6 +143,20 @@ class _Tee:
         return False  # Ultralytics then writes its bars as plain lines, which read well in a file
 
 
+class _CurrentStdout:
+    """Writes wherever ``sys.stdout`` points at the time. Ultralytics' log handler keeps the stdout of its import
+    time; pointed here, it follows ``redirect_stdout`` like ``print`` does, and never holds a stream that closed."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+_CURRENT_STDOUT = _CurrentStdout()
+
+
 @contextmanager
 def library_output(log_file: Path | None) -> Iterator[None]:
     """Ultralytics' output (its logger, its bars, anything printed) into ``log_file``; on the terminal too unless
@@ -152,36 +166,24 @@ def library_output(log_file: Path | None) -> Iterator[None]:
         return
     log_file.parent.mkdir(parents=True, exist_ok=True)
     ultralytics_logger = logging.getLogger("ultralytics")
-    stdout = sys.stdout
+    _follow_stdout(ultralytics_logger)
     with open(log_file, "a", encoding="utf-8") as fh:
         quiet = mode() == "quiet"
         out = fh if quiet else _Tee(fh, sys.stdout)
         err = fh if quiet else _Tee(fh, sys.stderr)
-        # Ultralytics' handler holds the stdout of its import time, not today's: point it here for the while.
-        for handler in _stream_handlers(ultralytics_logger):
-            _point(handler, out)
         try:
             with redirect_stdout(out), redirect_stderr(err), warnings.catch_warnings():
                 if quiet:
                     warnings.simplefilter("ignore")
                 yield
         finally:
-            # Back to the terminal, also a handler made inside (Ultralytics imported for the first time).
-            for handler in _stream_handlers(ultralytics_logger):
-                if handler.stream in (out, err, fh):
-                    _point(handler, stdout)
+            _follow_stdout(ultralytics_logger)  # also a handler made inside (Ultralytics imported for the first time)
 
 
-def _point(handler: logging.StreamHandler, stream: IO[str]) -> None:
-    """``handler.setStream`` without its flush of the old stream, which may be closed by now (the stdout of a
-    finished pytest capture, say): that flush would fail the training."""
-    handler.acquire()
-    try:
-        handler.stream = stream
-    finally:
-        handler.release()
-
-
-def _stream_handlers(logger: logging.Logger) -> list[logging.StreamHandler]:
-    """The console handler Ultralytics made (not a file's, nor one a test harness or a library attached)."""
-    return [h for h in logger.handlers if type(h) is logging.StreamHandler]
+def _follow_stdout(logger: logging.Logger) -> None:
+    """Point the console handler Ultralytics made (not a file's, nor one a test harness attached) at the current
+    stdout. Assigned under the handler's lock: ``setStream`` would first flush the old stream, which may be closed."""
+    for handler in logger.handlers:
+        if type(handler) is logging.StreamHandler and handler.stream is not _CURRENT_STDOUT:
+            with handler.lock:
+                handler.stream = _CURRENT_STDOUT
