@@ -412,14 +412,24 @@ def _waiting_home(monkeypatch, tmp_path: Path) -> tuple[Settings, list, WaitingM
     return settings, import_corrections(settings, data), model, client
 
 
-def _when_dataset_logged(client: MlflowClient, settings: Settings, then) -> threading.Thread:
-    """Run ``then()`` in a thread once the retrain's run has its dataset logged (it is then past its claim)."""
+def _when_waiting_on_model(then) -> threading.Thread:
+    """Run ``then()`` in a thread once a thread of this process waits in ``open`` of a FIFO (the kernel's
+    ``wait_for_partner``): the retrain is in its training step, past its claim and its MLflow writes, so an
+    interrupt lands there and not inside an MLflow transaction."""
+
+    def waiting() -> bool:
+        for wchan in Path("/proc/self/task").glob("*/wchan"):
+            try:
+                if wchan.read_text() == "wait_for_partner":
+                    return True
+            except OSError:  # the thread ended meanwhile
+                pass
+        return False
 
     def wait() -> None:
-        experiment_id = client.get_experiment_by_name(settings.experiment_name).experiment_id
         deadline = time.monotonic() + 120
-        while not client.search_runs([experiment_id], "tags.dataset_digest LIKE '%'"):
-            assert time.monotonic() < deadline, "the retrain never logged its dataset"
+        while not waiting():
+            assert time.monotonic() < deadline, "the retrain never reached its training step"
             time.sleep(0.1)
         then()
 
@@ -441,12 +451,12 @@ def test_a_cleanup_failure_does_not_hide_why_the_retrain_failed(prefect_server, 
     away = db.with_name("corrections.db.away")
 
     def store_gone_then_training_fails() -> None:
-        db.rename(away)  # the store becomes unreachable (the retrain does not touch it again until its cleanup)
+        db.rename(away)  # the store becomes unreachable (claimed already; not touched again until the cleanup)
         db.mkdir()  # SQLite cannot open a directory: "unable to open database file"
         model.corrupt()
 
     try:
-        thread = _when_dataset_logged(client, settings, store_gone_then_training_fails)
+        thread = _when_waiting_on_model(store_gone_then_training_fails)
         with pytest.raises(TypeError, match="is not a loadable checkpoint") as failure:
             retrain(trigger="manual")
         thread.join()
@@ -478,8 +488,13 @@ def test_keyboard_interrupt_ends_the_run_killed_and_releases_the_claim(prefect_s
     main = threading.main_thread().ident
     assert main is not None and threading.get_ident() == main  # SIGINT's KeyboardInterrupt lands in this thread
 
-    try:  # Ctrl-C while the retrain waits in its training step (or on its way there)
-        thread = _when_dataset_logged(client, settings, lambda: signal.pthread_kill(main, signal.SIGINT))
+    def ctrl_c() -> None:
+        signal.pthread_kill(main, signal.SIGINT)
+        time.sleep(0.5)
+        model.corrupt()  # the open returns if the signal did not break it: the interrupt is raised right after
+
+    try:  # Ctrl-C while the retrain waits in its training step
+        thread = _when_waiting_on_model(ctrl_c)
         with pytest.raises(KeyboardInterrupt):
             retrain(trigger="manual")
         thread.join()
