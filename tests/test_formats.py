@@ -402,7 +402,7 @@ def test_init_refuses_weights_of_other_classes(settings: Settings, tmp_path: Pat
 
 
 def test_a_refused_retrain_prints_its_error_last(tmp_path: Path) -> None:
-    """The real command, with Prefect's temporary server: the error comes after Prefect's shutdown log line."""
+    """The real command, with Prefect's temporary server: the error is the last line, after anything Prefect prints."""
     import subprocess
     import sys
 
@@ -414,7 +414,9 @@ def test_a_refused_retrain_prints_its_error_last(tmp_path: Path) -> None:
     run = [str(cli), "run", "--force"]
     result = subprocess.run(run, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300, check=False)
     assert result.returncode == 2, result.stdout
-    assert "Stopping temporary server" in result.stdout  # Prefect does print after the flow...
-    assert result.stdout.strip().splitlines()[-1] == (  # ...and the reason comes after it
+    lines = result.stdout.strip().splitlines()
+    # Prefect may log its temporary server's shutdown after the flow (shown with --verbose or a warning level):
+    # whatever it prints, the reason is the last line
+    assert lines[-1] == (
         f"error: base data.yaml {bad}: 'train' path {tmp_path / 'images' / 'gone'} is not a folder or a .txt list"
     )

@@ -13,13 +13,13 @@ from typer.testing import CliRunner
 from ultralytics import YOLO
 
 from yolo_retrain.cli import app
-from yolo_retrain.synthetic import make_dataset
+from yolo_retrain.synthetic import make_dataset, untrained_weights
 
 
 def detecting_weights(path: Path) -> Path:
     """YOLO weights that detect without any training: class 0's score bias is so high that every image gets
     class-0 boxes at the default confidence (an untrained model, like a 1-epoch one, detects nothing)."""
-    model = YOLO("yolov8n.yaml")
+    model = YOLO(str(untrained_weights(path)))  # the project's classes: init refuses others
     for branch in model.model.model[-1].cv3:  # the detection head's class-score convolutions, one per scale
         branch[-1].bias.data[0] = 10.0
     model.save(path)
