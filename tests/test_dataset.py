@@ -13,10 +13,9 @@ import pytest
 import yaml
 from PIL import Image
 
-import yolo_retrain  # noqa: F401  (sets Ultralytics' config dir before ultralytics is imported)
 from yolo_retrain.dataset import BuiltDataset, build_dataset, load_base_dataset
-from yolo_retrain.hashing import file_sha256
 from yolo_retrain.errors import InvalidInput
+from yolo_retrain.hashing import file_sha256
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 BOX = "0 0.5 0.5 0.25 0.25\n"
@@ -128,8 +127,8 @@ def test_layout_symlinks_and_data_yaml(base: Path, tmp_path: Path) -> None:
 def test_ultralytics_image_formats_are_ours() -> None:
     from ultralytics.data.utils import IMG_FORMATS, img2label_paths
 
-    from yolo_retrain.dataset import IMG_FORMATS as OURS
-    from yolo_retrain.dataset import label_path
+    from yolo_retrain.data_yaml import IMG_FORMATS as OURS
+    from yolo_retrain.data_yaml import label_path
 
     assert OURS == IMG_FORMATS
     images = ["/d/images/train/a.b.png", "/d/images/x/images/c.JPG", "/d/other/e.png"]

@@ -46,8 +46,8 @@ from typing import Any, NamedTuple, Protocol, Self
 
 import yaml
 
-from yolo_retrain.data_yaml import IMG_FORMATS, label_path, load_data_yaml  # noqa: F401  (IMG_FORMATS: re-exported)
 from yolo_retrain.data_yaml import is_image as _is_image
+from yolo_retrain.data_yaml import label_path, load_data_yaml
 from yolo_retrain.errors import InvalidInput
 from yolo_retrain.hashing import file_sha256
 
