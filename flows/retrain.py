@@ -150,7 +150,7 @@ def _end_abandoned(settings: Settings, batch_id: str, run: RetrainRun | None, ex
 
 
 def _training_params(settings: Settings) -> dict:
-    return {k: getattr(settings, k) for k in ("epochs", "imgsz", "batch", "device", "seed", "base_model", "gate_metric")}
+    return {k: getattr(settings, k) for k in ("epochs", "imgsz", "batch", "device", "seed", "base_model", "gate_metric", "plots")}
 
 
 def _publish(report: RetrainReport) -> RetrainReport:

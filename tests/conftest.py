@@ -95,7 +95,8 @@ def _fresh_settings():
     get_settings.cache_clear()
 
 
-TINY = {"epochs": 1, "imgsz": 64, "batch": 8}
+# Tiny trainings; Ultralytics' plots (a third of a tiny training's time) only where a test reads them.
+TINY = {"epochs": 1, "imgsz": 64, "batch": 8, "plots": False}
 
 
 @dataclass
@@ -136,7 +137,7 @@ def world(prefect_server, tmp_path_factory) -> World:
 
     home = tmp_path_factory.mktemp("world")
     with pytest.MonkeyPatch.context() as mp:
-        settings = use_home(mp, home, **TINY)
+        settings = use_home(mp, home, **{**TINY, "plots": True})  # test_retrain_flow reads its plots
         data = make_dataset(home / "demo", train=24, val=12, size=64)
         result = CliRunner().invoke(app, ["init", "--no-train-baseline"])
         assert result.exit_code == 0, result.output

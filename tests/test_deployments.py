@@ -78,6 +78,7 @@ def stack(tmp_path_factory):
         "YOLO_RETRAIN_HOME": str(home),
         "YOLO_RETRAIN_EPOCHS": "1",
         "YOLO_RETRAIN_BATCH": "8",
+        "YOLO_RETRAIN_PLOTS": "false",
         "YOLO_RETRAIN_RETRAIN_THRESHOLD": str(THRESHOLD),
         "YOLO_RETRAIN_API_PORT": str(intake_port),
     }

@@ -140,6 +140,7 @@ def test_tracking_server_outage_during_training_loses_nothing(prefect_server, ml
         epochs=EPOCHS,
         imgsz=64,
         batch=8,
+        plots=False,
     )
     data = make_dataset(settings.home / "demo", train=24, val=8, size=64)
     mlflow_server.wait_up()

@@ -201,6 +201,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             "YOLO_RETRAIN_CORRECTIONS_DB_URL": pg.url("corrections"),
             "YOLO_RETRAIN_EPOCHS": "1",
             "YOLO_RETRAIN_BATCH": "8",
+            "YOLO_RETRAIN_PLOTS": "false",
             "YOLO_RETRAIN_RETRAIN_THRESHOLD": str(THRESHOLD),
             "YOLO_RETRAIN_API_PORT": str(intake_port),
         }

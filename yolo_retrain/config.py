@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     device: str = Field(default="cpu", description="Ultralytics device string: cpu, 0, 0,1 ...")
     workers: int = Field(default=0, ge=0, description="Dataloader workers (0 = in-process, best on small CPUs).")
     seed: int = 0
+    plots: bool = Field(
+        default=True, description="Ultralytics' training plots (results.png, PR curves, confusion matrix) logged with the run."
+    )
 
     # Prefect deployment and intake service
     prefect_api_url: str | None = Field(

@@ -97,7 +97,7 @@ def train(
                 name=name,
                 seed=settings.seed,
                 deterministic=True,
-                plots=True,
+                plots=settings.plots,
                 **_common_args(settings, imgsz, batch),
             )
     trainer = model.trainer
