@@ -18,7 +18,7 @@ from flows.retrain import retrain
 from yolo_retrain import registry, tracking
 from yolo_retrain.cli import app
 from yolo_retrain.config import Settings
-from yolo_retrain.dataset import file_sha256
+from yolo_retrain.hashing import file_sha256
 from yolo_retrain.store import Correction, CorrectionStore
 from yolo_retrain.summary import RetrainReport
 from yolo_retrain.synthetic import make_dataset
@@ -85,7 +85,7 @@ def history(prefect_server, tmp_path_factory) -> History:
         assert len(fixes) >= 2 and len(right) >= 2, "the synthetic dataset needs wrong and right training images"
         assert CliRunner().invoke(app, ["init", "--no-train-baseline"]).exit_code == 0
         half = len(fixes) // 2
-        fix = lambda image: (image, (data.corrections_dir / "labels" / f"{image.stem}.txt").read_text())  # noqa: E731
+        fix = lambda image: (image, (data.corrections_dir / "labels" / f"{image.stem}.txt").read_text())
         a = _add(settings, [fix(image) for image in fixes[:half]])
         first = retrain(trigger="baseline")  # the first model, trained with batch A
 

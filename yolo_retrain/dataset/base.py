@@ -1,0 +1,64 @@
+"""The base dataset: a validated data.yaml (read by ``yolo_retrain.data_yaml``) and every image with its label file."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from yolo_retrain.data_yaml import label_path, load_data_yaml
+from yolo_retrain.errors import InvalidInput
+
+SPLITS = ("train", "val")
+
+
+class BaseImage(NamedTuple):
+    """One image of the base dataset (absolute paths); ``label`` is None when it has no label file (no objects)."""
+
+    split: str
+    image: str
+    name: str  # the image's file name
+    label: str | None
+
+
+@dataclass(frozen=True)
+class BaseDataset:
+    """A validated base data.yaml: class names and every train/val image with its label file."""
+
+    data_yaml: Path
+    names: list[str]
+    images: list[BaseImage]
+
+
+def load_base_dataset(base_data: Path) -> BaseDataset:
+    """Read and validate a detection data.yaml (resolved as Ultralytics does: ``yolo_retrain.data_yaml``); list its
+    train and val images with their label files (the Ultralytics way: last ``/images/`` -> ``/labels/``, .txt).
+
+    Raises InvalidInput naming the data.yaml and the offending key or path.
+    """
+    data = load_data_yaml(base_data, "base data.yaml")
+    label_files: dict[str, tuple[str, frozenset[str]]] = {}  # image folder -> (label folder, its file names)
+    images: list[BaseImage] = []
+    for split in SPLITS:
+        files = data.images(split)
+        if not files:
+            raise InvalidInput(f"{data.describe()}: '{split}' holds no images")
+        for image in files:
+            folder, _, name = image.rpartition("/")
+            labels = label_files.get(folder)
+            if labels is None:  # one listing per folder, not one stat per image
+                label_folder = label_path(image).rpartition("/")[0]
+                labels = label_files[folder] = (label_folder, _files_in(label_folder))
+            label = f"{name.rpartition('.')[0]}.txt"
+            images.append(BaseImage(split, image, name, f"{labels[0]}/{label}" if label in labels[1] else None))
+    return BaseDataset(data.path, data.names, images)
+
+
+def _files_in(folder: str) -> frozenset[str]:
+    """Names of the files in ``folder`` (none if it does not exist)."""
+    try:
+        with os.scandir(folder) as it:
+            return frozenset(e.name for e in it if e.is_file())
+    except OSError:
+        return frozenset()
