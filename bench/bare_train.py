@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--project", required=True)
     parser.add_argument("--name", default="bare")
     args = parser.parse_args()
@@ -48,7 +49,13 @@ def main() -> None:
     t_imported = time.perf_counter()
     model = YOLO(args.model)
     model.train(
-        data=args.data, epochs=args.epochs, name=args.name, seed=args.seed, deterministic=True, plots=True, **common
+        data=args.data,
+        epochs=args.epochs,
+        name=args.name,
+        seed=args.seed,
+        deterministic=True,
+        plots=args.plots,
+        **common,
     )
     t_trained = time.perf_counter()
     best = model.trainer.best if os.path.exists(model.trainer.best) else model.trainer.last

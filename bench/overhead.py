@@ -46,16 +46,25 @@ from yolo_retrain.synthetic import make_dataset
 
 # Image counts and epochs picked so that (a) takes about 30 s and about 3 min on a 2-core CPU, and, for
 # "gpu" (bench/gpu_check.sh), about a minute of training on one H100 (an estimate until measured there).
-CPU = {"imgsz": 64, "batch": 16, "device": "cpu", "workers": 0}
+CPU = {"imgsz": 64, "batch": 16, "device": "cpu", "workers": 0, "plots": True}
 SIZES = {
     "quick": {"train": 16, "val": 8, "epochs": 1, **CPU},
     "small": {"train": 160, "val": 48, "epochs": 20, **CPU},
     "large": {"train": 480, "val": 96, "epochs": 70, **CPU},
-    "gpu": {"train": 2500, "val": 300, "epochs": 10, "imgsz": 640, "batch": 32, "device": "0", "workers": 8},
+    "gpu": {
+        "train": 2500,
+        "val": 300,
+        "epochs": 10,
+        "imgsz": 640,
+        "batch": 32,
+        "device": "0",
+        "workers": 8,
+        "plots": True,
+    },
 }
 SEED = 0
 SYNTHETIC_SIDE = 64  # image side of yolo_retrain.synthetic's images, which the CPU figures were measured on
-TRAIN_ARGS = ("epochs", "imgsz", "batch", "device", "workers")  # what both sides must train with
+TRAIN_ARGS = ("epochs", "imgsz", "batch", "device", "workers", "plots")  # what both sides must train with
 GOAL_FIXED_S, GOAL_FRACTION = 5.0, 0.03
 TRAINING, VALIDATION = "training (train-candidate - bare train)", "post-evaluation (evaluate-post - bare val)"
 
@@ -80,6 +89,7 @@ class Bench:
             "YOLO_RETRAIN_BATCH": str(size["batch"]),
             "YOLO_RETRAIN_DEVICE": str(size["device"]),
             "YOLO_RETRAIN_WORKERS": str(size["workers"]),
+            "YOLO_RETRAIN_PLOTS": str(size["plots"]).lower(),
             "YOLO_RETRAIN_SEED": str(SEED),
             "YOLO_RETRAIN_RETRAIN_THRESHOLD": "1000000",  # no threshold events: only the retrain is measured
         }
@@ -146,7 +156,7 @@ class Bench:
             "--data", str(self.bare_data.data_yaml), "--model", self.start_weights,
             "--epochs", str(self.size["epochs"]), "--imgsz", str(self.size["imgsz"]), "--batch", str(self.size["batch"]),
             "--device", str(self.size["device"]), "--workers", str(self.size["workers"]), "--seed", str(SEED),
-            "--project", str(self.home / "bare-runs"), "--name", f"bare-{i}",
+            "--plots" if self.size["plots"] else "--no-plots", "--project", str(self.home / "bare-runs"), "--name", f"bare-{i}",
         ]  # fmt: skip
         launched = time.time()
         wall, log, gpu = self._timed(cmd, f"bare-{i}")
@@ -398,6 +408,11 @@ def main() -> None:
     overrides.add_argument("--batch", type=int)
     overrides.add_argument("--device", help="Ultralytics device: cpu, 0, 0,1 ...")
     overrides.add_argument("--workers", type=int, help="Dataloader workers.")
+    overrides.add_argument(
+        "--plots",
+        action=argparse.BooleanOptionalAction,
+        help="Ultralytics' training plots (default: on, as for users).",
+    )
     parser.add_argument(
         "--budget-s",
         type=float,

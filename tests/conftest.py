@@ -19,13 +19,28 @@ import pytest  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 
 from yolo_retrain import tracking  # noqa: E402
-from yolo_retrain.config import Settings, configure_environment, get_settings  # noqa: E402
+from yolo_retrain.config import PROJECT_ROOT, Settings, configure_environment, get_settings  # noqa: E402
 
 configure_environment()  # what every entry point does first; tests are one
+
+# A Prefect database migrated once (`make test` makes it): a server started on a copy of it is up in ~5 s, where a
+# new database costs ~15 s of migrations. Without it a server migrates its database as usual.
+PREFECT_DB_TEMPLATE = PROJECT_ROOT / ".cache" / "prefect-db" / "prefect.db"
+
+
+def seed_prefect_database(database: Path) -> Path:
+    """Copy the migrated template to ``database`` (a new file), if there is a template."""
+    if PREFECT_DB_TEMPLATE.is_file() and not database.exists():
+        database.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(PREFECT_DB_TEMPLATE, database)
+    return database
+
+
+# The subprocesses tests start (the CLI, with Prefect's temporary server) share this worker's PREFECT_HOME.
+seed_prefect_database(Path(os.environ["PREFECT_HOME"]) / "prefect.db")
 from yolo_retrain.store import Correction, CorrectionStore  # noqa: E402
 from yolo_retrain.summary import RetrainReport  # noqa: E402
 from yolo_retrain.synthetic import SyntheticDataset, make_dataset  # noqa: E402
-
 
 # `make test` runs two pytest-xdist workers (`-n 2 --dist loadscope`) with the scheduler below: one unit of work per
 # test module, except that the modules using the shared trained world form one unit, so it is trained once.
@@ -72,11 +87,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def prefect_server():
-    """A real Prefect API server (temporary database) for the whole session."""
-    from prefect.testing.utilities import prefect_test_harness
+    """A real Prefect API server (Prefect's test harness: a temporary database, here a copy of the migrated
+    template) for the whole session."""
+    import prefect.testing.utilities as harness
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+    def seeded_temp_dir() -> str:  # where the harness puts its database
+        folder = tempfile.mkdtemp(prefix="prefect-harness-")
+        seed_prefect_database(Path(folder) / "prefect-test.db")
+        return folder
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(harness, "mkdtemp", seeded_temp_dir)
+        with harness.prefect_test_harness(server_startup_timeout=120):
+            mp.undo()
+            yield
 
 
 def use_home(monkeypatch: pytest.MonkeyPatch, home: Path, **env: object) -> Settings:

@@ -49,7 +49,10 @@ def test_dataset_scale_smoke(tmp_path: Path) -> None:
     assert rebuild["images_in_dataset"] == cold["images_in_dataset"] + 10
     assert changed["hashed_files"] == 7  # exactly the changed base images
     # the rebuild is this batch on top of every accepted correction; the claim step reads both from a real store
-    assert (rebuild["counts"]["corrections_from_earlier_retrains"], rebuild["counts"]["corrections_from_this_batch"]) == (40, 10)
+    assert (
+        rebuild["counts"]["corrections_from_earlier_retrains"],
+        rebuild["counts"]["corrections_from_this_batch"],
+    ) == (40, 10)
     assert (steps["store"]["accepted"], steps["store"]["batch"]) == (40, 10) and steps["store"]["seconds"] > 0
     assert steps["copy"]["bytes_copied"] > 0
     for step in (cold, noop, rebuild, changed, steps["copy"]):
@@ -79,7 +82,7 @@ def test_overhead_smoke(prefect_server, tmp_path: Path) -> None:
     from prefect.settings import PREFECT_API_URL
 
     figures = run_bench(
-        "overhead.py", "--quick", "--batch", "8", "--api-url", PREFECT_API_URL.value(),
+        "overhead.py", "--quick", "--batch", "8", "--no-plots", "--api-url", PREFECT_API_URL.value(),
         out=tmp_path / "overhead.json", timeout=300,
     )  # fmt: skip
     quick = figures["sizes"]["quick"]
@@ -87,6 +90,7 @@ def test_overhead_smoke(prefect_server, tmp_path: Path) -> None:
     bare, flow = pair["bare"], pair["flow"]
     # the override reached both trainings (from their Ultralytics args.yaml)
     assert quick["size"]["batch"] == bare["trained_with"]["batch"] == flow["trained_with"]["batch"] == 8
+    assert quick["size"]["plots"] is bare["trained_with"]["plots"] is flow["trained_with"]["plots"] is False
     assert bare["wall_s"] > 0 and bare["train_s"] > 0 and bare["val_s"] > 0
     assert flow["state"] == "COMPLETED" and flow["wall_s"] > flow["flow_s"] > 0
     for task in (

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import seed_prefect_database
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import FlowRun
@@ -83,6 +84,7 @@ def stack(tmp_path_factory):
         "YOLO_RETRAIN_API_PORT": str(intake_port),
     }
     data = make_dataset(home / "demo", train=16, val=8, size=64, seed=3)
+    seed_prefect_database(home / "prefect" / "prefect.db")
     with processes.ProcessGroup(env, log_dir=home / "logs") as group:
         group.start("server", processes.prefect_server(prefect_port))
         processes.wait_healthy(f"{api_url}/health", timeout=120)
@@ -95,7 +97,7 @@ def stack(tmp_path_factory):
         processes.wait_healthy(f"{intake_url}/health", timeout=60)
         images = sorted((data.corrections_dir / "images").glob("*.png"))
         pairs = [(p, data.corrections_dir / "labels" / f"{p.stem}.txt") for p in images]
-        assert len(pairs) >= 3 * THRESHOLD
+        assert len(pairs) >= 2 * THRESHOLD
         yield Stack(env, api_url, intake_url, Settings(home=home, base_data=data.data_yaml), pairs)
 
 
@@ -142,51 +144,41 @@ def test_manual_run_with_params_works_and_invalid_params_are_refused(stack):
     assert client.search_runs([experiment_id], f"tags.`prefect.flow_run_id` = '{run.id}'") == []
 
 
-def test_threshold_crossing_over_http_starts_a_retrain(stack):
+def test_threshold_crossings_over_http_start_retrains_that_never_overlap_and_apply_each_batch(stack):
+    """Two crossings, the second while the first retrain runs: two triggered retrains, one after the other, each
+    with its own batch (the first batch is in the second dataset as an earlier, accepted one if promoted)."""
+    from yolo_retrain import tracking
+
     before = len(stack.flow_runs())
-    submitted = []
+    batches: list[list[str]] = [[], []]
     for image, labels in stack.corrections[:THRESHOLD]:
         response = stack.submit(image, labels)
         assert response.status_code == 201, response.text
-        submitted.append(response.json()["correction"]["id"])
+        batches[0].append(response.json()["correction"]["id"])
     crossed_at = time.monotonic()
-
-    processes.wait_for(lambda: len(stack.flow_runs()) > before, 60, "a triggered flow run")
-    runs = _finished(stack, before + 1)
-    triggered = runs[-1]
-    print(f"threshold request -> flow run finished in {time.monotonic() - crossed_at:.1f} s")
-    assert triggered.state.is_completed(), triggered.state
-    assert triggered.parameters["trigger"] == "corrections-threshold"
-
-    from yolo_retrain import tracking
-
-    client = tracking.client_for(stack.settings)
-    (mlflow_run,) = client.search_runs(
-        [tracking.resolve_experiment(client, stack.settings)], f"tags.`prefect.flow_run_id` = '{triggered.id}'"
-    )
-    assert mlflow_run.data.tags["trigger"] == "corrections-threshold"
-    applied = json.loads(Path(client.download_artifacts(mlflow_run.info.run_id, "dataset/corrections_applied.json")).read_text())
-    assert sorted(a["id"] for a in applied) == sorted(submitted)
-
-
-def test_two_crossings_never_overlap_and_apply_each_correction_once(stack):
-    before = len(stack.flow_runs())
-    first, second = stack.corrections[THRESHOLD : 2 * THRESHOLD], stack.corrections[2 * THRESHOLD : 3 * THRESHOLD]
-    ids = [stack.submit(i, l).json()["correction"]["id"] for i, l in first]
 
     def claimed():
         with stack.store() as store:
             return store.stats()["claimed"] > 0
 
     processes.wait_for(claimed, 90, "the first retrain to claim its corrections")
-    ids += [stack.submit(i, l).json()["correction"]["id"] for i, l in second]  # second crossing while the first retrain runs
-    expected_runs = before + 2
-    runs = _finished(stack, expected_runs, timeout=240)[before:]
+    for image, labels in stack.corrections[THRESHOLD : 2 * THRESHOLD]:  # the second crossing, during the first retrain
+        batches[1].append(stack.submit(image, labels).json()["correction"]["id"])
+    runs = _finished(stack, before + 2, timeout=240)[before:]
+    print(f"first threshold request -> second flow run finished in {time.monotonic() - crossed_at:.1f} s")
 
-    assert all(r.state.is_completed() for r in runs)
-    for earlier, later in zip(runs, runs[1:]):
-        assert earlier.end_time <= later.start_time, "two retrains overlapped"
+    assert [r.state.is_completed() for r in runs] == [True, True], [r.state for r in runs]
+    assert [r.parameters["trigger"] for r in runs] == ["corrections-threshold"] * 2
+    assert runs[0].end_time <= runs[1].start_time, "two retrains overlapped"
+    client = tracking.client_for(stack.settings)
+    experiment_id = tracking.resolve_experiment(client, stack.settings)
+    for run, batch in zip(runs, batches, strict=True):
+        (mlflow_run,) = client.search_runs([experiment_id], f"tags.`prefect.flow_run_id` = '{run.id}'")
+        assert mlflow_run.data.tags["trigger"] == "corrections-threshold"
+        applied_file = client.download_artifacts(mlflow_run.info.run_id, "dataset/corrections_applied.json")
+        applied = json.loads(Path(applied_file).read_text())
+        assert sorted(a["id"] for a in applied if a["origin"] == "batch") == sorted(batch)
     with stack.store() as store:
-        stored = [store.get(i) for i in ids]
+        stored = [store.get(i) for i in batches[0] + batches[1]]
         assert store.pending_count() == 0
     assert all(c.status in ("accepted", "rejected") and c.applied_version for c in stored)
