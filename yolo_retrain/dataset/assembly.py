@@ -12,7 +12,7 @@ from typing import NamedTuple, Protocol
 
 from yolo_retrain.data_yaml import is_image
 from yolo_retrain.dataset.base import SPLITS, BaseDataset
-from yolo_retrain.dataset.hash_cache import FileFacts, count_boxes
+from yolo_retrain.dataset.hash_cache import BaseFile, count_boxes
 from yolo_retrain.errors import InvalidInput
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -96,12 +96,12 @@ class Assembly(NamedTuple):
         }
 
     def applied_json(self) -> str:
-        return json.dumps([a._asdict() for a in self.applied])
+        return json.dumps([dict(zip(AppliedCorrection._fields, a, strict=True)) for a in self.applied])
 
 
 def assemble(
     base: BaseDataset,
-    facts: dict[str, FileFacts],
+    facts: dict[str, BaseFile],
     corrections: Sequence[CorrectionLike],
     batch_ids: set[str],
     holdout_fraction: float,

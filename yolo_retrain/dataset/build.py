@@ -120,22 +120,23 @@ def build_dataset(
         else:
             write_dataset_folder(root, files, placement.links)
 
-    return BuiltDataset(
-        root=root,
-        data_yaml=root / "data.yaml",
-        manifest_path=root / "manifest.json",
-        digest=digest,
-        holdout_digest=content_digest(base.names, content.val),
-        base_data=base.data_yaml,
-        names=base.names,
-        holdout_fraction=holdout_fraction,
-        counts=content.counts(held_rejected),
-        corrections_applied_json=content.applied_json(),
-        superseded_corrections=content.superseded,
-        hashed_files=hashed_files,
-        reused=reused,
-        corrected_written=corrected_written,
-    )
+        # Still inside: with the collector back, the first new objects would set off a pass over the whole heap.
+        return BuiltDataset(
+            root=root,
+            data_yaml=root / "data.yaml",
+            manifest_path=root / "manifest.json",
+            digest=digest,
+            holdout_digest=content_digest(base.names, content.val),
+            base_data=base.data_yaml,
+            names=base.names,
+            holdout_fraction=holdout_fraction,
+            counts=content.counts(held_rejected),
+            corrections_applied_json=content.applied_json(),
+            superseded_corrections=content.superseded,
+            hashed_files=hashed_files,
+            reused=reused,
+            corrected_written=corrected_written,
+        )
 
 
 @contextmanager

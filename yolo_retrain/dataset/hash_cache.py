@@ -7,6 +7,7 @@ import os
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple, Self
 
@@ -19,16 +20,10 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 Progress = Callable[[int, int], None]
 
 
-class FileFacts(NamedTuple):
-    """What a build needs of one base image: its content hash, its label's, and the label's number of boxes."""
-
-    image_sha256: str
-    label_sha256: str  # of the empty label when the image has no label file
-    boxes: int
-
-
-class _CachedRow(NamedTuple):
-    """One row of the cache (one per base image); the label columns are None when it has no label file."""
+class BaseFile(NamedTuple):
+    """What the cache knows of one base image (one row): the stamps (size, mtime) that say whether it is still
+    valid, the image's sha256, its label's sha256 and box count. ``label_size`` is None when there is no label
+    file (no objects); ``label_sha256`` is then the empty label's."""
 
     image: str
     image_size: int
@@ -36,19 +31,12 @@ class _CachedRow(NamedTuple):
     image_sha256: str
     label_size: int | None
     label_mtime_ns: int | None
-    label_sha256: str | None
-    boxes: int | None
+    label_sha256: str
+    boxes: int
 
-    def facts(self) -> FileFacts:
-        return FileFacts(self.image_sha256, self.label_sha256 or EMPTY_SHA256, self.boxes or 0)
 
-    def image_unchanged(self, st: os.stat_result) -> bool:
-        return self.image_size == st.st_size and self.image_mtime_ns == st.st_mtime_ns
-
-    def label_unchanged(self, lst: os.stat_result | None) -> bool:
-        if lst is None:
-            return self.label_size is None
-        return self.label_size == lst.st_size and self.label_mtime_ns == lst.st_mtime_ns
+# A row straight from SQLite into a BaseFile, without a Python-level call per row (100 000 rows per rebuild).
+_row_to_base_file = partial(tuple.__new__, BaseFile)
 
 
 class _Stale(NamedTuple):
@@ -57,7 +45,7 @@ class _Stale(NamedTuple):
     item: BaseImage
     image_stat: os.stat_result
     label_stat: os.stat_result | None
-    cached: _CachedRow | None
+    cached: BaseFile | None
 
 
 class HashCache:
@@ -73,56 +61,77 @@ class HashCache:
             " image_mtime_ns INTEGER NOT NULL, image_sha256 TEXT NOT NULL,"
             " label_size INTEGER, label_mtime_ns INTEGER, label_sha256 TEXT, boxes INTEGER)"
         )
-        rows = self._db.execute(f"SELECT {', '.join(_CachedRow._fields)} FROM base_files")
-        self._cached = {row.image: row for row in map(_CachedRow._make, rows)}
+        rows = self._db.execute(
+            "SELECT image, image_size, image_mtime_ns, image_sha256, label_size, label_mtime_ns,"
+            " COALESCE(label_sha256, ?), COALESCE(boxes, 0) FROM base_files",
+            (EMPTY_SHA256,),
+        )
+        self._cached = {row.image: row for row in map(_row_to_base_file, rows)}
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._db.close()
 
-    def facts(self, images: list[BaseImage], progress: Progress | None) -> tuple[dict[str, FileFacts], int]:
-        """Image path -> its facts, and how many images had to be read and hashed."""
-        known: dict[str, FileFacts] = {}
+    def facts(self, images: list[BaseImage], progress: Progress | None) -> tuple[dict[str, BaseFile], int]:
+        """Image path -> what is known of it (read again where size or mtime changed), and how many images had to
+        be read and hashed."""
+        known: dict[str, BaseFile] = {}
         stale: list[_Stale] = []
+        stat, cached_row = os.stat, self._cached.get
         for item in {i.image: i for i in images}.values():
-            st, lst = os.stat(item.image), os.stat(item.label) if item.label else None
-            cached = self._cached.get(item.image)
-            if cached is not None and cached.image_unchanged(st) and cached.label_unchanged(lst):
-                known[item.image] = cached.facts()
+            st = stat(item.image)
+            lst = stat(item.label) if item.label else None
+            row = cached_row(item.image)
+            if (
+                row is not None
+                and row.image_size == st.st_size
+                and row.image_mtime_ns == st.st_mtime_ns
+                and (
+                    row.label_size == lst.st_size and row.label_mtime_ns == lst.st_mtime_ns
+                    if lst is not None
+                    else row.label_size is None
+                )
+            ):
+                known[item.image] = row
             else:
-                stale.append(_Stale(item, st, lst, cached))
+                stale.append(_Stale(item, st, lst, row))
         total = len(known) + len(stale)
         if progress:
             progress(len(known), total)
-        rows: list[_CachedRow] = []
+        rows: list[BaseFile] = []
         # Chunks, not one future per file: most files are small, and per-file futures cost more than the hashing.
         chunks = [stale[i : i + 256] for i in range(0, len(stale), 256)]
         with ThreadPoolExecutor() as pool:
             for chunk_rows in pool.map(lambda chunk: [_fresh_row(s) for s in chunk], chunks):
                 rows += chunk_rows
-                known.update((row.image, row.facts()) for row in chunk_rows)
+                known.update((row.image, row) for row in chunk_rows)
                 if progress:
                     progress(len(known), total)
         if rows:
             with self._db:
                 self._db.executemany("INSERT OR REPLACE INTO base_files VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        images_read = sum(s.cached is None or not s.cached.image_unchanged(s.image_stat) for s in stale)
+        images_read = sum(s.cached is None or not _same_stamp(s.cached, s.image_stat) for s in stale)
         return known, images_read
 
 
-def _fresh_row(stale: _Stale) -> _CachedRow:
+def _same_stamp(row: BaseFile, st: os.stat_result) -> bool:
+    """The image file is as the cache saw it (same size and mtime)."""
+    return row.image_size == st.st_size and row.image_mtime_ns == st.st_mtime_ns
+
+
+def _fresh_row(stale: _Stale) -> BaseFile:
     """A fresh cache row for one base image: whichever of image and label changed is read again."""
     item, st, lst, cached = stale
-    image_sha = cached.image_sha256 if cached and cached.image_unchanged(st) else file_sha256(item.image)
+    image_sha = cached.image_sha256 if cached and _same_stamp(cached, st) else file_sha256(item.image)
     if lst is None:
-        return _CachedRow(item.image, st.st_size, st.st_mtime_ns, image_sha, None, None, None, 0)
-    if cached is not None and cached.label_sha256 is not None and cached.label_unchanged(lst):
-        label_sha, boxes = cached.label_sha256, cached.boxes or 0
+        return BaseFile(item.image, st.st_size, st.st_mtime_ns, image_sha, None, None, EMPTY_SHA256, 0)
+    if cached is not None and (cached.label_size, cached.label_mtime_ns) == (lst.st_size, lst.st_mtime_ns):
+        label_sha, boxes = cached.label_sha256, cached.boxes
     else:
         with open(item.label, "rb") as f:
             data = f.read()
         label_sha, boxes = hashlib.sha256(data).hexdigest(), count_boxes(data)
-    return _CachedRow(item.image, st.st_size, st.st_mtime_ns, image_sha, lst.st_size, lst.st_mtime_ns, label_sha, boxes)
+    return BaseFile(item.image, st.st_size, st.st_mtime_ns, image_sha, lst.st_size, lst.st_mtime_ns, label_sha, boxes)
 
 
 def count_boxes(label: bytes) -> int:
