@@ -68,7 +68,9 @@ def test_retrain_run_is_fully_recorded(in_world):
 
 
 def test_corrections_applied_json_lists_exactly_the_claimed_corrections(in_world, tmp_path):
-    local = in_world.client.download_artifacts(in_world.report.run_id, "dataset/corrections_applied.json", str(tmp_path))
+    local = in_world.client.download_artifacts(
+        in_world.report.run_id, "dataset/corrections_applied.json", str(tmp_path)
+    )
     applied = json.loads(Path(local).read_text())
     assert sorted(item["id"] for item in applied) == sorted(c.id for c in in_world.corrections)
 
@@ -84,7 +86,10 @@ def test_registered_version_carries_its_lineage_and_the_gate_decision(in_world):
     assert not [k for k in tags if k.startswith(("pre_", "post_"))]  # figures live on the logged model
     alias = "champion" if in_world.report.outcome == "promoted" else "challenger"
     assert tags["gate_decision"] == ("promoted" if alias == "champion" else "rejected")
-    assert str(registry.version_by_alias(in_world.client, in_world.settings.model_name, alias).version) == in_world.report.version
+    assert (
+        str(registry.version_by_alias(in_world.client, in_world.settings.model_name, alias).version)
+        == in_world.report.version
+    )
 
 
 def test_candidate_is_a_logged_model_of_its_run_holding_the_holdout_figures(in_world):
@@ -204,7 +209,9 @@ def test_champion_figures_are_reused_while_the_holdout_is_unchanged(in_world):
     assert in_world.report.pre == in_world.baseline.post
     assert not (in_world.settings.runs_dir / f"pre-{in_world.report.run_id[:8]}").exists()  # no validation ran
     version = in_world.client.get_model_version(in_world.settings.model_name, in_world.baseline.version)
-    champion = registry.Champion(version.version, Path(), dict(version.tags), registry.model_metrics(in_world.client, version))
+    champion = registry.Champion(
+        version.version, Path(), dict(version.tags), registry.model_metrics(in_world.client, version)
+    )
     assert champion.recorded_metrics(version.tags["evaluation_key"]) == in_world.baseline.post
     assert champion.recorded_metrics("another holdout") is None
 
@@ -228,3 +235,53 @@ def test_training_leaves_the_garbage_collector_as_it_was(in_world):
     import gc
 
     assert gc.get_freeze_count() == 0 and gc.isenabled()  # frozen only while training, paused only while building
+
+
+def test_base_weights_of_other_classes_are_refused_before_training(prefect_server, monkeypatch, tmp_path):
+    from yolo_retrain.model_classes import ClassMismatch
+    from yolo_retrain.synthetic import untrained_weights
+
+    other = untrained_weights(tmp_path / "pets.pt", ["cat", "dog"])  # two classes, as the project: ids would fit
+    settings, corrections = _fresh_home(monkeypatch, tmp_path, base_model=other)
+    client = tracking.client_for(settings)
+    experiment_id = tracking.create_experiment(client, settings)
+
+    with pytest.raises(ClassMismatch, match=r"the model's classes \['cat', 'dog'\] differ from the project's"):
+        retrain(trigger="manual")
+
+    (run,) = client.search_runs([experiment_id])
+    assert run.info.status == "FAILED" and "['square', 'circle']" in run.data.tags["failure_reason"]
+    assert "train/box_loss" not in run.data.metrics  # refused before the first epoch
+    assert _pending(settings) == len(corrections)
+    assert client.search_model_versions(f"name = '{settings.model_name}'") == []
+
+
+@pytest.mark.e2e
+def test_a_champion_of_other_classes_is_refused_before_it_is_evaluated_or_trained(
+    in_world, world_copy, monkeypatch, tmp_path
+):
+    import yaml
+
+    from yolo_retrain.model_classes import ClassMismatch
+
+    base = yaml.safe_load(in_world.settings.base_data.read_text())
+    swapped = tmp_path / "swapped.yaml"  # the same data, the classes listed in the other order
+    swapped.write_text(yaml.safe_dump({**base, "names": ["circle", "square"]}))
+    settings = use_home(
+        monkeypatch, world_copy.home, artifact_location=world_copy.artifact_location, base_data=swapped, **TINY
+    )
+    client = tracking.client_for(settings)
+    experiment_id = tracking.resolve_experiment(client, settings)
+    runs_before = {r.info.run_id for r in client.search_runs([experiment_id])}
+    versions = len(client.search_model_versions(f"name = '{settings.model_name}'"))
+    champion = registry.version_by_alias(client, settings.model_name, "champion").version
+
+    with pytest.raises(ClassMismatch, match="same names, another order"):
+        retrain(trigger="manual", force=True)
+
+    (run,) = [r for r in client.search_runs([experiment_id]) if r.info.run_id not in runs_before]
+    assert run.info.status == "FAILED"
+    assert "differ from the project's ['circle', 'square']" in run.data.tags["failure_reason"]
+    assert not [m for m in run.data.metrics if m.startswith(("pre_", "train/", "post_"))]  # no figure, no epoch
+    assert len(client.search_model_versions(f"name = '{settings.model_name}'")) == versions
+    assert registry.version_by_alias(client, settings.model_name, "champion").version == champion

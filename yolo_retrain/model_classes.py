@@ -1,6 +1,7 @@
 """The class contract's other half: a model's ``model.names`` must equal the project's classes (the base data.yaml's
 names, in order). A model trained on other classes, or the same ones in another order, would be promoted and
-trained on with every id meaning something else; ``init --weights``, ``doctor`` and ``verify`` refuse it here.
+trained on with every id meaning something else; ``init --weights``, ``doctor``, ``verify`` and every training or
+evaluation of a retrain (``training.py``) refuse it here.
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ def model_class_names(weights: Path) -> list[str]:
 def check_model_classes(weights: Path, project_names: list[str], project_source: str) -> list[str]:
     """The weights' class names if they equal ``project_names`` (same names, same order); ClassMismatch naming
     both lists otherwise."""
-    names = model_class_names(weights)
+    return require_same_classes(model_class_names(weights), weights, project_names, project_source)
+
+
+def require_same_classes(
+    names: list[str], weights: Path | str, project_names: list[str], project_source: str
+) -> list[str]:
+    """``names`` (a model's, read from ``weights``) if they equal ``project_names``; ClassMismatch otherwise."""
     if names != list(project_names):
         same_set = sorted(names) == sorted(project_names)
         raise ClassMismatch(

@@ -15,7 +15,9 @@ from pathlib import Path
 from yolo_retrain import console
 from yolo_retrain.callbacks import console_progress, mlflow_run
 from yolo_retrain.config import Settings
+from yolo_retrain.data_yaml import class_names, read_class_names
 from yolo_retrain.metrics import EvalMetrics
+from yolo_retrain.model_classes import require_same_classes
 from yolo_retrain.train_output import TrainOutput
 
 Hooks = dict[str, Callable]
@@ -23,17 +25,32 @@ LOG_NAME = "train.log"
 
 # Our own MLflow callback logs into the retrain's run by id; Ultralytics' would open runs and experiments of
 # its own. No analytics either: retrains make no network call.
-_ULTRALYTICS_SETTINGS = {"mlflow": False, "sync": False, "clearml": False, "comet": False, "dvc": False, "raytune": False, "wandb": False}
+_ULTRALYTICS_SETTINGS = {
+    "mlflow": False,
+    "sync": False,
+    "clearml": False,
+    "comet": False,
+    "dvc": False,
+    "raytune": False,
+    "wandb": False,
+}
 
 
-def _yolo(weights: str | Path):
-    """An Ultralytics model, with its integrations switched off in its settings file first (written once)."""
+def _yolo(weights: str | Path, data_yaml: Path | None = None):
+    """An Ultralytics model, with its integrations switched off in its settings file first (written once).
+
+    Weights (not a model YAML) for ``data_yaml`` must have its classes, in its order: Ultralytics would train and
+    validate them by position, every class id meaning another class (ClassMismatch names both lists)."""
     from ultralytics import YOLO
     from ultralytics.utils import SETTINGS
 
     if any(SETTINGS.get(key) != value for key, value in _ULTRALYTICS_SETTINGS.items()):
         SETTINGS.update(_ULTRALYTICS_SETTINGS)
-    return YOLO(str(weights))
+    model = YOLO(str(weights))
+    if data_yaml is not None and not str(weights).endswith((".yaml", ".yml")):
+        names = class_names(model.names, f"weights {weights}")
+        require_same_classes(names, weights, read_class_names(data_yaml, "dataset"), f"dataset {data_yaml}")
+    return model
 
 
 def log_path(settings: Settings, run_id: str) -> Path:
@@ -86,7 +103,7 @@ def train(
     """
     total = epochs or settings.epochs
     with console.stage("training", total=total) as bar, console.library_output(log_file):
-        model = _yolo(start_weights)  # inside: a first import of Ultralytics prints about its settings file
+        model = _yolo(start_weights, data_yaml)  # inside: a first import of Ultralytics prints about its settings file
         _add_hooks(model, [*hooks, console_progress.training(bar)])
         if run_id is not None:
             _add_hooks(model, [mlflow_run.callbacks(settings.tracking_uri, run_id)])
@@ -131,12 +148,18 @@ def evaluate(
 ) -> EvalMetrics:
     """Validate ``weights`` on the dataset's val split (the holdout); the same call for champion and candidate."""
     with console.stage(label) as bar, console.library_output(log_file):
-        model = _yolo(weights)
+        model = _yolo(weights, data_yaml)
         _add_hooks(model, [console_progress.validation(bar)])
-        results = model.val(data=str(data_yaml), split="val", name=name, plots=False, **_common_args(settings, imgsz, batch))
+        results = model.val(
+            data=str(data_yaml), split="val", name=name, plots=False, **_common_args(settings, imgsz, batch)
+        )
     box = results.box
     names = results.names
     per_class = {names[int(c)]: float(ap) for c, ap in zip(box.ap_class_index, box.ap)}
     return EvalMetrics(
-        map50=float(box.map50), map50_95=float(box.map), precision=float(box.mp), recall=float(box.mr), per_class_ap=per_class
+        map50=float(box.map50),
+        map50_95=float(box.map),
+        precision=float(box.mp),
+        recall=float(box.mr),
+        per_class_ap=per_class,
     )
