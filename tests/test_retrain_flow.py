@@ -257,22 +257,32 @@ def test_base_weights_of_other_classes_are_refused_before_training(prefect_serve
 
 
 @pytest.mark.e2e
-def test_a_champion_of_other_classes_is_refused_before_it_is_evaluated_or_trained(
+def test_classes_in_another_order_are_refused_by_the_store_and_in_the_champion_before_any_training(
     in_world, world_copy, monkeypatch, tmp_path
 ):
     import yaml
 
     from yolo_retrain.model_classes import ClassMismatch
+    from yolo_retrain.store import ClassContractChanged
 
     base = yaml.safe_load(in_world.settings.base_data.read_text())
     swapped = tmp_path / "swapped.yaml"  # the same data, the classes listed in the other order
     swapped.write_text(yaml.safe_dump({**base, "names": ["circle", "square"]}))
-    settings = use_home(
-        monkeypatch, world_copy.home, artifact_location=world_copy.artifact_location, base_data=swapped, **TINY
-    )
-    client = tracking.client_for(settings)
-    experiment_id = tracking.resolve_experiment(client, settings)
+    # the world's correction store refuses the new order (its labels' ids mean the old one), before any run
+    use_home(monkeypatch, world_copy.home, artifact_location=world_copy.artifact_location, base_data=swapped, **TINY)
+    client = tracking.client_for(world_copy)
+    experiment_id = tracking.resolve_experiment(client, world_copy)
     runs_before = {r.info.run_id for r in client.search_runs([experiment_id])}
+    with pytest.raises(ClassContractChanged, match=r"classes \['circle', 'square'\] are not \['square', 'circle'\]"):
+        retrain(trigger="manual", force=True)
+    assert {r.info.run_id for r in client.search_runs([experiment_id])} == runs_before
+
+    # a new correction store for the new classes: the champion is refused
+    new_store = f"sqlite:///{tmp_path / 'corrections.db'}"
+    settings = use_home(
+        monkeypatch, world_copy.home, artifact_location=world_copy.artifact_location, base_data=swapped,
+        corrections_db_url=new_store, **TINY,
+    )  # fmt: skip
     versions = len(client.search_model_versions(f"name = '{settings.model_name}'"))
     champion = registry.version_by_alias(client, settings.model_name, "champion").version
 

@@ -191,7 +191,13 @@ def test_list_stats_and_filters(store: CorrectionStore) -> None:
     store.claim("run-1", limit=1)
     assert [c.id for c in store.list(status="claimed")] == ids[:1]
     assert store.stats() == {
-        "pending": 3, "claimed": 1, "accepted": 0, "rejected": 0, "superseded": 0, "dropped": 0, "total": 4
+        "pending": 3,
+        "claimed": 1,
+        "accepted": 0,
+        "rejected": 0,
+        "superseded": 0,
+        "dropped": 0,
+        "total": 4,
     }
     with pytest.raises(InvalidInput, match="unknown status 'done'"):
         store.list(status="done")
@@ -225,7 +231,13 @@ def test_claim_release_apply_lifecycle(store: CorrectionStore) -> None:
     assert all(c.applied_at and c.applied_at.tzinfo for c in accepted)
     assert {c.status_reason for c in accepted} == {"gate promoted v7: better"}
     assert store.stats() == {
-        "pending": 0, "claimed": 1, "accepted": 2, "rejected": 0, "superseded": 0, "dropped": 0, "total": 3
+        "pending": 0,
+        "claimed": 1,
+        "accepted": 2,
+        "rejected": 0,
+        "superseded": 0,
+        "dropped": 0,
+        "total": 3,
     }
 
 
@@ -381,7 +393,20 @@ def test_cli_add_list_stats(cli_env: Settings, tmp_path: Path) -> None:
     result = runner.invoke(cli.app, ["stats"])
     assert result.exit_code == 0
     assert result.output.split() == [
-        "pending", "3", "claimed", "0", "accepted", "0", "rejected", "0", "superseded", "0", "dropped", "0", "total", "3"
+        "pending",
+        "3",
+        "claimed",
+        "0",
+        "accepted",
+        "0",
+        "rejected",
+        "0",
+        "superseded",
+        "0",
+        "dropped",
+        "0",
+        "total",
+        "3",
     ]
 
 
@@ -399,3 +424,24 @@ def test_cli_errors_exit_2(cli_env: Settings, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "already stored" in result.stderr
 
     assert runner.invoke(cli.app, ["list", "--status", "bogus"]).exit_code == 2
+
+
+def test_the_class_names_the_stored_ids_mean_are_recorded_and_may_only_grow_at_the_end(tmp_path: Path) -> None:
+    from yolo_retrain.store import ClassContractChanged
+
+    url, blobs = f"sqlite:///{tmp_path / 'corrections.db'}", tmp_path / "blobs"
+    with CorrectionStore(url, blobs, ["square", "circle"]) as store:
+        kept = store.add(image_bytes(1), BOX, image_name="1.png")
+    for changed in (["circle", "square"], ["square", "disc"], ["circle"], ["triangle", "square", "circle"]):
+        with pytest.raises(ClassContractChanged) as refused:
+            CorrectionStore(url, blobs, changed)
+        message = str(refused.value)
+        assert f"classes {changed} are not ['square', 'circle']" in message
+        assert "corrections.db" in message and "added at the end" in message
+    # nothing was changed by the refusals: the record and the correction are as they were
+    with CorrectionStore(url, blobs, ["square", "circle"]) as store:
+        assert store.get(kept.id) == kept
+    with CorrectionStore(url, blobs, ["square", "circle", "triangle"]) as store:  # a class added at the end
+        assert store.get(kept.id) == kept  # its id 0 still means square
+    with pytest.raises(ClassContractChanged, match=r"are not \['square', 'circle', 'triangle'\]"):
+        CorrectionStore(url, blobs, ["square", "circle"])  # the recorded contract grew with it

@@ -77,6 +77,10 @@ class CorrectionStoreBusy(TransientError):
     """
 
 
+class ClassContractChanged(InvalidInput):
+    """The base data.yaml's class names are not those the stored labels' class ids mean."""
+
+
 class _UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
 
@@ -133,6 +137,16 @@ class _Flag(_Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[bool]
+
+
+class _ProjectClasses(_Base):
+    """The class names the stored labels' ids mean (one row), recorded on the store's first open."""
+
+    __tablename__ = "project_classes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    names: Mapped[str] = mapped_column(Text)  # JSON list, in id order
+    recorded_at: Mapped[datetime] = mapped_column(_UTCDateTime)
 
 
 THRESHOLD_ARMED = "threshold_armed"
@@ -326,6 +340,34 @@ class CorrectionStore:
         with self._busy("open the store"):
             migrations.upgrade(self._engine, self._writer)
             self._create_flag(THRESHOLD_ARMED, True)
+            self._check_class_contract()
+
+    def _check_class_contract(self) -> None:
+        """Labels are stored as class ids, so the project's classes may only grow at the end: in another order, or
+        with a class renamed, every stored id would silently mean another class. The names are recorded on the
+        first open; later opens with other names are refused (ClassContractChanged, nothing written)."""
+        with Session(self._engine) as session:
+            row = session.get(_ProjectClasses, 1)
+            recorded = None if row is None else json.loads(row.names)
+        if recorded == self.class_names:
+            return  # the usual case: one indexed read
+        if recorded is not None and self.class_names[: len(recorded)] != recorded:
+            database = self._engine.url.database or self._engine.url.render_as_string(hide_password=True)
+            raise ClassContractChanged(
+                f"the base data.yaml's classes {self.class_names} are not {recorded}, the classes the corrections in "
+                f"{database} were stored with (their labels' class ids mean those, in that order; new classes may "
+                "only be added at the end). Restore the names in the base data.yaml, or use a new correction store "
+                "for the new classes (YOLO_RETRAIN_CORRECTIONS_DB_URL)"
+            )
+        try:
+            with Session(self._writer) as session, session.begin():
+                current = session.get(_ProjectClasses, 1)
+                if current is None:
+                    session.add(_ProjectClasses(id=1, names=json.dumps(self.class_names), recorded_at=datetime.now(timezone.utc)))
+                elif json.loads(current.names) == recorded:  # unchanged since read: classes appended at the end
+                    current.names, current.recorded_at = json.dumps(self.class_names), datetime.now(timezone.utc)
+        except IntegrityError:
+            pass  # a concurrent first open recorded them; the next open checks against its record
 
     def _create_flag(self, name: str, value: bool) -> None:
         """Insert the flag row once; a concurrent opener inserting it first is fine."""
@@ -877,4 +919,4 @@ def _make_engine(url: str) -> tuple[Engine, float]:
     return engine, busy_s
 
 
-__all__ = ["STATUSES", "AcceptedCorrection", "Correction", "CorrectionStore", "CorrectionDiff", "CorrectionStoreBusy", "Status", "Submission", "TrainingCorrections"]
+__all__ = ["STATUSES", "AcceptedCorrection", "Correction", "ClassContractChanged", "CorrectionStore", "CorrectionDiff", "CorrectionStoreBusy", "Status", "Submission", "TrainingCorrections"]
