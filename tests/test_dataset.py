@@ -335,3 +335,15 @@ def test_ultralytics_reads_corrected_labels(base: Path, tmp_path: Path) -> None:
     fixed = "1 0.25 0.25 0.1 0.1\n1 0.75 0.75 0.1 0.1\n"
     labels = train_labels(build_dataset(base, [Corr("c1", sha, str(image), fixed, T0)], out))
     assert labels[image] == [1, 1] and len(labels) == 4
+
+
+def test_a_base_label_file_over_the_limit_is_refused_naming_it(base: Path, tmp_path: Path) -> None:
+    from yolo_retrain.labels import MAX_LABEL_BYTES
+
+    huge = base.parent / "labels" / "train" / "img1.txt"
+    with open(huge, "r+b") as f:
+        f.truncate(MAX_LABEL_BYTES + 1)  # sparse: refused from its size, never read
+    with pytest.raises(InvalidInput, match="base label file too large") as err:
+        build_dataset(base, [], tmp_path / "out")
+    assert str(huge) in str(err.value)
+    assert not [p for p in (tmp_path / "out").iterdir() if p.is_dir()]  # no dataset folder, nothing placed

@@ -14,6 +14,8 @@ from yolo_retrain.data_yaml import is_image
 from yolo_retrain.dataset.base import SPLITS, BaseDataset
 from yolo_retrain.dataset.hash_cache import BaseFile, count_boxes
 from yolo_retrain.errors import InvalidInput
+from yolo_retrain.files import read_bounded
+from yolo_retrain.labels import MAX_LABEL_BYTES
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -52,8 +54,7 @@ class Entry(NamedTuple):
             return self.label_text
         if self.label_path is None:
             return b""
-        with open(self.label_path, "rb") as f:
-            return f.read()
+        return read_bounded(self.label_path, MAX_LABEL_BYTES, "base label file")
 
 
 class AppliedCorrection(NamedTuple):

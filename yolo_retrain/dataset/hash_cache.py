@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import NamedTuple, Self
 
 from yolo_retrain.dataset.base import BaseImage
+from yolo_retrain.errors import InvalidInput
 from yolo_retrain.hashing import file_sha256
+from yolo_retrain.labels import MAX_LABEL_BYTES
 
 HASH_CACHE_NAME = "hash_cache.sqlite"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -128,10 +130,20 @@ def _fresh_row(stale: _Stale) -> BaseFile:
     if cached is not None and (cached.label_size, cached.label_mtime_ns) == (lst.st_size, lst.st_mtime_ns):
         label_sha, boxes = cached.label_sha256, cached.boxes
     else:
-        with open(item.label, "rb") as f:
-            data = f.read()
+        data = _read_label(item.label, lst)
         label_sha, boxes = hashlib.sha256(data).hexdigest(), count_boxes(data)
     return BaseFile(item.image, st.st_size, st.st_mtime_ns, image_sha, lst.st_size, lst.st_mtime_ns, label_sha, boxes)
+
+
+def _read_label(path: str, lst: os.stat_result) -> bytes:
+    """A base label file, read up to its limit + 1 byte (what ``os.stat`` said is checked first: no extra call)."""
+    if lst.st_size > MAX_LABEL_BYTES:
+        raise InvalidInput(f"{path}: base label file too large (over the limit of {MAX_LABEL_BYTES} bytes)")
+    with open(path, "rb") as f:
+        data = f.read(MAX_LABEL_BYTES + 1)
+    if len(data) > MAX_LABEL_BYTES:  # grew since the stat
+        raise InvalidInput(f"{path}: base label file too large (over the limit of {MAX_LABEL_BYTES} bytes)")
+    return data
 
 
 def count_boxes(label: bytes) -> int:
