@@ -97,7 +97,7 @@ def main() -> None:
     try:
         scale.generate(work, args.images, args.corrections, 0)
         started = time.perf_counter()
-        cold = _run(ROOT, work, _batch(work, 0, 0), "after")  # hash cache and corrected shards, untimed for A/B
+        cold = _run(ROOT, work, _batch(work, 0, 0), "after")  # hash cache and corrected store, untimed for A/B
         print(f"cold build {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
         pairs = []
         for i in range(args.repeats):
