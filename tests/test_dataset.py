@@ -13,7 +13,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from yolo_retrain.dataset import BuiltDataset, build_dataset, load_base_dataset
+from yolo_retrain.dataset import MANIFEST_FIELDS, BuiltDataset, build_dataset, load_base_dataset
 from yolo_retrain.errors import InvalidInput
 from yolo_retrain.hashing import file_sha256
 
@@ -160,6 +160,7 @@ def test_manifest_lines_are_the_entries(tmp_path: Path) -> None:
     built = build_dataset(data, [new_correction(tmp_path / "blobs", 40, 'c"1')], tmp_path / "out")
     manifest = json.loads(built.manifest_path.read_text(encoding="utf-8"))
     assert len(built.manifest_path.read_text(encoding="utf-8").splitlines()) == len(manifest) + 2  # one per line
+    assert all(tuple(e) == MANIFEST_FIELDS for e in manifest)  # the fields (and order) MLflow's dataset schema states
     by_name = {e["image"]: e for e in manifest}
     assert by_name['a "b".png']["source_image"] == str(weird)
     assert [e["correction_id"] for e in manifest if e["label_source"] == "correction"] == ['c"1']

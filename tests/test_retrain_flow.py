@@ -55,6 +55,12 @@ def test_retrain_run_is_fully_recorded(in_world):
 
     (dataset_input,) = run.inputs.dataset_inputs
     assert dataset_input.dataset.digest == in_world.report.dataset_digest[: tracking.MLFLOW_DIGEST_LENGTH]
+    # the manifest as a table: its columns and its number of rows (one per image)
+    manifest = json.loads(Path(in_world.client.download_artifacts(run.info.run_id, "dataset/manifest.json")).read_text())
+    columns = json.loads(dataset_input.dataset.schema)["mlflow_colspec"]
+    assert [c["name"] for c in columns] == list(manifest[0]) and {c["type"] for c in columns} == {"string"}
+    assert json.loads(dataset_input.dataset.profile)["num_rows"] == len(manifest)
+    assert dataset_input.dataset.source_type == "local"
 
     metrics = run.data.metrics
     for prefix in ("pre", "post"):

@@ -231,18 +231,25 @@ def log_json(client: MlflowClient, run_id: str, payload: Any, name: str, artifac
         client.log_artifact(run_id, str(path), artifact_path)
 
 
-def log_dataset_input(
-    client: MlflowClient, run_id: str, manifest_rows: list[dict], digest: str, source: str, name: str
-) -> None:
-    """Record the exact dataset as an MLflow dataset input: the manifest as a table, with the content digest."""
-    import pandas as pd
+def log_dataset_input(client: MlflowClient, run_id: str, rows: int, digest: str, source: str, name: str) -> None:
+    """Record the exact dataset as an MLflow dataset input: the manifest as a table (its schema and size), with the
+    content digest. The schema is stated, not inferred: MLflow's inference from a DataFrame looks at every cell,
+    3.5 s a retrain at 105 000 images, for a schema that never changes."""
+    from mlflow.entities import Dataset
+    from mlflow.types import ColSpec, Schema
 
-    dataset = mlflow.data.from_pandas(
-        pd.DataFrame(manifest_rows), source=source, name=name, digest=digest[:MLFLOW_DIGEST_LENGTH]
+    from yolo_retrain.dataset import MANIFEST_FIELDS
+
+    schema = Schema([ColSpec("string", field, required=field != "correction_id") for field in MANIFEST_FIELDS])
+    dataset = Dataset(
+        name=name,
+        digest=digest[:MLFLOW_DIGEST_LENGTH],
+        source_type="local",
+        source=json.dumps({"uri": source}),
+        schema=json.dumps({"mlflow_colspec": schema.to_dict()}),
+        profile=json.dumps({"num_rows": rows, "num_elements": rows * len(MANIFEST_FIELDS)}),
     )
-    client.log_inputs(
-        run_id, [DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])]
-    )
+    client.log_inputs(run_id, [DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")])])
 
 
 def end_run(client: MlflowClient, run_id: str, status: str, reason: str | None = None) -> None:
@@ -258,8 +265,8 @@ def log_dataset(client: MlflowClient, run_id: str, dataset: BuiltDataset) -> Non
     log_json(client, run_id, dataset.metadata(), "retraining_dataset_metadata.json", "dataset")
     client.log_artifact(run_id, str(dataset.data_yaml), "dataset")
     client.log_artifact(run_id, str(dataset.manifest_path), "dataset")
-    manifest = json.loads(dataset.manifest_path.read_text())
-    log_dataset_input(client, run_id, manifest, dataset.digest, str(dataset.root), DatasetRef.of(dataset.digest).name)
+    rows = dataset.counts["train_images"] + dataset.counts["val_images"]  # one manifest entry per image
+    log_dataset_input(client, run_id, rows, dataset.digest, str(dataset.root), DatasetRef.of(dataset.digest).name)
     set_tags(client, run_id, {"dataset_digest": dataset.digest})
     log_params(client, run_id, {"dataset_digest": dataset.digest, **{f"dataset_{k}": v for k, v in dataset.counts.items()}})
 

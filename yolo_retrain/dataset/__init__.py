@@ -33,11 +33,12 @@ from yolo_retrain.dataset.assembly import CorrectionLike
 from yolo_retrain.dataset.base import SPLITS, BaseDataset, BaseImage, load_base_dataset
 from yolo_retrain.dataset.build import BuiltDataset, build_dataset
 from yolo_retrain.dataset.hash_cache import HASH_CACHE_NAME
-from yolo_retrain.dataset.placement import CORRECTED_DIR
+from yolo_retrain.dataset.placement import CORRECTED_DIR, MANIFEST_FIELDS
 
 __all__ = [
     "CORRECTED_DIR",
     "HASH_CACHE_NAME",
+    "MANIFEST_FIELDS",
     "SPLITS",
     "BaseDataset",
     "BaseImage",

@@ -16,6 +16,10 @@ from yolo_retrain.data_yaml import label_path
 from yolo_retrain.dataset.assembly import Entry
 
 CORRECTED_DIR = "corrected"
+# The fields of each manifest entry, in order (``manifest_text``); all strings, correction_id null for base labels.
+MANIFEST_FIELDS = (
+    "split", "image", "source_image", "image_sha256", "label_sha256", "label_source", "correction_id", "path",
+)  # fmt: skip
 
 
 class Placement(NamedTuple):
