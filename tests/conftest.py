@@ -22,6 +22,9 @@ from yolo_retrain import tracking  # noqa: E402
 from yolo_retrain.config import PROJECT_ROOT, Settings, configure_environment, get_settings  # noqa: E402
 
 configure_environment()  # what every entry point does first; tests are one
+from yolo_retrain.store import Correction, CorrectionStore  # noqa: E402
+from yolo_retrain.summary import RetrainReport  # noqa: E402
+from yolo_retrain.synthetic import SyntheticDataset, make_dataset  # noqa: E402
 
 # A Prefect database migrated once (`make test` makes it): a server started on a copy of it is up in ~5 s, where a
 # new database costs ~15 s of migrations. Without it a server migrates its database as usual.
@@ -38,9 +41,7 @@ def seed_prefect_database(database: Path) -> Path:
 
 # The subprocesses tests start (the CLI, with Prefect's temporary server) share this worker's PREFECT_HOME.
 seed_prefect_database(Path(os.environ["PREFECT_HOME"]) / "prefect.db")
-from yolo_retrain.store import Correction, CorrectionStore  # noqa: E402
-from yolo_retrain.summary import RetrainReport  # noqa: E402
-from yolo_retrain.synthetic import SyntheticDataset, make_dataset  # noqa: E402
+
 
 # `make test` runs two pytest-xdist workers (`-n 2 --dist loadscope`) with the scheduler below: one unit of work per
 # test module, except that the modules using the shared trained world form one unit, so it is trained once.

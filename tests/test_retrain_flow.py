@@ -297,7 +297,9 @@ def test_classes_in_another_order_are_refused_by_the_store_and_in_the_champion_b
 
     (run,) = [r for r in client.search_runs([experiment_id]) if r.info.run_id not in runs_before]
     assert run.info.status == "FAILED"
-    assert "differ from the project's ['circle', 'square']" in run.data.tags["failure_reason"]
+    reason = run.data.tags["failure_reason"]
+    assert "differ from the project's ['circle', 'square']" in reason
+    assert "a new YOLO_RETRAIN_MODEL_NAME, then `yolo-retrain init`" in reason  # init alone keeps the champion
     assert not [m for m in run.data.metrics if m.startswith(("pre_", "train/", "post_"))]  # no figure, no epoch
     assert len(client.search_model_versions(f"name = '{settings.model_name}'")) == versions
     assert registry.version_by_alias(client, settings.model_name, "champion").version == champion

@@ -35,8 +35,19 @@ def check_model_classes(weights: Path, project_names: list[str], project_source:
     return require_same_classes(model_class_names(weights), weights, project_names, project_source)
 
 
+# What to do about weights of other classes, where they are offered (``init --weights``) and where a retrain meets
+# them (the champion, or ``base_model`` weights): init has an experiment to fill, a retrain a registered model.
+FIX_OFFERED = (
+    "Use weights trained on the project's classes, or train a baseline (`yolo-retrain init` without --weights)"
+)
+FIX_IN_RETRAIN = (
+    "Restore the base data.yaml's names, or start a registered model for these classes "
+    "(a new YOLO_RETRAIN_MODEL_NAME, then `yolo-retrain init` trains its baseline)"
+)
+
+
 def require_same_classes(
-    names: list[str], weights: Path | str, project_names: list[str], project_source: str
+    names: list[str], weights: Path | str, project_names: list[str], project_source: str, fix: str = FIX_OFFERED
 ) -> list[str]:
     """``names`` (a model's, read from ``weights``) if they equal ``project_names``; ClassMismatch otherwise."""
     if names != list(project_names):
@@ -44,7 +55,6 @@ def require_same_classes(
         raise ClassMismatch(
             f"{weights}: the model's classes {names} differ from the project's {list(project_names)} "
             f"({project_source}){' (same names, another order)' if same_set else ''}: its class ids would mean "
-            "other classes. Use weights trained on the project's classes, or train a baseline (`yolo-retrain init` "
-            "without --weights)"
+            f"other classes. {fix}"
         )
     return names

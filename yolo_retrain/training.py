@@ -17,7 +17,7 @@ from yolo_retrain.callbacks import console_progress, mlflow_run
 from yolo_retrain.config import Settings
 from yolo_retrain.data_yaml import class_names, read_class_names
 from yolo_retrain.metrics import EvalMetrics
-from yolo_retrain.model_classes import require_same_classes
+from yolo_retrain.model_classes import FIX_IN_RETRAIN, require_same_classes
 from yolo_retrain.train_output import TrainOutput
 
 Hooks = dict[str, Callable]
@@ -49,7 +49,8 @@ def _yolo(weights: str | Path, data_yaml: Path | None = None):
     model = YOLO(str(weights))
     if data_yaml is not None and not str(weights).endswith((".yaml", ".yml")):
         names = class_names(model.names, f"weights {weights}")
-        require_same_classes(names, weights, read_class_names(data_yaml, "dataset"), f"dataset {data_yaml}")
+        project = read_class_names(data_yaml, "dataset")
+        require_same_classes(names, weights, project, f"dataset {data_yaml}", fix=FIX_IN_RETRAIN)
     return model
 
 
