@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from flows.retrain import retrain
 from yolo_retrain import registry, tracking
 from yolo_retrain.cli import app
 from yolo_retrain.config import Settings
+from yolo_retrain.data_yaml import label_path
 from yolo_retrain.errors import TrackingSetupError
 from yolo_retrain.hashing import file_sha256
 from yolo_retrain.metrics import EvalMetrics
@@ -131,10 +133,19 @@ def test_local_model_file_matches_the_registry_and_validates(in_world, tmp_path)
     assert file_sha256(path) == version.tags["weights_sha256"]
     # validated again by Ultralytics on the run's holdout, the file scores what the registry recorded for it
     holdout = settings.datasets_dir / in_world.report.dataset_digest[:16] / "data.yaml"
-    box = YOLO(str(path)).val(
+    results = YOLO(str(path)).val(
         data=str(holdout), split="val", imgsz=settings.imgsz, batch=settings.batch, device=settings.device,
         project=str(tmp_path), plots=False, verbose=False,
-    ).box  # fmt: skip
+    )  # fmt: skip
+    box = results.box
+    # it read this run's holdout: every box of the label files val.txt lists, per class (the 1-epoch model's
+    # figures are all 0, so the figures alone would not tell one holdout from another)
+    boxes = Counter()
+    for image in (holdout.parent / "val.txt").read_text().split():
+        lines = Path(label_path(image)).read_text().splitlines()
+        boxes.update(int(line.split()[0]) for line in lines if line.strip())
+    assert sum(boxes.values()) > 0
+    assert results.nt_per_class.tolist() == [boxes[i] for i in range(len(results.names))]
     recorded = EvalMetrics.from_mlflow("post", registry.model_metrics(in_world.client, version))
     assert recorded is not None and recorded == in_world.report.post
     assert (box.map, box.map50, box.mp, box.mr) == pytest.approx(
