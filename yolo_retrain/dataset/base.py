@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,10 +20,6 @@ class BaseImage(NamedTuple):
     image: str
     name: str  # the image's file name
     label: str | None
-
-
-# A BaseImage from a tuple without a Python-level call (100 000 images per build).
-_new_base_image = partial(tuple.__new__, BaseImage)
 
 
 @dataclass(frozen=True)
@@ -56,7 +51,7 @@ def load_base_dataset(base_data: Path) -> BaseDataset:
                 label_folder = label_path(image).rpartition("/")[0]
                 labels = label_files[folder] = (f"{label_folder}/", _files_in(label_folder))
             label = f"{name.rpartition('.')[0]}.txt"
-            images.append(_new_base_image((split, image, name, labels[0] + label if label in labels[1] else None)))
+            images.append(BaseImage(split, image, name, labels[0] + label if label in labels[1] else None))
     return BaseDataset(data.path, data.names, images)
 
 
