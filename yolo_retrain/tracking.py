@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
+from mlflow.types import ColSpec, Schema
 
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import TrackingSetupError
@@ -235,10 +236,7 @@ def log_dataset_input(client: MlflowClient, run_id: str, rows: int, digest: str,
     """Record the exact dataset as an MLflow dataset input: the manifest as a table (its schema and size), with the
     content digest. The schema is stated, not inferred: MLflow's inference from a DataFrame looks at every cell,
     3.5 s a retrain at 105 000 images, for a schema that never changes."""
-    from mlflow.entities import Dataset
-    from mlflow.types import ColSpec, Schema
-
-    from yolo_retrain.dataset import MANIFEST_FIELDS
+    from yolo_retrain.dataset import MANIFEST_FIELDS  # here: the dataset package is not needed to read runs
 
     schema = Schema([ColSpec("string", field, required=field != "correction_id") for field in MANIFEST_FIELDS])
     dataset = Dataset(
