@@ -362,10 +362,11 @@ class CorrectionStore:
         try:
             with Session(self._writer) as session, session.begin():
                 current = session.get(_ProjectClasses, 1)
+                names, now = json.dumps(self.class_names), datetime.now(timezone.utc)
                 if current is None:
-                    session.add(_ProjectClasses(id=1, names=json.dumps(self.class_names), recorded_at=datetime.now(timezone.utc)))
+                    session.add(_ProjectClasses(id=1, names=names, recorded_at=now))
                 elif json.loads(current.names) == recorded:  # unchanged since read: classes appended at the end
-                    current.names, current.recorded_at = json.dumps(self.class_names), datetime.now(timezone.utc)
+                    current.names, current.recorded_at = names, now
         except IntegrityError:
             pass  # a concurrent first open recorded them; the next open checks against its record
 
