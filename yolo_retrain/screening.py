@@ -1,0 +1,136 @@
+"""Each correction judged as data before it is accepted, from what the champion and the candidate see at its boxes.
+
+The champion was not trained on the batch: where it confidently sees another class than the label says, the label
+is in doubt (it may also be the very mistake the correction fixes). The candidate was trained on the batch and on
+everything accepted before: a right label agrees with the rest of the data, so the candidate learns it and confirms
+it; a wrong one contradicts the rest, and the candidate keeps seeing the other class there. So a box is suspicious
+when
+
+- the candidate, trained on it, still sees another class there (``other >= confidence`` and above the label's
+  class by ``margin``), or
+- the champion sees another class there the same way, and the candidate does not confirm the label (the label's
+  class at ``confidence`` and above every other by ``margin``).
+
+A correction with a suspicious box is held as ``suspicious``, with each such box's reason (which model sees which
+class, at what confidence); boxes neither model predicts give no evidence (a missed object added, a false one
+removed). The thresholds are settings; ``bench/screening.py`` measures them on the demo's data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ScreeningRule:
+    confidence: float = 0.5  # a model "sees" a class at a box from this confidence up
+    margin: float = 0.2  # ... and only above the other classes by this much
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One correction's screening result; ``reasons`` name each suspicious box."""
+
+    correction_id: str
+    suspicious: bool
+    reasons: tuple[str, ...] = ()
+    boxes: int = 0
+
+    def reason(self) -> str:
+        return "; ".join(self.reasons)
+
+
+def _sees_other(conf: np.ndarray, label: int, rule: ScreeningRule) -> tuple[int, float] | None:
+    """(class, confidence) of another class the model sees at the box, if it clearly does."""
+    others = conf.copy()
+    others[label] = -1.0
+    other = int(np.argmax(others))
+    if others[other] >= rule.confidence and others[other] - conf[label] >= rule.margin:
+        return other, float(others[other])
+    return None
+
+
+def _confirms(conf: np.ndarray, label: int, rule: ScreeningRule) -> bool:
+    others = np.delete(conf, label)
+    return conf[label] >= rule.confidence and conf[label] - (others.max() if len(others) else 0.0) >= rule.margin
+
+
+def screen_box(label: int, champion: np.ndarray | None, candidate: np.ndarray, names: list[str], rule: ScreeningRule) -> str | None:
+    """Why the box labelled ``label`` is suspicious, or None. ``champion`` is None before the first champion."""
+    seen = _sees_other(candidate, label, rule)
+    if seen is not None:
+        return f"{names[label]!r} box: the candidate (trained on it) sees {names[seen[0]]!r} ({seen[1]:.2f}; {names[label]!r} {candidate[label]:.2f})"
+    if champion is not None and not _confirms(candidate, label, rule):
+        seen = _sees_other(champion, label, rule)
+        if seen is not None:
+            return (
+                f"{names[label]!r} box: the champion sees {names[seen[0]]!r} ({seen[1]:.2f}; {names[label]!r} {champion[label]:.2f}),"
+                f" the candidate does not confirm {names[label]!r} ({candidate[label]:.2f})"
+            )
+    return None
+
+
+def screen(
+    labels: Mapping[str, np.ndarray],
+    champion: Mapping[str, np.ndarray] | None,
+    candidate: Mapping[str, np.ndarray],
+    names: list[str],
+    rule: ScreeningRule,
+) -> list[Verdict]:
+    """A verdict per correction from its labels (boxes, 5) and each model's (boxes, classes) confidences there."""
+    verdicts = []
+    for key, boxes in labels.items():
+        reasons = []
+        for i, row in enumerate(boxes):
+            why = screen_box(int(row[0]), None if champion is None else champion[key][i], candidate[key][i], names, rule)
+            if why is not None:
+                reasons.append(f"box {i + 1}: {why}")
+        verdicts.append(Verdict(key, bool(reasons), tuple(reasons), len(boxes)))
+    return verdicts
+
+
+RELABEL_CONFIDENCE = 0.25  # the champion "predicted" a class at a box from here (Ultralytics' default predict conf)
+
+
+def relabelled_classes(labels: np.ndarray, champion: np.ndarray, confidence: float) -> set[int]:
+    """Classes a correction relabels boxes into or out of: where the champion's top class at a box (seen at
+    ``confidence``) differs from the label, both classes."""
+    touched: set[int] = set()
+    for row, conf in zip(labels, champion):
+        top = int(np.argmax(conf)) if len(conf) else -1
+        if top >= 0 and conf[top] >= confidence and top != int(row[0]):
+            touched |= {top, int(row[0])}
+    return touched
+
+
+@dataclass(frozen=True)
+class ScreeningResult:
+    """The batch's verdicts, and the share of suspicious ones against the setting."""
+
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    @property
+    def suspicious(self) -> list[Verdict]:
+        return [v for v in self.verdicts if v.suspicious]
+
+    @property
+    def share(self) -> float:
+        return len(self.suspicious) / len(self.verdicts) if self.verdicts else 0.0
+
+    def held_for_class_drop(self, dropped: Iterable[str], labels: Mapping[str, np.ndarray], champion: Mapping[str, np.ndarray] | None, names: list[str], confidence: float) -> ScreeningResult:
+        """The gate refused the candidate for these classes' drops: corrections relabelling boxes into or out of them
+        are held too (a reviewer who swaps two classes consistently is caught here)."""
+        dropped_ids = {names.index(n) for n in dropped if n in names}
+        if not dropped_ids or champion is None:
+            return self
+        out = []
+        for v in self.verdicts:
+            touched = relabelled_classes(labels[v.correction_id], champion[v.correction_id], confidence) & dropped_ids
+            if touched and not v.suspicious:
+                classes = ", ".join(repr(names[c]) for c in sorted(touched))
+                v = Verdict(v.correction_id, True, (f"relabels boxes into or out of {classes}, whose AP dropped: held for review",), v.boxes)
+            out.append(v)
+        return ScreeningResult(out)
