@@ -26,7 +26,13 @@ def screen_corrections(
     with CorrectionStore.from_settings(settings) as store:
         corrections = store.training_corrections(run.flow_run_id)
     check = check_batch(
-        settings, dataset.data_yaml, champion.weights if champion else None, candidate, corrections.batch, corrections.accepted
+        settings,
+        dataset.data_yaml,
+        champion.weights if champion else None,
+        candidate,
+        corrections.batch,
+        corrections.accepted,
+        dataset.manifest_path,
     )
     client = tracking.client_for(settings)
     tracking.log_metrics(client, run.run_id, check.as_mlflow())

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ class _Correction:  # what is read of a correction: Correction and AcceptedCorre
     image_sha256: str
     image_path: str
     label_text: str
+    created_at: object
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class BatchCheck:
     fixed: Retention
     names: list[str] = field(default_factory=list)
     labels: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # the batch's, by correction id
+    replaced: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # the labels they replace, where any
     champion: dict[str, np.ndarray] | None = field(default=None, repr=False)  # its confidences at them
 
     def as_mlflow(self) -> dict[str, float]:
@@ -50,7 +53,9 @@ class BatchCheck:
         relabelling boxes into or out of that class."""
         screening = self.screening
         if not decision.promote and decision.dropped_classes:
-            screening = screening.held_for_class_drop(decision.dropped_classes, self.labels, self.champion, self.names, RELABEL_CONFIDENCE)
+            screening = screening.held_for_class_drop(
+                decision.dropped_classes, self.labels, self.replaced, self.champion, self.names, RELABEL_CONFIDENCE
+            )
         return {v.correction_id: v.reason() for v in screening.suspicious}
 
     def retention_line(self) -> str:
@@ -75,6 +80,23 @@ def _images(corrections: Sequence[_Correction]) -> list[LabelledImage]:
     return [LabelledImage(c.id, Path(c.image_path), labels_from_text(c.label_text)) for c in corrections]
 
 
+def replaced_labels(batch: Sequence[_Correction], accepted: Sequence[_Correction], manifest: Path) -> dict[str, np.ndarray]:
+    """The label each batch correction replaces: the image's newest earlier accepted correction, else its base label
+    file (the manifest's source image, through Ultralytics' images/ -> labels/ rule); none for a new image."""
+    from ultralytics.data.utils import img2label_paths
+
+    earlier = {c.image_sha256: c for c in sorted(accepted, key=lambda c: (c.created_at, c.id))}  # newest wins
+    sources = {e["correction_id"]: e["source_image"] for e in json.loads(manifest.read_text()) if e.get("correction_id")}
+    out = {}
+    for c in batch:
+        if c.image_sha256 in earlier:
+            out[c.id] = labels_from_text(earlier[c.image_sha256].label_text)
+        elif (source := sources.get(c.id)) and Path(source).resolve() != Path(c.image_path).resolve():
+            label = Path(img2label_paths([source])[0])
+            out[c.id] = labels_from_text(label.read_text()) if label.is_file() else np.zeros((0, 5))
+    return out
+
+
 def check_batch(
     settings: Settings,
     data_yaml: Path,
@@ -82,6 +104,7 @@ def check_batch(
     candidate_weights: str | Path,
     batch: Sequence[_Correction],
     accepted: Sequence[_Correction],
+    manifest: Path | None = None,
 ) -> BatchCheck:
     """Screen ``batch`` and measure retention of a stable sample of ``accepted`` (at most
     ``settings.forgetting_sample`` corrections), with both models predicting each image once."""
@@ -103,5 +126,6 @@ def check_batch(
         fixed=retention(earlier_labels, old, new, names, settings.screen_confidence),
         names=names,
         labels=batch_labels,
+        replaced=replaced_labels(batch, accepted, manifest) if manifest is not None else {},
         champion=None if old is None else {k: old[k] for k in batch_labels},
     )

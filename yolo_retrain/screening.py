@@ -95,11 +95,23 @@ def screen(
 RELABEL_CONFIDENCE = 0.25  # the champion "predicted" a class at a box from here (Ultralytics' default predict conf)
 
 
-def relabelled_classes(labels: np.ndarray, champion: np.ndarray, confidence: float) -> set[int]:
-    """Classes a correction relabels boxes into or out of: where the champion's top class at a box (seen at
-    ``confidence``) differs from the label, both classes."""
+def relabelled_classes(labels: np.ndarray, replaced: np.ndarray | None, champion: np.ndarray | None, confidence: float) -> set[int]:
+    """Classes a correction relabels boxes into or out of, both the old class and the new. Against the label it
+    replaces (the base label, or the image's earlier accepted correction): a box of the old label that a box of the
+    new one covers at IoU >= 0.5 with another class. A new image has no old label: there, where the champion's top
+    class at a box (seen at ``confidence``) differs from the label."""
+    from yolo_retrain.box_evidence import MATCH_IOU, _iou, _xyxy
+
     touched: set[int] = set()
-    for row, conf in zip(labels, champion):
+    if replaced is not None:
+        if len(replaced) and len(labels):
+            overlap = _iou(_xyxy(replaced[:, 1:5]), _xyxy(labels[:, 1:5])) >= MATCH_IOU
+            for i, j in zip(*np.nonzero(overlap)):
+                old, new = int(replaced[i, 0]), int(labels[j, 0])
+                if old != new:
+                    touched |= {old, new}
+        return touched
+    for row, conf in zip(labels, champion if champion is not None else []):
         top = int(np.argmax(conf)) if len(conf) else -1
         if top >= 0 and conf[top] >= confidence and top != int(row[0]):
             touched |= {top, int(row[0])}
@@ -120,15 +132,25 @@ class ScreeningResult:
     def share(self) -> float:
         return len(self.suspicious) / len(self.verdicts) if self.verdicts else 0.0
 
-    def held_for_class_drop(self, dropped: Iterable[str], labels: Mapping[str, np.ndarray], champion: Mapping[str, np.ndarray] | None, names: list[str], confidence: float) -> ScreeningResult:
+    def held_for_class_drop(
+        self,
+        dropped: Iterable[str],
+        labels: Mapping[str, np.ndarray],
+        replaced: Mapping[str, np.ndarray],
+        champion: Mapping[str, np.ndarray] | None,
+        names: list[str],
+        confidence: float,
+    ) -> ScreeningResult:
         """The gate refused the candidate for these classes' drops: corrections relabelling boxes into or out of them
         are held too (a reviewer who swaps two classes consistently is caught here)."""
         dropped_ids = {names.index(n) for n in dropped if n in names}
-        if not dropped_ids or champion is None:
+        if not dropped_ids:
             return self
         out = []
         for v in self.verdicts:
-            touched = relabelled_classes(labels[v.correction_id], champion[v.correction_id], confidence) & dropped_ids
+            key = v.correction_id
+            conf = None if champion is None else champion[key]
+            touched = relabelled_classes(labels[key], replaced.get(key), conf, confidence) & dropped_ids
             if touched and not v.suspicious:
                 classes = ", ".join(repr(names[c]) for c in sorted(touched))
                 v = Verdict(v.correction_id, True, (f"relabels boxes into or out of {classes}, whose AP dropped: held for review",), v.boxes)

@@ -23,7 +23,7 @@ class RetrainReport:
     post: EvalMetrics | None = None
     reviewer_diffs: str = ""  # markdown: what the reviewers changed against the model, per class (#13)
     earlier_corrections: int = 0  # accepted by earlier retrains (or a person), in this dataset too
-    held_rejected: int = 0  # rejected corrections waiting for a person, after this retrain
+    held_rejected: int = 0  # rejected or suspicious corrections waiting for a person, after this retrain
     batch_id: str | None = None  # this retrain's corrections batch (the flow run id)
     comparison: Comparison | None = None  # candidate − champion with 95 % intervals (paired bootstrap)
     accepted_now: int = 0  # this batch's corrections accepted on their own merit
@@ -35,7 +35,7 @@ class RetrainReport:
         if self.post is None:
             return f"corrections: {self.corrections}"
         line = f"corrections: {self.corrections} from this batch, {self.earlier_corrections} from earlier retrains"
-        return line + f", {self.held_rejected} held as rejected"
+        return line + f", {self.held_rejected} held for review"
 
     def review_hint(self) -> str | None:
         """What a person does with the batch's held corrections."""

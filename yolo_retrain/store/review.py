@@ -22,9 +22,9 @@ from yolo_retrain.store.records import Correction, snapshot
 from yolo_retrain.store.schema import CorrectionRow
 
 REVIEWABLE: dict[str, tuple[str, ...]] = {  # a person's action -> the statuses it applies to
-    "requeue": ("rejected",),
-    "accept": ("rejected",),
-    "drop": ("rejected", "pending"),
+    "requeue": ("rejected", "suspicious"),
+    "accept": ("rejected", "suspicious"),
+    "drop": ("rejected", "suspicious", "pending"),
 }
 RESULT = {"requeue": "pending", "accept": "accepted", "drop": "dropped"}  # the status each action leaves
 _DONE = {"requeue": "requeued", "accept": "accepted", "drop": "dropped"}
