@@ -143,8 +143,10 @@ class World:
 
 
 def decided(report: RetrainReport) -> str:
-    """The status a finished retrain leaves its batch in: accepted if the gate promoted the version, else rejected."""
-    return "accepted" if report.outcome == "promoted" else "rejected"
+    """The status a finished retrain of the tests leaves its batch in: accepted, whatever the gate decided of the
+    model (#19). A 1-epoch model at 64 px sees no class at the screening's confidence, so screening finds nothing
+    against a correction."""
+    return "accepted"
 
 
 def import_corrections(settings: Settings, data: SyntheticDataset) -> list[Correction]:

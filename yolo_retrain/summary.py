@@ -41,10 +41,11 @@ class RetrainReport:
         """What a person does with the batch's held corrections."""
         if not self.suspicious:
             return None
+        batch = self.batch_id or "<batch>"
         return (
             f"{self.accepted_now} of this batch's corrections accepted on their own merit, {len(self.suspicious)} held as "
             f"suspicious: `yolo-retrain corrections list --status suspicious` shows why, then `yolo-retrain corrections "
-            f"accept|requeue|drop <id>`"
+            f"requeue --batch {batch}` (or `accept` / `drop`, by id)"
         )
 
     def screening_lines(self) -> list[str]:
