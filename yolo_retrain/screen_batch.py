@@ -60,6 +60,8 @@ class BatchCheck:
 
     def retention_line(self) -> str:
         def part(name: str, r: Retention) -> str:
+            if not r.boxes:
+                return f"{name}: none"
             return f"{name}: champion {r.share(r.champion):.0%}, candidate {r.share(r.candidate):.0%} of {r.boxes} boxes"
 
         return f"reproduced boxes, {part('earlier fixes', self.fixed)}; {part('this batch', self.learned)}"
