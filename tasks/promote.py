@@ -45,7 +45,7 @@ def promotion_gate(
         comparison, settings.gate_margin,
     )
     refusal = _data_refusal(settings, check) if champion is not None else None
-    if decision.promote and refusal:
+    if refusal:  # said even when the holdout refused it too: what the data shows is the first thing to read
         decision = decision.refused(f"{refusal} (holdout: {decision.reason})")
     client = tracking.client_for(settings)
     if comparison is not None and (model_id := registry.logged_model_id(version)):

@@ -111,7 +111,7 @@ def test_class_confidences_match_predictions_to_labelled_boxes_by_iou():
     assert conf.tolist() == [[0.3, 0.8], [0.0, 0.6]]  # the far-away 0.9 square matches neither box
 
 
-RULE = ScreeningRule(confidence=0.5, margin=0.2)
+RULE = ScreeningRule(confidence=0.5, margin=0.2, candidate_confidence=0.4, agreement_confidence=0.25)
 
 
 def test_screening_holds_a_swapped_label_and_accepts_a_fix_the_champion_got_wrong():
@@ -130,6 +130,14 @@ def test_screening_holds_a_swapped_label_and_accepts_a_fix_the_champion_got_wron
     champion["poisoned"], candidate["poisoned"] = np.array([[0.05, 0.9]]), np.array([[0.45, 0.4]])  # candidate unsure
     (held,) = [v for v in screen(labels, champion, candidate, NAMES, RULE) if v.correction_id == "poisoned"]
     assert held.reason() == "box 1: 'square' box: the champion sees 'circle' (0.90; 'square' 0.05), the candidate does not confirm 'square' (0.45)"
+    weak = {"w": labels_from_text("1 0.5 0.5 0.3 0.3\n")}  # neither model is sure, both lean to the other class
+    (verdict,) = screen(weak, {"w": np.array([[0.30, 0.10]])}, {"w": np.array([[0.35, 0.20]])}, NAMES, RULE)
+    assert verdict.reason() == (
+        "box 1: 'circle' box: both models prefer another class (champion 'square' 0.30, candidate 'square' 0.35; 'circle' 0.10 / 0.20)"
+    )
+    (verdict,) = screen(weak, {"w": np.array([[0.30, 0.10]])}, {"w": np.array([[0.20, 0.35]])}, NAMES, RULE)
+    assert not verdict.suspicious  # the candidate learned it
+    assert not screen(weak, None, {"w": np.array([[0.35, 0.20]])}, NAMES, RULE)[0].suspicious  # no champion yet
     assert ScreeningResult(list(verdicts.values())).share == 0.5
 
 

@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     gate_resamples: int = Field(default=1000, ge=100, le=100_000, description="Paired bootstrap draws of the holdout's images.")
     screen_confidence: float = Field(default=0.5, gt=0.0, le=1.0, description="A model sees a class at a box from this confidence up.")
     screen_margin: float = Field(default=0.2, ge=0.0, le=1.0, description="... and above the box's other classes by this much.")
+    screen_candidate_confidence: float = Field(
+        default=0.4, gt=0.0, le=1.0, description="The candidate, trained on a label, still prefers another class from here: suspicious."
+    )
+    screen_agreement_confidence: float = Field(
+        default=0.25, gt=0.0, le=1.0, description="Both models prefer another class than the label, each from here: suspicious."
+    )
     screen_max_suspicious_share: float = Field(
         default=0.1, ge=0.0, le=1.0, description="More suspicious corrections than this share of the batch: the candidate is not promoted."
     )

@@ -119,7 +119,9 @@ def check_batch(
     args = (data_yaml, everything, len(names), settings.imgsz, settings.device, settings.batch)
     new = predict_confidences(candidate_weights, *args)
     old = predict_confidences(champion_weights, *args) if champion_weights is not None else None
-    rule = ScreeningRule(settings.screen_confidence, settings.screen_margin)
+    rule = ScreeningRule(
+        settings.screen_confidence, settings.screen_margin, settings.screen_candidate_confidence, settings.screen_agreement_confidence
+    )
     batch_labels = {i.key: i.labels for i in batch_images}
     earlier_labels = {i.key: i.labels for i in earlier_images}
     return BatchCheck(

@@ -6,10 +6,13 @@ everything accepted before: a right label agrees with the rest of the data, so t
 it; a wrong one contradicts the rest, and the candidate keeps seeing the other class there. So a box is suspicious
 when
 
-- the candidate, trained on it, still sees another class there (``other >= confidence`` and above the label's
-  class by ``margin``), or
-- the champion sees another class there the same way, and the candidate does not confirm the label (the label's
-  class at ``confidence`` and above every other by ``margin``).
+- the candidate, trained on it, still prefers another class there (at ``candidate_confidence`` or more, above the
+  label's class), or
+- the champion clearly sees another class there (at ``confidence`` or more, above the label's class by ``margin``)
+  and the candidate does not confirm the label (the label's class at ``confidence``, above every other by
+  ``margin``), or
+- both models prefer the same kind of answer: another class than the label's, each at ``agreement_confidence`` or
+  more.
 
 A correction with a suspicious box is held as ``suspicious``, with each such box's reason (which model sees which
 class, at what confidence); boxes neither model predicts give no evidence (a missed object added, a false one
@@ -26,8 +29,10 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ScreeningRule:
-    confidence: float = 0.5  # a model "sees" a class at a box from this confidence up
-    margin: float = 0.2  # ... and only above the other classes by this much
+    confidence: float = 0.5  # the champion clearly "sees" a class at a box from this confidence up
+    margin: float = 0.2  # ... and only above the label's class by this much (the candidate confirms the same way)
+    candidate_confidence: float = 0.4  # the candidate, trained on the label, still prefers another class from here
+    agreement_confidence: float = 0.25  # both models prefer another class, each from here
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,16 @@ def _sees_other(conf: np.ndarray, label: int, rule: ScreeningRule) -> tuple[int,
     return None
 
 
+def _prefers_other(conf: np.ndarray, label: int, at_least: float) -> tuple[int, float] | None:
+    """(class, confidence) of another class the model prefers to the label's at the box, from ``at_least`` up."""
+    others = conf.copy()
+    others[label] = -1.0
+    other = int(np.argmax(others))
+    if others[other] >= at_least and others[other] > conf[label]:
+        return other, float(others[other])
+    return None
+
+
 def _confirms(conf: np.ndarray, label: int, rule: ScreeningRule) -> bool:
     others = np.delete(conf, label)
     return conf[label] >= rule.confidence and conf[label] - (others.max() if len(others) else 0.0) >= rule.margin
@@ -60,16 +75,23 @@ def _confirms(conf: np.ndarray, label: int, rule: ScreeningRule) -> bool:
 
 def screen_box(label: int, champion: np.ndarray | None, candidate: np.ndarray, names: list[str], rule: ScreeningRule) -> str | None:
     """Why the box labelled ``label`` is suspicious, or None. ``champion`` is None before the first champion."""
-    seen = _sees_other(candidate, label, rule)
+    seen = _prefers_other(candidate, label, rule.candidate_confidence)
     if seen is not None:
         return f"{names[label]!r} box: the candidate (trained on it) sees {names[seen[0]]!r} ({seen[1]:.2f}; {names[label]!r} {candidate[label]:.2f})"
-    if champion is not None and not _confirms(candidate, label, rule):
-        seen = _sees_other(champion, label, rule)
-        if seen is not None:
-            return (
-                f"{names[label]!r} box: the champion sees {names[seen[0]]!r} ({seen[1]:.2f}; {names[label]!r} {champion[label]:.2f}),"
-                f" the candidate does not confirm {names[label]!r} ({candidate[label]:.2f})"
-            )
+    if champion is None:
+        return None
+    seen = _sees_other(champion, label, rule)
+    if seen is not None and not _confirms(candidate, label, rule):
+        return (
+            f"{names[label]!r} box: the champion sees {names[seen[0]]!r} ({seen[1]:.2f}; {names[label]!r} {champion[label]:.2f}),"
+            f" the candidate does not confirm {names[label]!r} ({candidate[label]:.2f})"
+        )
+    old, new = _prefers_other(champion, label, rule.agreement_confidence), _prefers_other(candidate, label, rule.agreement_confidence)
+    if old is not None and new is not None:
+        return (
+            f"{names[label]!r} box: both models prefer another class (champion {names[old[0]]!r} {old[1]:.2f},"
+            f" candidate {names[new[0]]!r} {new[1]:.2f}; {names[label]!r} {champion[label]:.2f} / {candidate[label]:.2f})"
+        )
     return None
 
 
