@@ -206,3 +206,25 @@ def test_a_person_reviews_suspicious_corrections_with_the_corrections_commands(t
     with CorrectionStore.from_settings(get_settings()) as store:
         assert [store.get(i).status for i in ids] == ["accepted", "dropped", "pending"]
         assert store.get(ids[0]).status_reason.startswith("accepted by ann (was screening v2: box 1:")
+
+
+def test_the_summary_says_which_were_accepted_which_held_and_why_and_the_interval():
+    from yolo_retrain.summary import RetrainReport
+
+    comparison = paired_bootstrap(holdout(9, images=20), holdout(10, images=20), dict(enumerate(NAMES)), resamples=200)
+    held = tuple(f"c{i:011d}: box 1: 'square' box: the candidate (trained on it) sees 'circle' (0.9{i}; 'square' 0.01)" for i in range(25))
+    report = RetrainReport(
+        outcome="rejected", trigger="manual", corrections=30, message="25 of 30 corrections suspicious", run_id="r",
+        version="3", pre=metrics(0.5), post=metrics(0.49), batch_id="batch-7", comparison=comparison, accepted_now=5,
+        suspicious=held, retention="reproduced boxes, earlier fixes: none; this batch: champion 10%, candidate 20% of 40 boxes",
+    )  # fmt: skip
+    text, markdown = report.text(), report.markdown()
+    iv = comparison.map50_95
+    for out in (text, markdown):
+        assert "5 of this batch's corrections accepted on their own merit, 25 held as suspicious" in out
+        assert "corrections requeue --batch batch-7" in out
+        assert f"held {held[0]}" in out and f"held {held[19]}" in out and f"held {held[20]}" not in out
+        assert "... and 5 more (`corrections list --status suspicious`)" in out
+        assert f"{iv.text()} (20 images, 200 paired bootstrap draws): {iv.verdict}" in out
+        assert "this batch: champion 10%, candidate 20% of 40 boxes" in out
+    assert f"| mAP50-95 | 0.5000 | 0.4900 | -0.0100 | [{iv.low:+.4f}, {iv.high:+.4f}] {iv.verdict} |" in markdown

@@ -49,7 +49,8 @@ class _Scorer:
 
     def per_class(self, image_weight: np.ndarray) -> np.ndarray:
         """AP50-95 of each class (NaN where the draw holds no label of it)."""
-        labels = np.bincount(self.target_cls, weights=image_weight[self.target_image], minlength=int(self.classes.max()) + 1)
+        size = int(self.classes.max()) + 1 if len(self.classes) else 0
+        labels = np.bincount(self.target_cls, weights=image_weight[self.target_image], minlength=size)
         out = np.full(len(self.classes), np.nan)
         for k, c in enumerate(self.classes):
             if labels[c] <= 0:

@@ -91,13 +91,9 @@ class RetrainReport:
         if self.dataset_digest:
             lines.append(f"- dataset digest: `{self.dataset_digest[:16]}`")
         if self.post is not None:
-            lines += ["", "| metric | champion (pre) | candidate (post) | delta |", "|---|---:|---:|---:|"]
+            lines += ["", "| metric | champion (pre) | candidate (post) | delta | 95% interval |", "|---|---:|---:|---:|---|"]
             for name, old, new, delta in self.metric_rows():
                 lines.append(f"| {name} | {_fmt(old)} | {new:.4f} | {_fmt(delta, signed=True)} | {self._interval(name)} |")
-            lines[lines.index("| metric | champion (pre) | candidate (post) | delta |")] = (
-                "| metric | champion (pre) | candidate (post) | delta | 95% interval |"
-            )
-            lines[lines.index("|---|---:|---:|---:|")] = "|---|---:|---:|---:|---|"
         if self.interval_line():
             lines += ["", f"- {self.interval_line()}"]
         if self.screening_lines():
