@@ -3,6 +3,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from mlflow.exceptions import MlflowException
+
 from tasks import retrain_task
 from tasks.evaluate import _evaluate
 from yolo_retrain import registry, tracking
@@ -50,7 +52,7 @@ def _champion_results(
             try:
                 path = tracking.client_for(settings).download_artifacts(champion.run_id, "holdout/post_per_image.npz", tmp)
                 return ImageResults.load(Path(path))
-            except Exception:  # an older version without them, or its artifacts gone: measure it again below
+            except (MlflowException, OSError, ValueError):  # a version from before them, its artifacts gone: measure again
                 pass
     _evaluate(settings, run, dataset, champion.weights, "pre")
     return ImageResults.load(evaluated)

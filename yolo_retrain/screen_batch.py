@@ -117,6 +117,8 @@ def check_batch(
     batch_images, earlier_images = _images(batch), _images(earlier)
     everything = batch_images + earlier_images
     args = (data_yaml, everything, len(names), settings.imgsz, settings.device, settings.batch)
+    if not everything:  # nothing to screen or re-check (a first baseline): no model is loaded
+        return BatchCheck(ScreeningResult([]), Retention(), Retention(), names)
     new = predict_confidences(candidate_weights, *args)
     old = predict_confidences(champion_weights, *args) if champion_weights is not None else None
     rule = ScreeningRule(
