@@ -94,7 +94,7 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
 
         # 7b. Candidate − champion with the holdout's noise (paired bootstrap); each correction judged as data.
         comparison = compare_on_holdout(settings, run, dataset, champion)
-        check = screen_corrections(settings, run, dataset, champion, str(trained.best_weights))
+        check = screen_corrections(settings, run, dataset, champion, str(trained.best_weights), comparison)
 
         # 8-10. Artifacts, the logged model (metrics on it) and its registry version, models/retrained_vN.pt.
         log_training_artifacts(settings, run, trained)

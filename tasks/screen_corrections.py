@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from tasks import retrain_task
 from yolo_retrain import registry, tracking
+from yolo_retrain.bootstrap import Comparison
 from yolo_retrain.config import Settings
 from yolo_retrain.dataset import BuiltDataset
 from yolo_retrain.screen_batch import BatchCheck, check_batch
@@ -10,7 +11,12 @@ from yolo_retrain.store import CorrectionStore
 
 @retrain_task("screen-corrections")
 def screen_corrections(
-    settings: Settings, run: tracking.RetrainRun, dataset: BuiltDataset, champion: registry.Champion | None, candidate: str
+    settings: Settings,
+    run: tracking.RetrainRun,
+    dataset: BuiltDataset,
+    champion: registry.Champion | None,
+    candidate: str,
+    comparison: Comparison | None = None,
 ) -> BatchCheck:
     """Each of the batch's corrections judged as data (suspicious or not, with the reason per box), and how well
     champion and candidate reproduce this batch ("learned") and the earlier accepted corrections ("fixed").
@@ -22,6 +28,8 @@ def screen_corrections(
         dataset: Its data.yaml names the classes.
         champion: The current champion (not trained on the batch), None before the first.
         candidate: The candidate's weights (trained on the batch).
+        comparison: The holdout's paired comparison: a candidate it shows worse than the champion is not counted
+            as evidence about the labels (the champion alone judges them).
     """
     with CorrectionStore.from_settings(settings) as store:
         corrections = store.training_corrections(run.flow_run_id)
@@ -33,6 +41,7 @@ def screen_corrections(
         corrections.batch,
         corrections.accepted,
         dataset.manifest_path,
+        candidate_counts=comparison is None or comparison.map50_95.verdict != "worse",
     )
     client = tracking.client_for(settings)
     tracking.log_metrics(client, run.run_id, check.as_mlflow())

@@ -138,6 +138,20 @@ def test_screening_holds_a_swapped_label_and_accepts_a_fix_the_champion_got_wron
     (verdict,) = screen(weak, {"w": np.array([[0.30, 0.10]])}, {"w": np.array([[0.20, 0.35]])}, NAMES, RULE)
     assert not verdict.suspicious  # the candidate learned it
     assert not screen(weak, None, {"w": np.array([[0.35, 0.20]])}, NAMES, RULE)[0].suspicious  # no champion yet
+
+
+def test_a_candidate_worse_on_the_holdout_is_not_counted_the_champion_judges_alone():
+    """A 1-epoch candidate that sees every box as a circle says nothing against a right square."""
+    labels = {"right": labels_from_text("0 0.5 0.5 0.3 0.3\n"), "wrong": labels_from_text("1 0.2 0.2 0.2 0.2\n")}
+    champion = {"right": np.array([[0.94, 0.0]]), "wrong": np.array([[0.8, 0.1]])}
+    collapsed = {"right": np.array([[0.6, 0.88]]), "wrong": np.array([[0.0, 0.97]])}
+    trusted = {v.correction_id: v.suspicious for v in screen(labels, champion, collapsed, NAMES, RULE)}
+    assert trusted == {"right": True, "wrong": False}
+    verdicts = {v.correction_id: v for v in screen(labels, champion, collapsed, NAMES, RULE, candidate_counts=False)}
+    assert not verdicts["right"].suspicious
+    assert verdicts["wrong"].reason() == (
+        "box 1: 'circle' box: the champion sees 'square' (0.80; 'circle' 0.10); the candidate, worse on the holdout, is not counted"
+    )
     assert ScreeningResult(list(verdicts.values())).share == 0.5
 
 

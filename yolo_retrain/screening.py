@@ -14,6 +14,10 @@ when
 - both models prefer the same kind of answer: another class than the label's, each at ``agreement_confidence`` or
   more.
 
+The candidate's view counts only when the holdout does not show it worse than the champion (a too-short or broken
+training, e.g. one epoch, can see every box as one class): then the champion alone judges, and a box is suspicious
+where it clearly sees another class.
+
 A correction with a suspicious box is held as ``suspicious``, with each such box's reason (which model sees which
 class, at what confidence); boxes neither model predicts give no evidence (a missed object added, a false one
 removed). The thresholds are settings; ``bench/screening.py`` measures them on the demo's data.
@@ -73,8 +77,19 @@ def _confirms(conf: np.ndarray, label: int, rule: ScreeningRule) -> bool:
     return conf[label] >= rule.confidence and conf[label] - (others.max() if len(others) else 0.0) >= rule.margin
 
 
-def screen_box(label: int, champion: np.ndarray | None, candidate: np.ndarray, names: list[str], rule: ScreeningRule) -> str | None:
-    """Why the box labelled ``label`` is suspicious, or None. ``champion`` is None before the first champion."""
+def screen_box(
+    label: int, champion: np.ndarray | None, candidate: np.ndarray, names: list[str], rule: ScreeningRule, candidate_counts: bool = True
+) -> str | None:
+    """Why the box labelled ``label`` is suspicious, or None. ``champion`` is None before the first champion;
+    ``candidate_counts`` is False when the holdout shows the candidate worse than the champion."""
+    if not candidate_counts and champion is not None:
+        seen = _sees_other(champion, label, rule)
+        if seen is None:
+            return None
+        return (
+            f"{names[label]!r} box: the champion sees {names[seen[0]]!r} ({seen[1]:.2f}; {names[label]!r} {champion[label]:.2f});"
+            " the candidate, worse on the holdout, is not counted"
+        )
     seen = _prefers_other(candidate, label, rule.candidate_confidence)
     if seen is not None:
         return f"{names[label]!r} box: the candidate (trained on it) sees {names[seen[0]]!r} ({seen[1]:.2f}; {names[label]!r} {candidate[label]:.2f})"
@@ -101,13 +116,15 @@ def screen(
     candidate: Mapping[str, np.ndarray],
     names: list[str],
     rule: ScreeningRule,
+    candidate_counts: bool = True,
 ) -> list[Verdict]:
     """A verdict per correction from its labels (boxes, 5) and each model's (boxes, classes) confidences there."""
     verdicts = []
     for key, boxes in labels.items():
         reasons = []
         for i, row in enumerate(boxes):
-            why = screen_box(int(row[0]), None if champion is None else champion[key][i], candidate[key][i], names, rule)
+            old = None if champion is None else champion[key][i]
+            why = screen_box(int(row[0]), old, candidate[key][i], names, rule, candidate_counts)
             if why is not None:
                 reasons.append(f"box {i + 1}: {why}")
         verdicts.append(Verdict(key, bool(reasons), tuple(reasons), len(boxes)))
