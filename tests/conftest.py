@@ -12,7 +12,7 @@ _SESSION_HOME = Path(tempfile.mkdtemp(prefix="yolo-retrain-tests-"))
 os.environ["YOLO_RETRAIN_HOME"] = str(_SESSION_HOME)
 os.environ["YOLO_RETRAIN_RETRY_DELAY_SECONDS"] = "0"
 os.environ["YOLO_RETRAIN_TASK_RETRIES"] = "1"
-os.environ["YOLO_RETRAIN_GATE_RESAMPLES"] = "200"  # the gate's bootstrap: its plumbing is tested here, its precision in bench/
+os.environ["YOLO_RETRAIN_GATE_RESAMPLES"] = "100"  # the gate's bootstrap: its plumbing is tested here, its precision in bench/
 
 from dataclasses import dataclass  # noqa: E402
 
