@@ -2,8 +2,8 @@
 
 ::
 
-    pending ◄── requeue ── rejected ──accept──► accepted
-                              └──drop──► dropped (kept as a record; a pending one may be dropped too)
+    pending ◄── requeue ── suspicious | rejected ──accept──► accepted
+                                         └──drop──► dropped (kept as a record; a pending one may be dropped too)
 
 Ids and batch ids may be unique prefixes. Anything not found or not in a reviewable status refuses the whole
 action, naming it (InvalidInput), and nothing changes.
