@@ -28,8 +28,8 @@ def screen_corrections(
         dataset: Its data.yaml names the classes.
         champion: The current champion (not trained on the batch), None before the first.
         candidate: The candidate's weights (trained on the batch).
-        comparison: The holdout's paired comparison: a candidate it shows worse than the champion is not counted
-            as evidence about the labels (the champion alone judges them).
+        comparison: The holdout's paired comparison: its verdict weighs each model's view of the labels (a
+            candidate it shows worse is not counted; one it shows better outweighs the champion).
     """
     with CorrectionStore.from_settings(settings) as store:
         corrections = store.training_corrections(run.flow_run_id)
@@ -41,7 +41,7 @@ def screen_corrections(
         corrections.batch,
         corrections.accepted,
         dataset.manifest_path,
-        candidate_counts=comparison is None or comparison.map50_95.verdict != "worse",
+        holdout=None if comparison is None else comparison.map50_95.verdict,
     )
     client = tracking.client_for(settings)
     tracking.log_metrics(client, run.run_id, check.as_mlflow())

@@ -138,6 +138,7 @@ def test_screening_holds_a_swapped_label_and_accepts_a_fix_the_champion_got_wron
     (verdict,) = screen(weak, {"w": np.array([[0.30, 0.10]])}, {"w": np.array([[0.20, 0.35]])}, NAMES, RULE)
     assert not verdict.suspicious  # the candidate learned it
     assert not screen(weak, None, {"w": np.array([[0.35, 0.20]])}, NAMES, RULE)[0].suspicious  # no champion yet
+    assert ScreeningResult(list(verdicts.values())).share == 0.5
 
 
 def test_a_candidate_worse_on_the_holdout_is_not_counted_the_champion_judges_alone():
@@ -147,12 +148,21 @@ def test_a_candidate_worse_on_the_holdout_is_not_counted_the_champion_judges_alo
     collapsed = {"right": np.array([[0.6, 0.88]]), "wrong": np.array([[0.0, 0.97]])}
     trusted = {v.correction_id: v.suspicious for v in screen(labels, champion, collapsed, NAMES, RULE)}
     assert trusted == {"right": True, "wrong": False}
-    verdicts = {v.correction_id: v for v in screen(labels, champion, collapsed, NAMES, RULE, candidate_counts=False)}
+    verdicts = {v.correction_id: v for v in screen(labels, champion, collapsed, NAMES, RULE, holdout="worse")}
     assert not verdicts["right"].suspicious
     assert verdicts["wrong"].reason() == (
         "box 1: 'circle' box: the champion sees 'square' (0.80; 'circle' 0.10); the candidate, worse on the holdout, is not counted"
     )
-    assert ScreeningResult(list(verdicts.values())).share == 0.5
+
+
+def test_a_candidate_better_on_the_holdout_outweighs_the_champion_alone():
+    """The demo's champion memorised the wrong labels its fixes correct; the better candidate sees nothing there."""
+    labels = {"fix": labels_from_text("1 0.5 0.5 0.3 0.3\n")}
+    champion, candidate = {"fix": np.array([[0.63, 0.0]])}, {"fix": np.zeros((1, 2))}
+    assert screen(labels, champion, candidate, NAMES, RULE, holdout="within noise")[0].suspicious
+    assert not screen(labels, champion, candidate, NAMES, RULE, holdout="better")[0].suspicious
+    candidate = {"fix": np.array([[0.3, 0.1]])}  # but both leaning to the other class still holds it
+    assert "both models prefer" in screen(labels, champion, candidate, NAMES, RULE, holdout="better")[0].reason()
 
 
 def test_a_relabel_is_found_against_the_label_it_replaces_or_the_champion():

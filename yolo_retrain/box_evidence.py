@@ -49,12 +49,15 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def class_confidences(labels: np.ndarray, pred_xywhn: np.ndarray, pred_conf: np.ndarray, pred_cls: np.ndarray, classes: int) -> np.ndarray:
-    """(boxes, classes): for each labelled box, the highest confidence of each class among predictions that
-    overlap it at IoU >= 0.5 (0 where the model predicts nothing of that class there)."""
+    """(boxes, classes): for each labelled box, the highest confidence of each class among the predictions that
+    overlap it at IoU >= 0.5 and overlap no other labelled box more (0 where the model predicts nothing of that
+    class there). Each prediction speaks for one object: where shapes overlap, what the model sees at a neighbour
+    is not held against this box."""
     out = np.zeros((len(labels), classes))
     if not len(labels) or not len(pred_conf):
         return out
-    match = _iou(_xyxy(labels[:, 1:5]), _xyxy(pred_xywhn)) >= MATCH_IOU
+    iou = _iou(_xyxy(labels[:, 1:5]), _xyxy(pred_xywhn))
+    match = (iou >= MATCH_IOU) & (iou >= iou.max(axis=0, keepdims=True))
     for k in range(classes):
         of_class = pred_cls == k
         if of_class.any():

@@ -107,11 +107,11 @@ def check_batch(
     batch: Sequence[_Correction],
     accepted: Sequence[_Correction],
     manifest: Path | None = None,
-    candidate_counts: bool = True,
+    holdout: str | None = None,
 ) -> BatchCheck:
     """Screen ``batch`` and measure retention of a stable sample of ``accepted`` (at most
-    ``settings.forgetting_sample`` corrections), with both models predicting each image once. ``candidate_counts``:
-    False when the holdout shows the candidate worse than the champion (then only the champion judges)."""
+    ``settings.forgetting_sample`` corrections), with both models predicting each image once. ``holdout``: the
+    paired comparison's verdict on candidate − champion, which weighs each model's view (:mod:`screening`)."""
     names = read_class_names(data_yaml, "dataset")
     relabelled_now = {c.image_sha256 for c in batch}  # an image the batch labels anew: its older label is not a "fix" to keep
     by_id = {c.id: c for c in accepted if c.image_sha256 not in relabelled_now}
@@ -129,7 +129,7 @@ def check_batch(
     batch_labels = {i.key: i.labels for i in batch_images}
     earlier_labels = {i.key: i.labels for i in earlier_images}
     return BatchCheck(
-        screening=ScreeningResult(screen(batch_labels, old, new, names, rule, candidate_counts)),
+        screening=ScreeningResult(screen(batch_labels, old, new, names, rule, holdout)),
         learned=retention(batch_labels, old, new, names, settings.screen_confidence),
         fixed=retention(earlier_labels, old, new, names, settings.screen_confidence),
         names=names,

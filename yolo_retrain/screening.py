@@ -11,12 +11,13 @@ when
 - the champion clearly sees another class there (at ``confidence`` or more, above the label's class by ``margin``)
   and the candidate does not confirm the label (the label's class at ``confidence``, above every other by
   ``margin``), or
-- both models prefer the same kind of answer: another class than the label's, each at ``agreement_confidence`` or
-  more.
+- both models prefer another class than the label's, each at ``agreement_confidence`` or more.
 
-The candidate's view counts only when the holdout does not show it worse than the champion (a too-short or broken
-training, e.g. one epoch, can see every box as one class): then the champion alone judges, and a box is suspicious
-where it clearly sees another class.
+Each model's view is weighed by what the holdout says of it (the paired comparison's verdict). A candidate the
+holdout shows *worse* (a too-short or broken training, e.g. one epoch, can see every box as one class) is not
+counted: the champion alone judges, and a box is suspicious where it prefers another class (at
+``agreement_confidence``). A candidate the holdout shows *better* outweighs the champion: the champion's view alone
+(the second test) does not hold a label; the champion that the demo's fixes correct memorised the wrong labels.
 
 A correction with a suspicious box is held as ``suspicious``, with each such box's reason (which model sees which
 class, at what confidence); boxes neither model predicts give no evidence (a missed object added, a false one
@@ -78,12 +79,17 @@ def _confirms(conf: np.ndarray, label: int, rule: ScreeningRule) -> bool:
 
 
 def screen_box(
-    label: int, champion: np.ndarray | None, candidate: np.ndarray, names: list[str], rule: ScreeningRule, candidate_counts: bool = True
+    label: int,
+    champion: np.ndarray | None,
+    candidate: np.ndarray,
+    names: list[str],
+    rule: ScreeningRule,
+    holdout: str | None = None,
 ) -> str | None:
     """Why the box labelled ``label`` is suspicious, or None. ``champion`` is None before the first champion;
-    ``candidate_counts`` is False when the holdout shows the candidate worse than the champion."""
-    if not candidate_counts and champion is not None:
-        seen = _sees_other(champion, label, rule)
+    ``holdout`` is the paired comparison's verdict on candidate − champion (better, within noise, worse)."""
+    if holdout == "worse" and champion is not None:
+        seen = _prefers_other(champion, label, rule.agreement_confidence)
         if seen is None:
             return None
         return (
@@ -95,7 +101,7 @@ def screen_box(
         return f"{names[label]!r} box: the candidate (trained on it) sees {names[seen[0]]!r} ({seen[1]:.2f}; {names[label]!r} {candidate[label]:.2f})"
     if champion is None:
         return None
-    seen = _sees_other(champion, label, rule)
+    seen = _sees_other(champion, label, rule) if holdout != "better" else None
     if seen is not None and not _confirms(candidate, label, rule):
         return (
             f"{names[label]!r} box: the champion sees {names[seen[0]]!r} ({seen[1]:.2f}; {names[label]!r} {champion[label]:.2f}),"
@@ -116,7 +122,7 @@ def screen(
     candidate: Mapping[str, np.ndarray],
     names: list[str],
     rule: ScreeningRule,
-    candidate_counts: bool = True,
+    holdout: str | None = None,
 ) -> list[Verdict]:
     """A verdict per correction from its labels (boxes, 5) and each model's (boxes, classes) confidences there."""
     verdicts = []
@@ -124,7 +130,7 @@ def screen(
         reasons = []
         for i, row in enumerate(boxes):
             old = None if champion is None else champion[key][i]
-            why = screen_box(int(row[0]), old, candidate[key][i], names, rule, candidate_counts)
+            why = screen_box(int(row[0]), old, candidate[key][i], names, rule, holdout)
             if why is not None:
                 reasons.append(f"box {i + 1}: {why}")
         verdicts.append(Verdict(key, bool(reasons), tuple(reasons), len(boxes)))
