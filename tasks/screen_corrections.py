@@ -6,6 +6,7 @@ from yolo_retrain.bootstrap import Comparison
 from yolo_retrain.config import Settings
 from yolo_retrain.dataset import BuiltDataset
 from yolo_retrain.screen_batch import BatchCheck, check_batch
+from yolo_retrain.screening import holdout_view
 from yolo_retrain.store import CorrectionStore
 
 
@@ -28,8 +29,8 @@ def screen_corrections(
         dataset: Its data.yaml names the classes.
         champion: The current champion (not trained on the batch), None before the first.
         candidate: The candidate's weights (trained on the batch).
-        comparison: The holdout's paired comparison: its verdict weighs each model's view of the labels (a
-            candidate it shows worse is not counted; one it shows better outweighs the champion).
+        comparison: The holdout's paired comparison: it weighs each model's view of the labels (a candidate it
+            shows worse beyond the margin is not counted; one it shows better outweighs the champion alone).
     """
     with CorrectionStore.from_settings(settings) as store:
         corrections = store.training_corrections(run.flow_run_id)
@@ -41,7 +42,7 @@ def screen_corrections(
         corrections.batch,
         corrections.accepted,
         dataset.manifest_path,
-        holdout=None if comparison is None else comparison.map50_95.verdict,
+        holdout=None if comparison is None else holdout_view(comparison.map50_95, settings.gate_margin),
     )
     client = tracking.client_for(settings)
     tracking.log_metrics(client, run.run_id, check.as_mlflow())

@@ -21,7 +21,7 @@ from yolo_retrain.forgetting import forgetting_reason, retention, stable_sample
 from yolo_retrain.gate import GateDecision, decide
 from yolo_retrain.metrics import EvalMetrics
 from yolo_retrain.per_image import ImageResults
-from yolo_retrain.screening import ScreeningResult, ScreeningRule, relabelled_classes, screen
+from yolo_retrain.screening import ScreeningResult, ScreeningRule, holdout_view, relabelled_classes, screen
 from yolo_retrain.store import CorrectionStore
 
 NAMES = ["square", "circle"]
@@ -143,6 +143,11 @@ def test_screening_holds_a_swapped_label_and_accepts_a_fix_the_champion_got_wron
 
 def test_a_candidate_worse_on_the_holdout_is_not_counted_the_champion_judges_alone():
     """A 1-epoch candidate that sees every box as a circle says nothing against a right square."""
+    from yolo_retrain.bootstrap import Interval
+
+    assert holdout_view(Interval(-0.4, -0.45, -0.32), 0.02) == "worse"
+    assert holdout_view(Interval(-0.04, -0.06, -0.015), 0.02) == "comparable"  # worse, but not beyond the margin
+    assert holdout_view(Interval(0.03, 0.01, 0.05), 0.02) == "better"
     labels = {"right": labels_from_text("0 0.5 0.5 0.3 0.3\n"), "wrong": labels_from_text("1 0.2 0.2 0.2 0.2\n")}
     champion = {"right": np.array([[0.94, 0.0]]), "wrong": np.array([[0.8, 0.1]])}
     collapsed = {"right": np.array([[0.6, 0.88]]), "wrong": np.array([[0.0, 0.97]])}
@@ -159,7 +164,7 @@ def test_a_candidate_better_on_the_holdout_outweighs_the_champion_alone():
     """The demo's champion memorised the wrong labels its fixes correct; the better candidate sees nothing there."""
     labels = {"fix": labels_from_text("1 0.5 0.5 0.3 0.3\n")}
     champion, candidate = {"fix": np.array([[0.63, 0.0]])}, {"fix": np.zeros((1, 2))}
-    assert screen(labels, champion, candidate, NAMES, RULE, holdout="within noise")[0].suspicious
+    assert screen(labels, champion, candidate, NAMES, RULE, holdout="comparable")[0].suspicious
     assert not screen(labels, champion, candidate, NAMES, RULE, holdout="better")[0].suspicious
     candidate = {"fix": np.array([[0.3, 0.1]])}  # but both leaning to the other class still holds it
     assert "both models prefer" in screen(labels, champion, candidate, NAMES, RULE, holdout="better")[0].reason()

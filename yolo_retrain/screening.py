@@ -13,9 +13,9 @@ when
   ``margin``), or
 - both models prefer another class than the label's, each at ``agreement_confidence`` or more.
 
-Each model's view is weighed by what the holdout says of it (the paired comparison's verdict). A candidate the
-holdout shows *worse* (a too-short or broken training, e.g. one epoch, can see every box as one class) is not
-counted: the champion alone judges, and a box is suspicious where it prefers another class (at
+Each model's view is weighed by what the holdout says of it (:func:`holdout_view`). A candidate the holdout shows
+*worse* beyond the gate's margin (its whole interval below -margin: a too-short or broken training, e.g. one epoch,
+can see every box as one class) is not counted: the champion alone judges, and a box is suspicious where it prefers another class (at
 ``agreement_confidence``). A candidate the holdout shows *better* outweighs the champion: the champion's view alone
 (the second test) does not hold a label; the champion that the demo's fixes correct memorised the wrong labels.
 
@@ -38,6 +38,15 @@ class ScreeningRule:
     margin: float = 0.2  # ... and only above the label's class by this much (the candidate confirms the same way)
     candidate_confidence: float = 0.4  # the candidate, trained on the label, still prefers another class from here
     agreement_confidence: float = 0.25  # both models prefer another class, each from here
+
+
+def holdout_view(interval, margin: float) -> str:
+    """How the holdout weighs the candidate's view of the labels: ``worse`` (not counted) when its whole interval of
+    candidate − champion lies below ``-margin``, ``better`` (outweighs the champion alone) when it lies above 0,
+    else ``comparable``."""
+    if interval.high < -margin:
+        return "worse"
+    return "better" if interval.low > 0 else "comparable"
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,7 @@ def screen_box(
     holdout: str | None = None,
 ) -> str | None:
     """Why the box labelled ``label`` is suspicious, or None. ``champion`` is None before the first champion;
-    ``holdout`` is the paired comparison's verdict on candidate − champion (better, within noise, worse)."""
+    ``holdout`` is :func:`holdout_view` of the paired comparison (better, comparable, worse), None without one."""
     if holdout == "worse" and champion is not None:
         seen = _prefers_other(champion, label, rule.agreement_confidence)
         if seen is None:
