@@ -420,3 +420,42 @@ def test_a_refused_retrain_prints_its_error_last(tmp_path: Path) -> None:
     assert lines[-1] == (
         f"error: base data.yaml {bad}: 'train' path {tmp_path / 'images' / 'gone'} is not a folder or a .txt list"
     )
+
+
+def _outside_dataset(tmp_path: Path) -> Path:
+    """A dataset outside any archive: what a zip's data.yaml must not reach."""
+    outside = tmp_path / "outside"
+    write_images(outside / "images")
+    write_labels(outside / "labels", PROJECT)
+    return outside
+
+
+ESCAPES = {  # a zip's data.yaml (or obj.data) naming files outside the extracted archive
+    "absolute path key": lambda out: {"data.yaml": yaml.safe_dump({"path": str(out), "train": "images", "names": PROJECT})},
+    "relative path key": lambda out: {"data.yaml": yaml.safe_dump({"path": "../outside", "train": "images", "names": PROJECT})},
+    "absolute split": lambda out: {"data.yaml": yaml.safe_dump({"train": str(out / "images"), "names": PROJECT})},
+    "list naming outside images": lambda out: {
+        "data.yaml": yaml.safe_dump({"train": "train.txt", "names": PROJECT}),
+        "train.txt": "".join(f"{out}/images/{s}.jpg\n" for s in SHAPES),
+    },
+    "obj.data naming an outside names file": lambda out: {
+        "obj.data": f"classes = 3\nnames = {out}/obj.names\n",
+        "obj_train_data/a.jpg": image_bytes(0),
+        "obj_train_data/a.txt": "0 0.5 0.5 0.1 0.1\n",
+    },
+}
+
+
+@pytest.mark.parametrize("case", ESCAPES)
+def test_a_zip_whose_config_points_outside_the_archive_is_refused(settings: Settings, tmp_path: Path, case: str) -> None:
+    outside = _outside_dataset(tmp_path)
+    (outside / "obj.names").write_text("\n".join(PROJECT) + "\n")
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, content in ESCAPES[case](outside).items():
+            zf.writestr(name, content)
+    with CorrectionStore.from_settings(settings) as store, pytest.raises(InvalidInput, match="outside the archive") as err:
+        intake.import_corrections(store, settings, archive, format=None if case.startswith("obj") else "ultralytics")
+    assert str(outside) in str(err.value) or "../outside" in str(err.value)
+    assert stored(settings) == {}
+    # the same yaml in a folder the operator points at may name files anywhere: it is theirs

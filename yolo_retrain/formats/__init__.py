@@ -42,8 +42,11 @@ def detect(root: Path) -> ModuleType:
     )
 
 
-def read_export(root: Path, format: str | None = None, images: Path | None = None) -> Export:
-    """Read the export at ``root`` (a folder or a data.yaml) as ``format``, detected when None."""
+def read_export(root: Path, format: str | None = None, images: Path | None = None, within: Path | None = None) -> Export:
+    """Read the export at ``root`` (a folder or a data.yaml) as ``format``, detected when None.
+
+    ``within``: the folder a zip was extracted into; the paths its config files name must stay inside it.
+    """
     if not root.exists():
         raise InvalidInput(f"{root}: no such file or folder")
     candidates = (by_name(format),) if format is not None else FORMATS
@@ -52,7 +55,7 @@ def read_export(root: Path, format: str | None = None, images: Path | None = Non
     if images is not None and not getattr(module, "TAKES_IMAGES", False):
         takes = ", ".join(f.NAME for f in FORMATS if getattr(f, "TAKES_IMAGES", False))
         raise InvalidInput(f"--images {images}: a {module.NAME} export holds its images; --images is for {takes}")
-    return module.read(root, images)
+    return module.read(root, images, within=within)
 
 
 @contextmanager
@@ -64,7 +67,7 @@ def open_export(path: Path, format: str | None = None, images: Path | None = Non
         return
     with tempfile.TemporaryDirectory(prefix="yolo-retrain-import-") as tmp:
         extract_zip(path, Path(tmp))
-        yield read_export(Path(tmp), format, images)
+        yield read_export(Path(tmp), format, images, within=Path(tmp))
 
 
 def _unwrap(root: Path, candidates: tuple[ModuleType, ...]) -> Path:
