@@ -104,11 +104,16 @@ def assert_project_ids(settings: Settings, expected: dict[str, list[str]] = SHAP
 # One test per tool, the tree as the tool writes it -------------------------------------------------------------------
 
 
-def test_plain_folder_keeps_its_ids(settings: Settings, tmp_path: Path) -> None:
+def test_plain_folder_keeps_its_ids_when_told_so(settings: Settings, tmp_path: Path) -> None:
     export = tmp_path / "export"
     write_images(export / "images")
-    write_labels(export / "labels", PROJECT)  # no class names: the ids are taken as the project's
-    output = run_import(settings, export)
+    write_labels(export / "labels", PROJECT)  # no class names: nothing to check its ids against by name
+    refused = CliRunner().invoke(app, ["corrections", "import", str(export)])
+    assert refused.exit_code == 2 and stored(settings) == {}
+    message = refused.stderr.strip().splitlines()[-1]
+    assert str(export) in message and "names no classes" in message and "--format plain" in message
+    assert "0 'square', 1 'circle', 2 'triangle'" in message  # what the ids would be taken as
+    output = run_import(settings, export, "--format", "plain")  # the operator says the ids are the project's
     assert "(plain)" in output and "renumbered" not in output
     assert_project_ids(settings)
 
@@ -459,3 +464,31 @@ def test_a_zip_whose_config_points_outside_the_archive_is_refused(settings: Sett
     assert str(outside) in str(err.value) or "../outside" in str(err.value)
     assert stored(settings) == {}
     # the same yaml in a folder the operator points at may name files anywhere: it is theirs
+
+
+def test_an_ultralytics_export_with_nc_but_no_names_is_refused_until_told(settings: Settings, tmp_path: Path) -> None:
+    export = tmp_path / "ds"
+    write_images(export / "images" / "train")
+    write_labels(export / "labels" / "train", TOOL_ORDER)  # the tool's ids: taken on trust they would mislabel
+    (export / "data.yaml").write_text(yaml.safe_dump({"path": ".", "train": "images/train", "nc": 3}))
+    with CorrectionStore.from_settings(settings) as store, pytest.raises(InvalidInput, match="names no classes") as err:
+        intake.import_corrections(store, settings, export)
+    assert str(export / "data.yaml") in str(err.value) and "--format ultralytics" in str(err.value)
+    assert stored(settings) == {}
+
+
+@pytest.mark.parametrize("names", [["9b24222a-a.txt", "5e6f7a8b-a.txt"], ["a.txt", "9b24222a-a.txt"]])
+def test_two_label_files_for_one_image_are_refused_naming_both(settings: Settings, tmp_path: Path, names) -> None:
+    """Label Studio's upload prefix is stripped to find an image: two label files may then pair with one image,
+    and the second would silently supersede the first."""
+    export = tmp_path / "ls"
+    (export / "labels").mkdir(parents=True)
+    (export / "labels" / names[0]).write_text(label_text(["circle"], TOOL_ORDER))
+    (export / "labels" / names[1]).write_text(label_text(["square"], TOOL_ORDER))
+    (export / "classes.txt").write_text("\n".join(TOOL_ORDER) + "\n")
+    photos = tmp_path / "photos"
+    write_images(photos)
+    with CorrectionStore.from_settings(settings) as store, pytest.raises(InvalidInput, match="both pair with") as err:
+        intake.import_corrections(store, settings, export, images=photos)
+    assert all(str(export / "labels" / n) in str(err.value) for n in names) and str(photos / "a.jpg") in str(err.value)
+    assert stored(settings) == {}

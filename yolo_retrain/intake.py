@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from yolo_retrain.config import Settings
-from yolo_retrain.formats import ClassMapping, open_export
+from yolo_retrain.errors import InvalidInput
+from yolo_retrain.formats import ClassMapping, Export, open_export
 from yolo_retrain.store import Correction, CorrectionStore, Submission
 
 THRESHOLD_EVENT = "yolo-retrain.corrections.threshold-reached"
@@ -57,6 +58,8 @@ def import_corrections(
     if this reached it.
     """
     with open_export(Path(path), format, images) as export:
+        if export.class_names is None and format is None:
+            raise InvalidInput(unnamed_classes(export, store.class_names))
         mapping = ClassMapping.between(
             export.class_names, export.names_source, store.class_names, f"base data.yaml {settings.base_data}"
         )
@@ -71,6 +74,17 @@ def import_corrections(
         added = store.add_many(submissions, **meta)
     announce_threshold(store, settings)
     return ImportResult(export.format, mapping, added)
+
+
+def unnamed_classes(export: Export, project_names: list[str]) -> str:
+    """Why an export that names no classes is refused unless its format was said: its ids would be taken on trust."""
+    ids = ", ".join(f"{i} {name!r}" for i, name in enumerate(project_names))
+    return (
+        f"{export.names_source or export.root}: this {export.format} export names no classes (no 'names' in a "
+        "data.yaml, no classes.txt, notes.json or obj.names), so its class ids cannot be checked against the "
+        "project's by name; nothing was imported. Export it with its class names, or, if its ids are the project's "
+        f"({ids}), say so with --format {export.format}"
+    )
 
 
 def announce_threshold(store: CorrectionStore, settings: Settings) -> bool:

@@ -55,7 +55,22 @@ def read_export(root: Path, format: str | None = None, images: Path | None = Non
     if images is not None and not getattr(module, "TAKES_IMAGES", False):
         takes = ", ".join(f.NAME for f in FORMATS if getattr(f, "TAKES_IMAGES", False))
         raise InvalidInput(f"--images {images}: a {module.NAME} export holds its images; --images is for {takes}")
-    return module.read(root, images, within=within)
+    return _one_label_file_per_image(module.read(root, images, within=within))
+
+
+def _one_label_file_per_image(export: Export) -> Export:
+    """Refuse two label files paired with one image (e.g. ``a.txt`` and ``9b24222a-a.txt``, once Label Studio's upload
+    prefix is stripped): one would silently supersede the other, and which one is right is unknown."""
+    seen: dict[Path, Record] = {}
+    for record in export.records:
+        first = seen.setdefault(record.image, record)
+        if first is not record:
+            raise InvalidInput(
+                f"{first.label_source} and {record.label_source} both pair with image {record.image} (matched by "
+                "file name, a Label Studio upload prefix ignored): which labels are right is unknown; remove one of "
+                "them, or give the images their own names; nothing was imported"
+            )
+    return export
 
 
 @contextmanager

@@ -31,7 +31,7 @@ class Export:
     format: str
     root: Path
     class_names: list[str] | None
-    names_source: str | None  # the file the class names came from
+    names_source: str | None  # the file the class names came from (or that would name them: a data.yaml)
     records: list[Record] = field(default_factory=list)
 
 

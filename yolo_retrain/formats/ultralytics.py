@@ -45,4 +45,4 @@ def read_dataset(
     if clean is not None:
         records = [Record(r.image, clean(r.label_text, r.label_source), r.label_source) for r in records]
     names = data.names if data.named else None
-    return Export(name, data.root, names, str(data.path) if names else None, records)
+    return Export(name, data.root, names, str(data.path), records)
