@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from PIL import Image
@@ -100,21 +102,52 @@ def check_image(data: bytes, source: str) -> tuple[int, int]:
     ``MAX_IMAGE_SIDE`` pixels a side, over ``MAX_IMAGE_BYTES`` bytes, or that PIL deems a decompression
     bomb (over twice ``Image.MAX_IMAGE_PIXELS``, about 179 megapixels).
     """
+    fmt = _checked_format(data, source)
+    with _decoding(source, fmt):
+        with _open_checked(data, source, fmt) as img:
+            width, height = img.size
+            img.verify()
+        with Image.open(io.BytesIO(data), formats=[fmt]) as img:
+            img.load()
+    return width, height
+
+
+def decode_image(data: bytes, source: str) -> Image.Image:
+    """The RGB pixels of image bytes from elsewhere (a task's image), checked as :func:`check_image` checks them
+    before anything is decoded: size in bytes, format from its first bytes (the one decoder PIL may try: none that
+    reaches the network or installs a plugin), width and height from the header."""
+    fmt = _checked_format(data, source)
+    with _decoding(source, fmt), _open_checked(data, source, fmt) as img:
+        return img.convert("RGB")
+
+
+def _checked_format(data: bytes, source: str) -> str:
+    """The accepted format of ``data``, from its size and first bytes only; InvalidInput naming ``source`` if none."""
     if len(data) > MAX_IMAGE_BYTES:
         raise InvalidInput(f"{source}: image too large ({len(data)} bytes, limit {MAX_IMAGE_BYTES})")
     fmt = _sniff_format(data)
     if fmt is None:
         raise InvalidInput(f"{source}: not an image, or not one of the accepted formats ({', '.join(IMAGE_SUFFIXES)})")
+    return fmt
+
+
+@contextmanager
+def _open_checked(data: bytes, source: str, fmt: str) -> Iterator[Image.Image]:
+    """The image opened by ``fmt``'s decoder alone, its size read from the header and checked; pixels not decoded."""
+    with Image.open(io.BytesIO(data), formats=[fmt]) as img:
+        width, height = img.size
+        if width <= 0 or height <= 0:
+            raise InvalidInput(f"{source}: image has zero size ({width}x{height})")
+        if max(width, height) > MAX_IMAGE_SIDE:
+            raise InvalidInput(f"{source}: image too large ({width}x{height}, limit {MAX_IMAGE_SIDE} px a side)")
+        yield img
+
+
+@contextmanager
+def _decoding(source: str, fmt: str) -> Iterator[None]:
+    """PIL's many errors on bad data as one InvalidInput naming ``source``."""
     try:
-        with Image.open(io.BytesIO(data), formats=[fmt]) as img:
-            width, height = img.size
-            if width <= 0 or height <= 0:
-                raise InvalidInput(f"{source}: image has zero size ({width}x{height})")
-            if max(width, height) > MAX_IMAGE_SIDE:
-                raise InvalidInput(f"{source}: image too large ({width}x{height}, limit {MAX_IMAGE_SIDE} px a side)")
-            img.verify()
-        with Image.open(io.BytesIO(data), formats=[fmt]) as img:
-            img.load()
+        yield
     except InvalidInput:
         raise
     except Image.DecompressionBombError as exc:
@@ -124,7 +157,6 @@ def check_image(data: bytes, source: str) -> tuple[int, int]:
         raise InvalidInput(f"{source}: corrupt {fmt} image (unreadable header)") from None
     except Exception as exc:  # PIL raises many types (OSError, SyntaxError, ValueError...) on corrupt data
         raise InvalidInput(f"{source}: corrupt or truncated image ({exc})") from exc
-    return width, height
 
 
 def image_suffix(data: bytes) -> str:

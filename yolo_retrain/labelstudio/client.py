@@ -2,15 +2,16 @@
 
 Authentication: a legacy API token (``Authorization: Token <key>``) or a personal access token, which is a
 JWT refresh token exchanged at ``/api/token/refresh`` for a short-lived access token (``Bearer``), renewed on 401.
-Only URLs on Label Studio itself are fetched (``/data/upload/...``, ``/data/local-files/?d=...``): a task's
-data must not make the backend send the token, or any request, elsewhere.
+Only file URLs on Label Studio itself are fetched (``/data/upload/...``, ``/data/local-files/?d=...``): a task's
+data must not make the backend send the token, or any request, elsewhere, nor to Label Studio's API (the key
+would read or change anything its user may). Cloud storage (``/tasks/<id>/presign/``) is not supported.
 """
 
 from __future__ import annotations
 
 import threading
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 
@@ -72,15 +73,28 @@ class LabelStudioClient:
         return response
 
     # Reads ------------------------------------------------------------------------------------
-    def image(self, image_url: str) -> bytes:
-        """The bytes of a task's image (at most MAX_IMAGE_BYTES), from Label Studio itself only."""
+    def file_url(self, image_url: str) -> str:
+        """The absolute URL of a task's image if it is a file Label Studio serves (``/data/...``); InvalidInput
+        naming it otherwise, before any request is sent."""
         target = urljoin(self.url, image_url)
         ours, theirs = urlsplit(self.url), urlsplit(target)
-        if (theirs.scheme, theirs.netloc) != (ours.scheme, ours.netloc):
+        path = unquote(theirs.path)  # as Label Studio will read it: no ``..`` may hide behind %2e%2e or %2f
+        segments = path.split("/")
+        if (
+            (theirs.scheme, theirs.netloc) != (ours.scheme, ours.netloc)
+            or not path.startswith(f"{ours.path}data/")
+            or ".." in segments
+            or "\\" in path
+        ):
             raise InvalidInput(
-                f"task image {image_url!r} is not served by Label Studio at {self.url}: "
-                "only uploaded files and local storage (/data/...) are fetched"
+                f"task image {image_url!r} is not a file Label Studio at {self.url} serves: only uploaded files and "
+                "local storage (/data/upload/..., /data/local-files/?d=...) are fetched (cloud storage is not supported)"
             )
+        return target
+
+    def image(self, image_url: str) -> bytes:
+        """The bytes of a task's image (at most MAX_IMAGE_BYTES), from Label Studio's own files only (``file_url``)."""
+        target = self.file_url(image_url)
         what = f"task image {image_url}"
         for attempt in range(2):
             headers = self._auth(renew=attempt == 1)
@@ -89,6 +103,9 @@ class LabelStudioClient:
                     if response.status_code == 401 and self._personal_token and attempt == 0:
                         continue
                     _check(response, what)
+                    declared = response.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > MAX_IMAGE_BYTES:  # refused before reading it
+                        raise InvalidInput(f"{what}: {declared} bytes, larger than {MAX_IMAGE_BYTES}")
                     chunks, size = [], 0
                     for chunk in response.iter_bytes():
                         size += len(chunk)
