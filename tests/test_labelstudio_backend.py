@@ -76,3 +76,15 @@ def test_predictions_follow_the_champion_alias(in_world):
     finally:
         client.set_registered_model_alias(name, "champion", current)
     assert predictor.predict(image).model_version == current
+
+
+def test_a_browser_page_cannot_call_the_backend_even_with_cached_basic_auth(settings):
+    """A browser that once logged in with basic auth sends it again, also on a form another site POSTs: a request
+    a web page made (Origin of another site, Sec-Fetch-Site cross-site) is refused; Label Studio sends neither."""
+    event = {"action": "PROJECT_UPDATED", "project": {"id": 1}}
+    basic = {"Authorization": "Basic " + base64.b64encode(b"label-studio:s3cret").decode()}
+    with TestClient(create_backend_app(settings)) as client:
+        for page in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}, {"Origin": "null"}):
+            refused = client.post("/webhook", json=event, headers={**basic, **page})
+            assert refused.status_code == 403 and "web page" in refused.json()["detail"], refused.text
+        assert client.post("/webhook", json=event, headers=basic).status_code == 200  # Label Studio, server to server

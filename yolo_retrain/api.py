@@ -3,13 +3,14 @@ and the model registry.
 
 Reviewers' tools POST corrections here; operators start retrains and read the champion. Every endpoint but
 ``/health`` and the docs needs ``Authorization: Bearer <YOLO_RETRAIN_API_TOKEN>``. Without a token the
-service only binds to loopback. The token and the body size are checked before the body is read.
+service only binds to loopback, and takes requests from loopback's own origin only: a web page the operator
+visits could otherwise POST a form to it (no CORS preflight) or read it through DNS rebinding. The token, the
+origin and the body size are checked before the body is read.
 """
 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -29,6 +30,7 @@ from yolo_retrain import intake, registry, tracking
 from yolo_retrain.config import Settings, Trigger, configure_environment
 from yolo_retrain.errors import DuplicateCorrection, InvalidInput, TrackingSetupError, TransientError
 from yolo_retrain.labels import MAX_IMAGE_BYTES, MAX_LABEL_BYTES, decode_labels
+from yolo_retrain.origin import from_a_web_page, is_loopback
 from yolo_retrain.store import CorrectionStore, Status
 
 # Response models -----------------------------------------------------------------------------------
@@ -151,7 +153,8 @@ def _require_content_type(media_type: str) -> Callable[[Request], None]:
 
 
 class _Guard:
-    """ASGI middleware refusing a request before the app reads its body: bearer token, then body size.
+    """ASGI middleware refusing a request before the app reads its body: bearer token (or, without one, the
+    request's origin: ``_cross_origin``), then body size.
 
     The size is checked on Content-Length up front and again on the bytes actually received (chunked bodies).
     """
@@ -170,6 +173,12 @@ class _Guard:
         await self.app(scope, self._limited(receive), send)
 
     def _refusal(self, path: str, headers: Headers) -> JSONResponse | None:
+        if self.token is None and (why := from_a_web_page(headers, loopback_only=True)) is not None:
+            return JSONResponse(
+                {"detail": f"refused: {why}. Without YOLO_RETRAIN_API_TOKEN the intake takes requests from loopback's "
+                 "own origin only; to call it from elsewhere set a token and send it (Authorization: Bearer)"},
+                403,
+            )
         if self.token is not None and path not in self.public_paths:
             scheme, _, given = headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not given:
@@ -376,18 +385,9 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # any other host name may resolve to anything
-        return False
-
-
 def check_bind(settings: Settings) -> None:
     """Refuse to serve without a token anywhere but loopback."""
-    if _token(settings) is None and not _is_loopback(settings.api_host):
+    if _token(settings) is None and not is_loopback(settings.api_host):
         raise InvalidInput(
             f"refusing to start the intake on {settings.api_host} without YOLO_RETRAIN_API_TOKEN "
             "(set a token, or bind YOLO_RETRAIN_API_HOST to 127.0.0.1)"

@@ -32,6 +32,7 @@ from yolo_retrain.labelstudio.client import LabelStudioClient
 from yolo_retrain.labelstudio.convert import box_to_region, result_to_boxes
 from yolo_retrain.labelstudio.events import Annotation, PredictedBoxes, correction_from_event
 from yolo_retrain.labelstudio.label_config import BoxTag, box_tag
+from yolo_retrain.origin import from_a_web_page
 from yolo_retrain.store import CorrectionStore
 
 SECRET_HEADER = "X-Yolo-Retrain-Secret"
@@ -89,7 +90,12 @@ def _backend(request: Request) -> Backend:
 
 
 def _require_secret(request: Request) -> None:
-    """The shared secret, in its header or as a basic auth password; compared in constant time."""
+    """The shared secret, in its header or as a basic auth password; compared in constant time. A request a web page
+    made is refused first: a browser that once logged in with basic auth would send the secret on another site's
+    form too. (Label Studio calls the backend server to server, with neither Origin nor Sec-Fetch-Site.)"""
+    why = from_a_web_page(request.headers, loopback_only=False)
+    if why is not None:
+        raise HTTPException(403, f"refused: {why}; the backend serves Label Studio's server, not browsers")
     secret: str = request.app.state.secret
     given = request.headers.get(SECRET_HEADER)
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
