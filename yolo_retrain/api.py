@@ -11,6 +11,7 @@ origin and the body size are checked before the body is read.
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -32,6 +33,8 @@ from yolo_retrain.errors import DuplicateCorrection, InvalidInput, TrackingSetup
 from yolo_retrain.labels import MAX_IMAGE_BYTES, MAX_LABEL_BYTES, decode_labels
 from yolo_retrain.origin import from_a_web_page, is_loopback
 from yolo_retrain.store import CorrectionStore, Status
+
+log = logging.getLogger(__name__)
 
 # Response models -----------------------------------------------------------------------------------
 
@@ -61,7 +64,14 @@ class CorrectionOut(BaseModel):
 
 class CorrectionCreated(BaseModel):
     correction: CorrectionOut
-    pending: int = Field(description="Corrections now waiting for a retrain.")
+    pending: int | None = Field(
+        description="Corrections now waiting for a retrain (null if they could not be counted after storing)."
+    )
+    announcement: str | None = Field(
+        default=None,
+        description="Set when the retrain threshold could not be checked or announced after the correction was "
+        "stored: what failed and what picks the backlog up (the correction is stored all the same).",
+    )
 
 
 class Stats(BaseModel):
@@ -258,7 +268,7 @@ def submit_correction(
             labels_text = decode_labels(labels.encode(), "labels")
         else:
             labels_text = decode_labels(labels.file.read(MAX_LABEL_BYTES + 1), labels.filename or "labels")
-        correction = intake.add_correction(
+        added = intake.add_correction(
             store,
             settings,
             image.file.read(MAX_IMAGE_BYTES + 1),
@@ -273,7 +283,16 @@ def submit_correction(
         raise HTTPException(422, str(exc)) from exc
     except TransientError as exc:
         raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from exc
-    return CorrectionCreated(correction=CorrectionOut.model_validate(correction), pending=store.pending_count())
+    try:
+        pending: int | None = store.pending_count()
+    except Exception:  # stored already: a failed count must not answer as if nothing was
+        log.warning("could not count the pending corrections after storing %s", added.correction.id, exc_info=True)
+        pending = None
+    return CorrectionCreated(
+        correction=CorrectionOut.model_validate(added.correction),
+        pending=pending,
+        announcement=added.announcement.problem,
+    )
 
 
 @protected.get(
