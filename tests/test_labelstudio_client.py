@@ -110,6 +110,8 @@ def test_only_label_studio_file_urls_are_fetched_with_the_key(host: FakeHost) ->
             ("/data/upload/1/a.png", "Token legacy-key"),
             ("/data/local-files/?d=photos/a.png", "Token legacy-key"),
         ]
+        with pytest.raises(InvalidInput, match="/data/upload/1/a.gif: not an image, or not one of the accepted formats"):
+            client.image("/data/upload/1/a.gif")  # a file of Label Studio's, but its first bytes are no image of ours
     finally:
         client.close()
 

@@ -29,6 +29,7 @@ _SIGNATURES = {  # leading bytes of each accepted format but WebP (RIFF....WEBP)
     "TIFF": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
 }
 
+SIGNATURE_BYTES = 12  # enough of an image's first bytes for image_format to tell its format
 MAX_IMAGE_SIDE = 20_000
 MAX_IMAGE_BYTES = 100 * 1024 * 1024
 MAX_LABEL_BYTES = 16 * 1024 * 1024  # ~300 000 boxes: far more than any image holds
@@ -125,7 +126,7 @@ def _checked_format(data: bytes, source: str) -> str:
     """The accepted format of ``data``, from its size and first bytes only; InvalidInput naming ``source`` if none."""
     if len(data) > MAX_IMAGE_BYTES:
         raise InvalidInput(f"{source}: image too large ({len(data)} bytes, limit {MAX_IMAGE_BYTES})")
-    fmt = _sniff_format(data)
+    fmt = image_format(data)
     if fmt is None:
         raise InvalidInput(f"{source}: not an image, or not one of the accepted formats ({', '.join(IMAGE_SUFFIXES)})")
     return fmt
@@ -161,12 +162,12 @@ def _decoding(source: str, fmt: str) -> Iterator[None]:
 
 def image_suffix(data: bytes) -> str:
     """File suffix (``.jpg``, ``.png``...) for image bytes that already passed :func:`check_image`."""
-    fmt = _sniff_format(data)
+    fmt = image_format(data)
     assert fmt is not None, "image_suffix() needs bytes that passed check_image()"
     return IMAGE_SUFFIXES[fmt]
 
 
-def _sniff_format(data: bytes) -> str | None:
+def image_format(data: bytes) -> str | None:
     """The accepted format whose signature ``data`` starts with: the only one PIL is then allowed to try.
 
     Sniffing first keeps other data away from PIL's full plugin search, which Ultralytics patches to install

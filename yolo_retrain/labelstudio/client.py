@@ -16,7 +16,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import httpx
 
 from yolo_retrain.errors import InvalidInput, TransientError
-from yolo_retrain.labels import MAX_IMAGE_BYTES
+from yolo_retrain.labels import IMAGE_SUFFIXES, MAX_IMAGE_BYTES, SIGNATURE_BYTES, image_format
 
 
 class LabelStudioUnavailable(TransientError):
@@ -106,13 +106,18 @@ class LabelStudioClient:
                     declared = response.headers.get("content-length", "")
                     if declared.isdigit() and int(declared) > MAX_IMAGE_BYTES:  # refused before reading it
                         raise InvalidInput(f"{what}: {declared} bytes, larger than {MAX_IMAGE_BYTES}")
-                    chunks, size = [], 0
+                    chunks, size, sniffed = [], 0, False
                     for chunk in response.iter_bytes():
                         size += len(chunk)
                         if size > MAX_IMAGE_BYTES:
                             raise InvalidInput(f"{what}: larger than {MAX_IMAGE_BYTES} bytes")
                         chunks.append(chunk)
-                    return b"".join(chunks)
+                        if not sniffed and size >= SIGNATURE_BYTES:  # not an image: refused before the rest is read
+                            sniffed = True
+                            _check_format(b"".join(chunks), what)
+                    data = b"".join(chunks)
+                    _check_format(data, what)
+                    return data
             except httpx.TransportError as exc:
                 raise LabelStudioUnavailable(f"Label Studio at {self.url} unreachable ({exc})") from exc
         raise InvalidInput(f"{what}: Label Studio refused the API key")
@@ -120,6 +125,12 @@ class LabelStudioClient:
     def prediction(self, prediction_id: int) -> dict[str, Any]:
         """One stored prediction (``result``, ``model_version``, ``score``)."""
         return self._get(f"api/predictions/{int(prediction_id)}/", f"prediction {prediction_id}").json()
+
+
+def _check_format(head: bytes, what: str) -> None:
+    """Refuse bytes that do not start like an accepted image format (``labels.image_format``)."""
+    if image_format(head) is None:
+        raise InvalidInput(f"{what}: not an image, or not one of the accepted formats ({', '.join(IMAGE_SUFFIXES)})")
 
 
 def _check(response: httpx.Response, what: str) -> None:
