@@ -120,7 +120,7 @@ def test_an_announcement_that_cannot_be_rearmed_says_who_picks_the_backlog_up(se
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     _refuse_flag_writes(settings, "WHEN NEW.value = 1")  # the crossing is taken; re-arming it fails
-    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):  # nothing listens there
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):  # no Prefect server: the event cannot be sent
         with CorrectionStore.from_settings(settings) as store:
             first = [intake.add_correction(store, settings, _png(s), "0 0.5 0.5 0.2 0.2\n") for s in range(2)]
             third = intake.add_correction(store, settings, _png(2), "0 0.5 0.5 0.2 0.2\n")
@@ -129,4 +129,4 @@ def test_an_announcement_that_cannot_be_rearmed_says_who_picks_the_backlog_up(se
     assert third.correction.status == "pending" and not third.announcement.sent
     problem = third.announcement.problem
     assert problem is not None and "3 corrections are pending (threshold 3)" in problem
-    assert "could not be re-armed" in problem and "nightly retrain" in problem
+    assert "no Prefect server configured" in problem and "could not be re-armed" in problem and "nightly retrain" in problem
