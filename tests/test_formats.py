@@ -492,3 +492,17 @@ def test_two_label_files_for_one_image_are_refused_naming_both(settings: Setting
         intake.import_corrections(store, settings, export, images=photos)
     assert all(str(export / "labels" / n) in str(err.value) for n in names) and str(photos / "a.jpg") in str(err.value)
     assert stored(settings) == {}
+
+
+def test_one_image_twice_with_different_labels_is_refused_naming_both(settings: Settings, tmp_path: Path) -> None:
+    """The same picture under two names (identical bytes) labelled two ways: storing both, one would silently
+    supersede the other. The same labels twice are no conflict."""
+    export = tmp_path / "export"
+    write_images(export / "images")
+    write_labels(export / "labels", PROJECT)
+    (export / "images" / "a-copy.jpg").write_bytes((export / "images" / "a.jpg").read_bytes())
+    (export / "labels" / "a-copy.txt").write_text(label_text(["square"], PROJECT))  # a.txt says circle
+    with CorrectionStore.from_settings(settings) as store, pytest.raises(InvalidInput, match="same image") as err:
+        intake.import_corrections(store, settings, export, format="plain")
+    assert str(export / "labels" / "a.txt") in str(err.value) and str(export / "labels" / "a-copy.txt") in str(err.value)
+    assert stored(settings) == {}
