@@ -62,7 +62,11 @@ def import_(
     ],
     format: Annotated[
         str | None,
-        typer.Option("--format", help=f"The export's format, if detection guesses wrong: {', '.join(FORMAT_NAMES)}."),
+        typer.Option(
+            "--format",
+            help=f"The export's format, if detection guesses wrong: {', '.join(FORMAT_NAMES)}. Needed for an export "
+            "that names no classes (e.g. plain images/ + labels/): it says its ids are the project's.",
+        ),
     ] = None,
     images: Annotated[
         Path | None,
