@@ -406,3 +406,12 @@ def test_a_missing_labels_folder_still_means_background_images(base: Path, tmp_p
     images = load_base_dataset(base).images
     assert [i.label for i in images if i.split == "train"] == [None] * 4
     assert all(i.label for i in images if i.split == "val")
+
+
+def test_an_image_folder_that_cannot_be_read_stops_the_build_naming_it(base: Path, tmp_path: Path) -> None:
+    """A link back to its own folder: walked until the system refuses (ELOOP); the images below would be listed
+    dozens of times over, then the rest silently skipped."""
+    (base.parent / "images" / "train" / "loop").symlink_to(".")
+    with pytest.raises(InvalidInput, match="cannot read image folder") as err:
+        build_dataset(base, [], tmp_path / "out")
+    assert str(base.parent / "images" / "train" / "loop") in str(err.value)

@@ -506,3 +506,25 @@ def test_one_image_twice_with_different_labels_is_refused_naming_both(settings: 
         intake.import_corrections(store, settings, export, format="plain")
     assert str(export / "labels" / "a.txt") in str(err.value) and str(export / "labels" / "a-copy.txt") in str(err.value)
     assert stored(settings) == {}
+
+
+@pytest.mark.parametrize("damage", ["a file", "a link to nothing", "a link loop"])
+def test_a_labels_folder_that_cannot_be_read_is_not_read_as_images_without_objects(
+    settings: Settings, tmp_path: Path, damage: str
+) -> None:
+    """Read as "no label file", every image would be stored as a correction saying it holds no objects."""
+    export = tmp_path / "ds"
+    write_images(export / "images" / "train")
+    labels = export / "labels" / "train"
+    labels.parent.mkdir(parents=True)
+    if damage == "a file":
+        labels.write_text("not a folder")
+    elif damage == "a link to nothing":
+        labels.symlink_to(tmp_path / "moved-away")
+    else:
+        labels.symlink_to(labels)
+    (export / "data.yaml").write_text(yaml.safe_dump({"path": ".", "train": "images/train", "names": PROJECT}))
+    with CorrectionStore.from_settings(settings) as store, pytest.raises(InvalidInput, match="cannot read") as err:
+        intake.import_corrections(store, settings, export)
+    assert str(labels) in str(err.value)
+    assert stored(settings) == {}

@@ -216,12 +216,25 @@ def is_image(path: str) -> bool:
 
 
 def _walk_files(folder: str) -> list[str]:
-    """Every file under ``folder`` (following links to folders, as Ultralytics' glob does), hidden ones excepted."""
+    """Every file under ``folder`` (following links to folders, as Ultralytics' glob does), hidden ones excepted.
+
+    A folder that cannot be read (an I/O error) or a link back to a folder above it (walked until the system
+    refuses: its images listed dozens of times, then the rest skipped) is refused naming it.
+    """
     found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=_unreadable_folder):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        here = os.path.realpath(dirpath)
+        for d in dirnames:
+            target = os.path.realpath(f"{dirpath}/{d}")
+            if here == target or here.startswith(target.rstrip("/") + "/"):
+                raise InvalidInput(f"{dirpath}/{d}: cannot read image folder (a link to a folder above it: a loop)")
         found += [f"{dirpath}/{f}" for f in filenames if not f.startswith(".")]
     return found
+
+
+def _unreadable_folder(exc: OSError) -> None:
+    raise InvalidInput(f"{exc.filename}: cannot read image folder ({exc.strerror or exc})") from exc
 
 
 def _listed_images(list_file: str) -> list[str]:
