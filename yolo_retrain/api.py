@@ -164,7 +164,7 @@ def _require_content_type(media_type: str) -> Callable[[Request], None]:
 
 class _Guard:
     """ASGI middleware refusing a request before the app reads its body: bearer token (or, without one, the
-    request's origin: ``_cross_origin``), then body size.
+    request's origin: ``origin.from_a_web_page``), then body size.
 
     The size is checked on Content-Length up front and again on the bytes actually received (chunked bodies).
     """
