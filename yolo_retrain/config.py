@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     label_studio_min_score: float = Field(default=0.25, ge=0.0, le=1.0, description="Champion boxes below this confidence are not pre-annotated.")
     label_studio_diff_iou: float = Field(default=0.5, gt=0.0, le=1.0, description="IoU below which a kept box counts as moved.")
     label_studio_max_predict_tasks: int = Field(
-        default=100, ge=1, description="Most tasks one /predict request may carry (each is an image fetched and predicted)."
+        default=100, ge=1, description="Most tasks one /predict request may carry (each: an image fetched, predicted)."
     )
 
     # Promotion gate

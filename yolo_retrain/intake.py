@@ -37,13 +37,15 @@ class Announcement:
 
 @dataclass(frozen=True)
 class Added:
-    """One stored correction, and what became of the threshold announcement after it."""
+    """One stored correction, and what became of the threshold announcement after it (``announce_threshold``)."""
 
     correction: Correction
     announcement: Announcement
 
 
-def add_correction(store: CorrectionStore, settings: Settings, image: Path | bytes, labels: str | Path, **meta) -> Added:
+def add_correction(
+    store: CorrectionStore, settings: Settings, image: Path | bytes, labels: str | Path, **meta
+) -> Added:
     """``store.add`` (validated, all or nothing), then announce the threshold if this reached it."""
     correction = store.add(image, labels, **meta)
     return Added(correction, announce_threshold(store, settings))

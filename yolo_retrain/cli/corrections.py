@@ -44,7 +44,9 @@ def add(
 ) -> None:
     """Add one corrected image and its labels."""
     with _store() as store:
-        added = intake.add_correction(store, get_settings(), image, labels, author=author, source_model_version=source_model_version)
+        added = intake.add_correction(
+            store, get_settings(), image, labels, author=author, source_model_version=source_model_version
+        )
     correction = added.correction
     typer.echo(f"added {correction.id} ({correction.original_name}, {correction.num_boxes} boxes)")
     _warn(added.announcement)

@@ -79,7 +79,8 @@ def _files_in(folder: str) -> tuple[frozenset[str], dict[str, str]]:
                     unreadable[entry.name] = exc.strerror or str(exc)
     except FileNotFoundError as exc:
         if os.path.lexists(folder):
-            raise InvalidInput(f"{folder}: cannot read base labels folder (a link to something that does not exist)") from exc
+            why = "a link to something that does not exist"
+            raise InvalidInput(f"{folder}: cannot read base labels folder ({why})") from exc
         return frozenset(), {}
     except OSError as exc:
         raise InvalidInput(f"{folder}: cannot read base labels folder ({exc.strerror or exc})") from exc

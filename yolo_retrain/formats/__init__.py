@@ -43,7 +43,9 @@ def detect(root: Path) -> ModuleType:
     )
 
 
-def read_export(root: Path, format: str | None = None, images: Path | None = None, within: Path | None = None) -> Export:
+def read_export(
+    root: Path, format: str | None = None, images: Path | None = None, within: Path | None = None
+) -> Export:
     """Read the export at ``root`` (a folder or a data.yaml) as ``format``, detected when None.
 
     ``within``: the folder a zip was extracted into; the paths its config files name must stay inside it.

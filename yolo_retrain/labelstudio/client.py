@@ -87,8 +87,9 @@ class LabelStudioClient:
             or "\\" in path
         ):
             raise InvalidInput(
-                f"task image {image_url!r} is not a file Label Studio at {self.url} serves: only uploaded files and "
-                "local storage (/data/upload/..., /data/local-files/?d=...) are fetched (cloud storage is not supported)"
+                f"task image {image_url!r} is not a file Label Studio at {self.url} serves: only uploaded files "
+                "and local storage (/data/upload/..., /data/local-files/?d=...) are fetched (cloud storage is not "
+                "supported)"
             )
         return target
 
