@@ -377,7 +377,7 @@ def test_cli_add_list_stats(cli_env: Settings, tmp_path: Path) -> None:
     assert "a.png, 1 boxes" in result.output
 
     folder = yolo_dir(tmp_path / "in", {"b.png": (image_bytes(2), BOX), "c.png": (image_bytes(3), "")})
-    result = runner.invoke(cli.app, ["import", str(folder), "--source-model-version", "4"])
+    result = runner.invoke(cli.app, ["import", str(folder), "--format", "plain", "--source-model-version", "4"])
     assert result.exit_code == 0, result.output
     assert "imported 2 corrections" in result.output
 

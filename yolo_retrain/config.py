@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     label_studio_backend_port: int = Field(default=9090, ge=1, le=65535)
     label_studio_min_score: float = Field(default=0.25, ge=0.0, le=1.0, description="Champion boxes below this confidence are not pre-annotated.")
     label_studio_diff_iou: float = Field(default=0.5, gt=0.0, le=1.0, description="IoU below which a kept box counts as moved.")
+    label_studio_max_predict_tasks: int = Field(
+        default=100, ge=1, description="Most tasks one /predict request may carry (each: an image fetched, predicted)."
+    )
 
     # Promotion gate
     gate_metric: GateMetric = "mAP50-95"
