@@ -25,7 +25,7 @@ from yolo_retrain.store.classes import ClassContractChanged
 from yolo_retrain.store.correction_store import CorrectionStore
 from yolo_retrain.store.engine import CorrectionStoreBusy
 from yolo_retrain.store.legacy import registry_decisions
-from yolo_retrain.store.records import AcceptedCorrection, Correction, CorrectionDiff, TrainingCorrections
+from yolo_retrain.store.records import AcceptedCorrection, Correction, CorrectionDiff, SourceDiff, TrainingCorrections
 from yolo_retrain.store.schema import LEGACY_APPLIED, STATUSES, Base, Status
 from yolo_retrain.store.validation import Submission
 
@@ -40,6 +40,7 @@ __all__ = [
     "CorrectionDiff",
     "CorrectionStore",
     "CorrectionStoreBusy",
+    "SourceDiff",
     "Status",
     "Submission",
     "TrainingCorrections",

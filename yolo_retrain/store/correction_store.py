@@ -25,7 +25,7 @@ from yolo_retrain.store import adding, diffs, legacy, lifecycle, queries, review
 from yolo_retrain.store import threshold as threshold_flag
 from yolo_retrain.store.classes import check_class_contract
 from yolo_retrain.store.engine import Database
-from yolo_retrain.store.records import Correction, CorrectionDiff, TrainingCorrections, snapshot
+from yolo_retrain.store.records import Correction, CorrectionDiff, SourceDiff, TrainingCorrections, snapshot
 from yolo_retrain.store.schema import CorrectionRow
 from yolo_retrain.store.validation import Candidate, Submission, validate
 
@@ -84,15 +84,17 @@ class CorrectionStore:
         source_model_version: str | None = None,
         author: str | None = None,
         created_at: datetime | None = None,
+        source: SourceDiff | None = None,
     ) -> Correction:
         """Store one correction: an image (path or bytes) and its YOLO label text (text or a ``.txt`` path).
 
         Everything is validated before anything is written. Raises InvalidInput naming the bad file (and line),
-        DuplicateCorrection if the same image with the same labels is already pending or claimed. Older pending
-        corrections of the same image become ``superseded``.
+        DuplicateCorrection if the same image with the same labels is already pending or claimed, or if ``source``
+        (where it comes from, with its diff against the model: stored in the same transaction) delivered the same
+        content before. Older pending corrections of the same image become ``superseded``.
         """
         candidate = validate(image, labels, image_name, None, len(self.class_names))
-        return self._store([candidate], source_model_version, author, created_at)[0]
+        return self._store([candidate], source_model_version, author, created_at, source)[0]
 
     def add_many(
         self,
@@ -134,12 +136,13 @@ class CorrectionStore:
         source_model_version: str | None,
         author: str | None,
         created_at: datetime | None,
+        source: SourceDiff | None = None,
     ) -> builtins.list[Correction]:
         when = created_at or datetime.now(timezone.utc)
         if when.tzinfo is None:
             raise InvalidInput(f"created_at {when} has no timezone")
         provenance = adding.Provenance(when, source_model_version, author)
-        return adding.store_candidates(self._db, self.blobs_dir, candidates, provenance)
+        return adding.store_candidates(self._db, self.blobs_dir, candidates, provenance, source)
 
     # Reading ---------------------------------------------------------------------------------
     def list(self, status: str | None = None, limit: int | None = None) -> builtins.list[Correction]:
