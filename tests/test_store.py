@@ -197,6 +197,7 @@ def test_list_stats_and_filters(store: CorrectionStore) -> None:
         "rejected": 0,
         "superseded": 0,
         "dropped": 0,
+        "withdrawn": 0,
         "total": 4,
     }
     with pytest.raises(InvalidInput, match="unknown status 'done'"):
@@ -237,6 +238,7 @@ def test_claim_release_apply_lifecycle(store: CorrectionStore) -> None:
         "rejected": 0,
         "superseded": 0,
         "dropped": 0,
+        "withdrawn": 0,
         "total": 3,
     }
 
@@ -405,9 +407,13 @@ def test_cli_add_list_stats(cli_env: Settings, tmp_path: Path) -> None:
         "0",
         "dropped",
         "0",
+        "withdrawn",
+        "0",
         "total",
         "3",
     ]
+    # none of them came from a deleted Label Studio annotation
+    assert runner.invoke(cli.app, ["list", "--source-deleted"]).output.strip() == "no corrections"
 
 
 def test_cli_errors_exit_2(cli_env: Settings, tmp_path: Path) -> None:

@@ -175,6 +175,7 @@ def new_row(c: Candidate, path: Path, provenance: Provenance) -> CorrectionRow:
         applied_at=None,
         reviewed_by=None,
         reviewed_at=None,
+        source_deleted_at=None,
     )
 
 

@@ -21,7 +21,7 @@ from yolo_retrain.config import Settings
 from yolo_retrain.data_yaml import read_class_names
 from yolo_retrain.errors import InvalidInput
 from yolo_retrain.gate import GateDecision
-from yolo_retrain.store import adding, diffs, legacy, lifecycle, queries, review
+from yolo_retrain.store import adding, diffs, legacy, lifecycle, queries, review, withdrawal
 from yolo_retrain.store import threshold as threshold_flag
 from yolo_retrain.store.classes import check_class_contract
 from yolo_retrain.store.engine import Database
@@ -145,10 +145,13 @@ class CorrectionStore:
         return adding.store_candidates(self._db, self.blobs_dir, candidates, provenance, source)
 
     # Reading ---------------------------------------------------------------------------------
-    def list(self, status: str | None = None, limit: int | None = None) -> builtins.list[Correction]:
-        """Corrections, newest first, optionally only those with ``status``, at most ``limit``."""
+    def list(
+        self, status: str | None = None, limit: int | None = None, source_deleted: bool | None = None
+    ) -> builtins.list[Correction]:
+        """Corrections, newest first, optionally only those with ``status``, at most ``limit``; ``source_deleted``:
+        only those whose source (a Label Studio annotation) was deleted (True) or was not (False)."""
         with self._read() as session:
-            return queries.listing(session, status, limit)
+            return queries.listing(session, status, limit, source_deleted)
 
     def get(self, id: str) -> Correction | None:
         """The correction with this id, or None."""
@@ -253,6 +256,17 @@ class CorrectionStore:
         session = Session(self._db.writer, expire_on_commit=False)
         with self._db.busy(f"{action} corrections"), session, session.begin():
             return review.review(session, action, ids, batch, by)
+
+    # A deleted source -------------------------------------------------------------------------
+    def withdraw_source(self, source_like: str, why: str) -> withdrawal.Withdrawal:
+        """The source of some corrections was deleted (e.g. a reviewer deleted their Label Studio annotation): those
+        not yet learned are ``withdrawn``, a claimed one is withdrawn unless its gate promotes it, an accepted one is
+        listed for review. ``source_like`` is an SQL LIKE pattern of their source keys; ``why`` says what happened.
+        Idempotent: a second call changes nothing."""
+        action = f"withdraw the corrections of {source_like}"
+        session = Session(self._db.writer, expire_on_commit=False)
+        with self._db.busy(action), session, session.begin():
+            return withdrawal.withdraw_sources(session, source_like, why, datetime.now(timezone.utc))
 
     # A store from before the lifecycle -------------------------------------------------------
     def sort_applied(self, decisions: legacy.Decisions) -> int:

@@ -34,6 +34,7 @@ class Correction:
     status_reason: str | None = None
     reviewed_by: str | None = None
     reviewed_at: datetime | None = None
+    source_deleted_at: datetime | None = None  # its source (a Label Studio annotation) was deleted: see withdrawal
 
 
 _FIELDS = [f.name for f in dataclasses.fields(Correction)]
