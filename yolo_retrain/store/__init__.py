@@ -6,6 +6,7 @@
        ▲                  │    └─gate rejects the version───► rejected   (held for a person: requeue, accept, drop)
        │                  └─retrain failed or skipped: release──► pending
        └──────────── requeue (a person) ◄──── rejected ──drop──► dropped  (kept as a record, never trained on)
+    pending, rejected ──its source (a Label Studio annotation) deleted──► withdrawn  (kept as a record; see withdrawal)
 
 A newer correction of the same image makes an older ``pending`` or ``rejected`` one ``superseded``; a newly
 accepted one supersedes the image's older accepted one, so ``accepted`` holds one correction per image. Every
