@@ -160,16 +160,19 @@ def test_a_deleted_annotation_withdraws_its_correction_unless_a_model_learned_it
     other = _deliver(setup, _event(0, 21, [_box("circle", 20, 20)]))
     store.claim("r1")
     store.record_gate_decision("r1", "4", GateDecision(promote=True, reason="better"))
+    earlier = store.add(IMAGES["/data/upload/1/1.png"], "0 0.5 0.5 0.3 0.3\n", image_name="1.png")  # e.g. the intake's
     first = _deliver(setup, _event(1, 22, [_box("square", 10, 10)]))
     latest = _deliver(setup, _event(1, 22, [_box("circle", 10, 10)], action="ANNOTATION_UPDATED"))
+    assert store.get(earlier.id).status == "superseded"
 
     result = _deliver(setup, _deleted(22, 23))
     assert result.outcome == "withdrawn" and "1 correction(s) withdrawn" in result.reason
     assert f"1 already learned by a model, listed for review ({learned.correction_id[:12]})" in result.reason
     status = {c.id: c.status for c in store.list()}
-    assert status == {learned.correction_id: "accepted", other.correction_id: "accepted",
+    assert status == {learned.correction_id: "accepted", other.correction_id: "accepted", earlier.id: "pending",
                       first.correction_id: "superseded", latest.correction_id: "withdrawn"}  # fmt: skip
-    assert store.pending_count() == 0 and store.stats()["withdrawn"] == 1
+    # the correction the deleted annotation had replaced is not lost: pending again
+    assert store.pending_count() == 1 and store.stats()["withdrawn"] == 1
     assert {c.id for c in store.training_corrections("r2").accepted} == {learned.correction_id, other.correction_id}
     listed = {c.id: c for c in store.list(source_deleted=True)}
     assert set(listed) == {learned.correction_id, first.correction_id, latest.correction_id}
@@ -203,4 +206,6 @@ def test_an_annotation_deleted_during_a_retrain_is_withdrawn_unless_the_gate_pro
     again = _deliver(setup, _event(1, 35, [_box("circle", 30, 30)]))
     store.claim("r4")
     _deliver(setup, _deleted(35))
+    assert store.get(kept.correction_id).status == "superseded"  # by the newer annotation of its image
     assert store.release("r4") == 1 and store.get(again.correction_id).status == "withdrawn"  # not pending again
+    assert store.get(kept.correction_id).status == "rejected"  # what it had superseded: held for a person again

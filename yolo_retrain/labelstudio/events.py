@@ -180,7 +180,7 @@ def withdraw_deleted(payload: dict[str, Any], store: CorrectionStore) -> EventRe
     bad = [i for i in [*ids, project_id] if i is not None and (not isinstance(i, int) or isinstance(i, bool))]
     if bad:
         return EventResult("refused", f"{DELETED_EVENT}: ids must be integers, got {bad!r}")
-    withdrawn, in_retrain, learned = [], [], []
+    withdrawn, in_retrain, learned, restored = [], [], [], []
     for annotation_id in ids:
         project_part = "%" if project_id is None else str(project_id)
         why = f"annotation {annotation_id} deleted in Label Studio"
@@ -188,7 +188,10 @@ def withdraw_deleted(payload: dict[str, Any], store: CorrectionStore) -> EventRe
         withdrawn += done.withdrawn
         in_retrain += done.in_retrain
         learned += done.learned
+        restored += done.restored
     parts = [f"{len(withdrawn)} correction(s) withdrawn"]
+    if restored:
+        parts.append(f"{len(restored)} earlier correction(s) they had superseded open again")
     if in_retrain:
         parts.append(f"{len(in_retrain)} in a running retrain (withdrawn unless its model is promoted)")
     if learned:

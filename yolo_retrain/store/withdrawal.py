@@ -7,7 +7,8 @@
                                                  a gate that promotes it ─► accepted, listed for review
     accepted ──source deleted──► accepted, listed for review: a model already learned it
 
-Every correction of the source (its earlier, superseded versions too) keeps the time in ``source_deleted_at``.
+Every correction of the source (its earlier, superseded versions too) keeps the time in ``source_deleted_at``. A
+correction that a withdrawn one had superseded is open again (pending, or rejected), so none is lost.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Withdrawal:
     withdrawn: list[Correction] = field(default_factory=list)  # now ``withdrawn``
     in_retrain: list[Correction] = field(default_factory=list)  # claimed by a running retrain: its gate decides
     learned: list[Correction] = field(default_factory=list)  # accepted: a model learned it; listed for review
+    restored: list[Correction] = field(default_factory=list)  # what the withdrawn ones had superseded: open again
 
 
 def withdraw_sources(session: Session, source_like: str, why: str, now: datetime) -> Withdrawal:
@@ -49,7 +51,32 @@ def withdraw_sources(session: Session, source_like: str, why: str, now: datetime
             row.status_reason = f"{why} while retrain {row.batch_id} held it"
     session.flush()
     by_status = {status: [snapshot(r) for r in rows if r.status == status] for status in ("withdrawn", "claimed", "accepted")}
-    return Withdrawal(by_status["withdrawn"], by_status["claimed"], by_status["accepted"])
+    restored = restore_predecessors(session, [c.id for c in by_status["withdrawn"]])
+    return Withdrawal(by_status["withdrawn"], by_status["claimed"], by_status["accepted"], restored)
+
+
+def restore_predecessors(session: Session, withdrawn_ids: list[str]) -> list[Correction]:
+    """The corrections that withdrawn ones had superseded when they were added (looking past earlier versions of a
+    deleted source) are open again: ``pending``, or ``rejected`` if a gate had rejected them (they keep its
+    version). Otherwise a reviewer deleting their annotation would lose the correction it had replaced."""
+    restored: list[CorrectionRow] = []
+    frontier, seen = list(withdrawn_ids), set(withdrawn_ids)
+    while frontier:
+        reasons = [f"superseded by correction {i}" for i in frontier]
+        query = select(CorrectionRow).where(CorrectionRow.status == "superseded", CorrectionRow.status_reason.in_(reasons))
+        frontier = []
+        for row in session.scalars(query.with_for_update()):
+            if row.id in seen:
+                continue
+            seen.add(row.id)
+            if row.source_deleted_at is not None:  # an earlier version of a deleted source: look past it
+                frontier.append(row.id)
+                continue
+            row.status = "rejected" if row.applied_version is not None else "pending"
+            row.status_reason = f"{row.status_reason}, since withdrawn: {row.status} again"
+            restored.append(row)
+    session.flush()
+    return [snapshot(r) for r in restored]
 
 
 def settle_decided(session: Session, ids: Iterable[str]) -> None:
@@ -59,11 +86,13 @@ def settle_decided(session: Session, ids: Iterable[str]) -> None:
     deleted = (CorrectionRow.source_deleted_at.is_not(None),)
     for start in range(0, len(ids), 500):
         chunk = CorrectionRow.id.in_(ids[start : start + 500])
+        to_withdraw = list(session.scalars(select(CorrectionRow.id).where(chunk, CorrectionRow.status == "rejected", *deleted)))
         session.execute(
             update(CorrectionRow)
             .where(chunk, CorrectionRow.status == "rejected", *deleted)
             .values(status="withdrawn", status_reason=CorrectionRow.status_reason + "; its source was deleted: withdrawn")
         )
+        restore_predecessors(session, to_withdraw)
         session.execute(
             update(CorrectionRow)
             .where(chunk, CorrectionRow.status == "accepted", *deleted)
@@ -73,11 +102,14 @@ def settle_decided(session: Session, ids: Iterable[str]) -> None:
 
 def release_withdrawn(session: Session, batch_id: str) -> int:
     """A failed retrain's claimed corrections whose source was deleted meanwhile: ``withdrawn``, not pending again."""
+    mine = (CorrectionRow.status == "claimed", CorrectionRow.batch_id == batch_id, CorrectionRow.source_deleted_at.is_not(None))
+    to_withdraw = list(session.scalars(select(CorrectionRow.id).where(*mine)))
     result = session.execute(
         update(CorrectionRow)
-        .where(CorrectionRow.status == "claimed", CorrectionRow.batch_id == batch_id, CorrectionRow.source_deleted_at.is_not(None))
+        .where(*mine)
         .values(status="withdrawn", batch_id=None, status_reason=CorrectionRow.status_reason + "; retrain failed: withdrawn")
     )
+    restore_predecessors(session, to_withdraw)
     return result.rowcount
 
 
