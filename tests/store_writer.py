@@ -1,8 +1,8 @@
 """A correction-store writer in its own process, for the race tests (tests/test_store_races.py).
 
-Run as ``python tests/store_writer.py URL BLOBS_DIR``; it reads one JSON command per line on stdin and answers one
-JSON line on stdout: ``{"op": "open", "names": [...]}`` opens the store with those class names, ``{"op": "add",
-"image": PATH, "labels": TEXT, "author": WHO}`` adds a correction. The answer is ``{"ok": ...}`` or ``{"error":
+Run as ``python tests/store_writer.py``; it reads one JSON command per line on stdin and answers one JSON line on
+stdout: ``{"op": "open", "url": URL, "blobs": DIR, "names": [...]}`` opens a store with those class names (closing
+the one open before), ``{"op": "add", "image": PATH, "labels": TEXT, "author": WHO}`` adds a correction to it. The answer is ``{"ok": ...}`` or ``{"error":
 <exception class>, "message": ...}``. Imports happen before the first command, so a command starts at once.
 """
 
@@ -15,14 +15,17 @@ from pathlib import Path
 from yolo_retrain.store import CorrectionStore
 
 
-def main(url: str, blobs: str) -> None:
+def main() -> None:
     store: CorrectionStore | None = None
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         command = json.loads(line)
         try:
             if command["op"] == "open":
-                store = CorrectionStore(url, Path(blobs), command["names"])
+                if store is not None:
+                    store.close()
+                    store = None
+                store = CorrectionStore(command["url"], Path(command["blobs"]), command["names"])
                 answer = {"ok": store.class_names}
             else:
                 assert store is not None, "open the store first"
@@ -36,4 +39,4 @@ def main(url: str, blobs: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main()

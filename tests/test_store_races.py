@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,9 +38,9 @@ SLOW_INSERT = """
 CREATE FUNCTION slow_insert() RETURNS trigger AS $$
 BEGIN
   IF TG_TABLE_NAME = 'project_classes' THEN
-    PERFORM pg_sleep(1.5);
+    PERFORM pg_sleep(0.8);
   ELSIF NEW.author LIKE 'slow%' THEN
-    PERFORM pg_sleep(1.5);
+    PERFORM pg_sleep(0.8);
     IF NEW.author = 'slow-then-fail' THEN
       RAISE EXCEPTION 'injected failure after the image blob was written';
     END IF;
@@ -52,14 +53,15 @@ END $$ LANGUAGE plpgsql;
 class Writer:
     """A store writer in its own process (tests/store_writer.py), driven one command at a time."""
 
-    def __init__(self, url: str, blobs: Path) -> None:
+    def __init__(self) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
-        self.proc = subprocess.Popen(
-            [sys.executable, str(WRITER), url, str(blobs)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
-        )
-        assert json.loads(self.proc.stdout.readline()) == {"ready": True}
+        self.proc = subprocess.Popen([sys.executable, str(WRITER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.ready = False
 
     def send(self, **command: object) -> None:
+        if not self.ready:  # it imports while the caller does something else (PostgreSQL starts)
+            assert json.loads(self.proc.stdout.readline()) == {"ready": True}
+            self.ready = True
         self.proc.stdin.write(json.dumps(command) + "\n")
         self.proc.stdin.flush()
 
@@ -71,6 +73,17 @@ class Writer:
     def close(self) -> None:
         self.proc.stdin.close()
         self.proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def writers() -> Iterator[list[Writer]]:
+    """Two writer processes for the module's tests (each test opens its own store in them)."""
+    started = [Writer() for _ in range(2)]  # they import in parallel, and while the cluster starts
+    try:
+        yield started
+    finally:
+        for w in started:
+            w.close()
 
 
 @pytest.fixture(scope="module")
@@ -125,31 +138,26 @@ def write_image(path: Path, seed: int) -> Path:
 
 
 @needs_postgres
-def test_two_writers_of_one_image_leave_one_pending_correction_and_its_blob(pg: Postgres, tmp_path: Path):
+def test_two_writers_of_one_image_leave_one_pending_correction_and_its_blob(writers: list[Writer], pg: Postgres, tmp_path: Path):
     """Window 3: the duplicate check and supersede of two concurrent writers, and a failed writer's blob cleanup."""
     url, blobs = new_database(pg, "two_writers", ("corrections",)), tmp_path / "blobs"
     CorrectionStore(url, blobs, NAMES).close()
-    writers = [Writer(url, blobs) for _ in range(2)]
-    try:
-        for w in writers:
-            w.send(op="open", names=NAMES)
-            assert "ok" in w.answer()
-        x, y, z = (write_image(tmp_path / f"{seed}.png", seed) for seed in (1, 2, 3))
-        # Different labels of one image: the later one supersedes the earlier, whichever committed first.
-        a, b = race(pg, "two_writers", *writers, dict(op="add", image=str(x), labels=SQUARE, author="slow"),
-                    dict(op="add", image=str(x), labels=CIRCLE, author="fast"))  # fmt: skip
-        assert "ok" in a and "ok" in b, (a, b)
-        # The same labels twice: one is stored, the other refused as a duplicate.
-        c, d = race(pg, "two_writers", *writers, dict(op="add", image=str(y), labels=SQUARE, author="slow"),
-                    dict(op="add", image=str(y), labels=SQUARE, author="fast"))  # fmt: skip
-        assert "ok" in c and d.get("error") == "DuplicateCorrection", (c, d)
-        # A writer fails after writing a new image's blob while another stores the same image: the blob stays.
-        e, f = race(pg, "two_writers", *writers, dict(op="add", image=str(z), labels=SQUARE, author="slow-then-fail"),
-                    dict(op="add", image=str(z), labels=CIRCLE, author="fast"))  # fmt: skip
-        assert "injected failure" in e.get("message", "") and "ok" in f, (e, f)
-    finally:
-        for w in writers:
-            w.close()
+    for w in writers:
+        w.send(op="open", url=url, blobs=str(blobs), names=NAMES)
+        assert "ok" in w.answer()
+    x, y, z = (write_image(tmp_path / f"{seed}.png", seed) for seed in (1, 2, 3))
+    # Different labels of one image: the later one supersedes the earlier, whichever committed first.
+    a, b = race(pg, "two_writers", *writers, dict(op="add", image=str(x), labels=SQUARE, author="slow"),
+                dict(op="add", image=str(x), labels=CIRCLE, author="fast"))  # fmt: skip
+    assert "ok" in a and "ok" in b, (a, b)
+    # The same labels twice: one is stored, the other refused as a duplicate.
+    c, d = race(pg, "two_writers", *writers, dict(op="add", image=str(y), labels=SQUARE, author="slow"),
+                dict(op="add", image=str(y), labels=SQUARE, author="fast"))  # fmt: skip
+    assert "ok" in c and d.get("error") == "DuplicateCorrection", (c, d)
+    # A writer fails after writing a new image's blob while another stores the same image: the blob stays.
+    e, f = race(pg, "two_writers", *writers, dict(op="add", image=str(z), labels=SQUARE, author="slow-then-fail"),
+                dict(op="add", image=str(z), labels=CIRCLE, author="fast"))  # fmt: skip
+    assert "injected failure" in e.get("message", "") and "ok" in f, (e, f)
     with CorrectionStore(url, blobs, NAMES) as store:
         rows = store.list()
     pending = {}
@@ -163,45 +171,37 @@ def test_two_writers_of_one_image_leave_one_pending_correction_and_its_blob(pg: 
 
 
 @needs_postgres
-def test_two_first_opens_with_other_class_names_refuse_the_loser(pg: Postgres, tmp_path: Path):
+def test_two_first_opens_with_other_class_names_refuse_the_loser(writers: list[Writer], pg: Postgres, tmp_path: Path):
     """Window 4: of two first opens of an empty store, and of two opens appending different classes, one is refused."""
     url = new_database(pg, "first_opens", ("project_classes",))
-    writers = [Writer(url, tmp_path / "blobs") for _ in range(2)]
-    try:
-        a, b = race(pg, "first_opens", *writers, dict(op="open", names=NAMES), dict(op="open", names=NAMES[::-1]))
-        assert a == {"ok": NAMES} and b.get("error") == "ClassContractChanged", (a, b)
-        a, b = race(pg, "first_opens", *writers, dict(op="open", names=[*NAMES, "star"]), dict(op="open", names=[*NAMES, "ring"]))
-        assert a == {"ok": [*NAMES, "star"]} and b.get("error") == "ClassContractChanged", (a, b)
-    finally:
-        for w in writers:
-            w.close()
+    opening = {"op": "open", "url": url, "blobs": str(tmp_path / "blobs")}
+    a, b = race(pg, "first_opens", *writers, dict(opening, names=NAMES), dict(opening, names=NAMES[::-1]))
+    assert a == {"ok": NAMES} and b.get("error") == "ClassContractChanged", (a, b)
+    a, b = race(pg, "first_opens", *writers, dict(opening, names=[*NAMES, "star"]), dict(opening, names=[*NAMES, "ring"]))
+    assert a == {"ok": [*NAMES, "star"]} and b.get("error") == "ClassContractChanged", (a, b)
     with CorrectionStore(url, tmp_path / "blobs", [*NAMES, "star"]) as store:
         assert store.class_names == [*NAMES, "star"]
 
 
-def test_two_writers_on_sqlite_one_first_open_and_one_pending_correction_per_image(tmp_path: Path):
+def test_two_writers_on_sqlite_one_first_open_and_one_pending_correction_per_image(writers: list[Writer], tmp_path: Path):
     """Windows 3 and 4 on SQLite (writes there hold the database's write lock from BEGIN IMMEDIATE): two first opens
     with other class names at once, then two adds of one image at once."""
     url, blobs = f"sqlite:///{tmp_path / 'c.db'}", tmp_path / "blobs"
-    writers = [Writer(url, blobs) for _ in range(2)]
-    try:
-        for w, names in zip(writers, (NAMES, NAMES[::-1])):
-            w.send(op="open", names=names)
-        answers = [w.answer() for w in writers]
-        assert sorted(a.get("error", "ok") for a in answers) == ["ClassContractChanged", "ok"], answers
-        loser = writers[[a.get("error") for a in answers].index("ClassContractChanged")]
-        winner_names = next(a["ok"] for a in answers if "ok" in a)
-        loser.send(op="open", names=winner_names)
-        assert loser.answer() == {"ok": winner_names}
-        x = write_image(tmp_path / "1.png", 1)
-        for w, labels in zip(writers, (SQUARE, CIRCLE)):
-            w.send(op="add", image=str(x), labels=labels)
-        assert all("ok" in w.answer() for w in writers)
-        for w in writers:
-            w.send(op="add", image=str(x), labels=SQUARE + CIRCLE)
-        assert sorted(w.answer().get("error", "ok") for w in writers) == ["DuplicateCorrection", "ok"]
-    finally:
-        for w in writers:
-            w.close()
+    opening = {"op": "open", "url": url, "blobs": str(blobs)}
+    for w, names in zip(writers, (NAMES, NAMES[::-1])):
+        w.send(**opening, names=names)
+    answers = [w.answer() for w in writers]
+    assert sorted(a.get("error", "ok") for a in answers) == ["ClassContractChanged", "ok"], answers
+    loser = writers[[a.get("error") for a in answers].index("ClassContractChanged")]
+    winner_names = next(a["ok"] for a in answers if "ok" in a)
+    loser.send(**opening, names=winner_names)
+    assert loser.answer() == {"ok": winner_names}
+    x = write_image(tmp_path / "1.png", 1)
+    for w, labels in zip(writers, (SQUARE, CIRCLE)):
+        w.send(op="add", image=str(x), labels=labels)
+    assert all("ok" in w.answer() for w in writers)
+    for w in writers:
+        w.send(op="add", image=str(x), labels=SQUARE + CIRCLE)
+    assert sorted(w.answer().get("error", "ok") for w in writers) == ["DuplicateCorrection", "ok"]
     with CorrectionStore(url, blobs, winner_names) as store:
         assert [c.status for c in store.list()].count("pending") == 1
