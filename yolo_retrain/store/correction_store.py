@@ -1,9 +1,10 @@
 """``CorrectionStore``: the one object the rest of the code uses; it opens the database and composes the parts.
 
 Each rule lives in one module of this package: ``schema`` (tables, statuses, UTC times), ``engine`` (connections,
-busy timeout), ``classes`` (the class-names contract), ``validation`` and ``adding`` (intake: checks, blobs,
-duplicates, supersede), ``lifecycle`` (claim, release, the gate's decision), ``review`` (a person's decisions),
-``threshold`` (one announcement per backlog), ``diffs``, ``legacy`` (sorting ``applied`` rows), ``queries``.
+busy timeout), ``classes`` (the class-names contract), ``validation`` and ``adding`` (intake: checks, duplicates,
+supersede), ``image_locks`` (one writer per image), ``blobs``, ``lifecycle`` (claim, release, the gate's decision),
+``review`` (a person's decisions), ``withdrawal`` (a deleted source), ``threshold`` (one announcement per backlog),
+``diffs``, ``legacy`` (sorting ``applied`` rows), ``queries``, ``records`` (the snapshots handed out).
 """
 
 from __future__ import annotations
