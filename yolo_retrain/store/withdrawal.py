@@ -46,11 +46,12 @@ def withdraw_sources(session: Session, source_like: str, why: str, now: datetime
         if row.status in WITHDRAWABLE:
             row.status, row.status_reason = "withdrawn", f"{why} (was {row.status_reason or row.status})"
         elif row.status == "accepted":
-            row.status_reason = f"{row.status_reason or 'accepted'}; {why} after v{row.applied_version} learned it: review"
+            learned = f"after v{row.applied_version} learned it: review"
+            row.status_reason = f"{row.status_reason or 'accepted'}; {why} {learned}"
         elif row.status == "claimed":
             row.status_reason = f"{why} while retrain {row.batch_id} held it"
     session.flush()
-    by_status = {status: [snapshot(r) for r in rows if r.status == status] for status in ("withdrawn", "claimed", "accepted")}
+    by_status = {s: [snapshot(r) for r in rows if r.status == s] for s in ("withdrawn", "claimed", "accepted")}
     restored = restore_predecessors(session, [c.id for c in by_status["withdrawn"]])
     return Withdrawal(by_status["withdrawn"], by_status["claimed"], by_status["accepted"], restored)
 
@@ -72,6 +73,8 @@ def restore_predecessors(session: Session, withdrawn_ids: list[str]) -> list[Cor
             if row.source_deleted_at is not None:  # an earlier version of a deleted source: look past it
                 frontier.append(row.id)
                 continue
+            if _open_elsewhere(session, row):  # a newer correction of the image stands: it stays superseded
+                continue
             row.status = "rejected" if row.applied_version is not None else "pending"
             row.status_reason = f"{row.status_reason}, since withdrawn: {row.status} again"
             restored.append(row)
@@ -86,31 +89,31 @@ def settle_decided(session: Session, ids: Iterable[str]) -> None:
     deleted = (CorrectionRow.source_deleted_at.is_not(None),)
     for start in range(0, len(ids), 500):
         chunk = CorrectionRow.id.in_(ids[start : start + 500])
-        to_withdraw = list(session.scalars(select(CorrectionRow.id).where(chunk, CorrectionRow.status == "rejected", *deleted)))
-        session.execute(
-            update(CorrectionRow)
-            .where(chunk, CorrectionRow.status == "rejected", *deleted)
-            .values(status="withdrawn", status_reason=CorrectionRow.status_reason + "; its source was deleted: withdrawn")
-        )
+        rejected, accepted = (chunk, CorrectionRow.status == "rejected", *deleted), (chunk, CorrectionRow.status == "accepted", *deleted)
+        to_withdraw = list(session.scalars(select(CorrectionRow.id).where(*rejected)))
+        withdrawn = CorrectionRow.status_reason + "; its source was deleted: withdrawn"
+        session.execute(update(CorrectionRow).where(*rejected).values(status="withdrawn", status_reason=withdrawn))
         restore_predecessors(session, to_withdraw)
-        session.execute(
-            update(CorrectionRow)
-            .where(chunk, CorrectionRow.status == "accepted", *deleted)
-            .values(status_reason=CorrectionRow.status_reason + "; its source was deleted while the retrain ran: review")
-        )
+        review = CorrectionRow.status_reason + "; its source was deleted while the retrain ran: review"
+        session.execute(update(CorrectionRow).where(*accepted).values(status_reason=review))
 
 
 def release_withdrawn(session: Session, batch_id: str) -> int:
     """A failed retrain's claimed corrections whose source was deleted meanwhile: ``withdrawn``, not pending again."""
     mine = (CorrectionRow.status == "claimed", CorrectionRow.batch_id == batch_id, CorrectionRow.source_deleted_at.is_not(None))
     to_withdraw = list(session.scalars(select(CorrectionRow.id).where(*mine)))
-    result = session.execute(
-        update(CorrectionRow)
-        .where(*mine)
-        .values(status="withdrawn", batch_id=None, status_reason=CorrectionRow.status_reason + "; retrain failed: withdrawn")
-    )
+    withdrawn = CorrectionRow.status_reason + "; retrain failed: withdrawn"
+    result = session.execute(update(CorrectionRow).where(*mine).values(status="withdrawn", batch_id=None, status_reason=withdrawn))
     restore_predecessors(session, to_withdraw)
     return result.rowcount
+
+
+def _open_elsewhere(session: Session, row: CorrectionRow) -> bool:
+    """Whether another correction of the row's image is pending or claimed (restoring the row would make two)."""
+    query = select(CorrectionRow.id).where(
+        CorrectionRow.image_sha256 == row.image_sha256, CorrectionRow.status.in_(("pending", "claimed")), CorrectionRow.id != row.id
+    )
+    return session.scalars(query.limit(1)).first() is not None
 
 
 def _rows(session: Session, ids: list[str]) -> list[CorrectionRow]:
