@@ -141,7 +141,8 @@ def correction_from_event(
         image = fetch_image(annotation.image_url)
         predicted = find_prediction(annotation, image)
         diff = diff_boxes(predicted.boxes, boxes, store.class_names, iou_threshold)
-        source = SourceDiff(source_key, digest, predicted.model_version, predicted.source, format_labels(predicted.boxes), diff.to_json())
+        predicted_labels = format_labels(predicted.boxes)
+        source = SourceDiff(source_key, digest, predicted.model_version, predicted.source, predicted_labels, diff.to_json())
         correction = store.add(
             image,
             labels,
@@ -197,9 +198,9 @@ def withdraw_deleted(payload: dict[str, Any], store: CorrectionStore) -> EventRe
     if learned:
         names = ", ".join(c.id[:12] for c in learned)
         parts.append(f"{len(learned)} already learned by a model, listed for review ({names})")
-        log.warning("deleted annotations %s: corrections %s were already learned; see corrections list --source-deleted", ids, names)
-    ids_text = ", ".join(map(str, ids))
-    return EventResult("withdrawn", f"annotations {ids_text} deleted: " + "; ".join(parts), pending=store.pending_count())
+        log.warning("deleted annotations %s: corrections %s already learned (corrections list --source-deleted)", ids, names)
+    reason = f"annotations {', '.join(map(str, ids))} deleted: " + "; ".join(parts)
+    return EventResult("withdrawn", reason, pending=store.pending_count())
 
 
 def _image_url(task: dict[str, Any], label_config: Any, key: str) -> str:
