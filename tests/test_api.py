@@ -85,6 +85,7 @@ def test_correction_is_stored_and_counted(client: TestClient, settings: Settings
         "rejected": 0,
         "superseded": 0,
         "dropped": 0,
+        "withdrawn": 0,
         "applied": 0,
         "total": 2,
         "threshold": settings.retrain_threshold,

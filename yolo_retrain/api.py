@@ -81,6 +81,7 @@ class Stats(BaseModel):
     rejected: int = Field(description="Held for a person: the gate rejected the version they went into.")
     superseded: int
     dropped: int
+    withdrawn: int = Field(default=0, description="Their Label Studio annotation was deleted before a model learned them.")
     applied: int = Field(default=0, description="Rows of a store from before the lifecycle, not sorted yet.")
     total: int
     threshold: int = Field(description="Pending corrections that trigger a retrain.")

@@ -272,8 +272,8 @@ def check_corrections_applied(t: _Target) -> str:
     wrong = [f"{i} (not in the store)" for i, c in found.items() if c is None]
     for i in batch:
         c = found[i]
-        if c is None or c.reviewed_at is not None or c.status == "superseded":
-            continue  # reported above, or moved on since: a person's review, a newer accepted correction
+        if c is None or c.reviewed_at is not None or c.status == "superseded" or c.source_deleted_at is not None:
+            continue  # reported above, or moved on since: a person's review, a newer accepted correction, withdrawn
         if c.status in ("claimed", "pending") or (c.applied_version == number and c.status != expected):
             wrong.append(f"{i} ({c.status}, version {c.applied_version or '-'})")
     if wrong:

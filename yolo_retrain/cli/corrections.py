@@ -98,10 +98,17 @@ def _warn(announcement: intake.Announcement) -> None:
 def list_(
     status: Annotated[Status | None, typer.Option(help="Only corrections with this status.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Show at most this many, newest first.")] = 20,
+    source_deleted: Annotated[
+        bool,
+        typer.Option(
+            "--source-deleted",
+            help="Only corrections whose Label Studio annotation was deleted (accepted ones: a model learned them, review).",
+        ),
+    ] = False,
 ) -> None:
     """List corrections, newest first (rejected ones with the version and the gate's reason)."""
     with _store() as store:
-        rows = store.list(status=status, limit=limit)
+        rows = store.list(status=status, limit=limit, source_deleted=True if source_deleted else None)
     if not rows:
         typer.echo("no corrections")
         return

@@ -3,7 +3,8 @@
 - ``GET /health``: liveness (no secret);
 - ``POST /setup``: Label Studio connecting a project; answers the champion's registry version;
 - ``POST /predict``: the champion's boxes for each task, as ``rectanglelabels`` pre-annotations;
-- ``POST /webhook``: annotation events -> corrections (see ``events``).
+- ``POST /webhook``: annotation events -> corrections, a deleted annotation -> its corrections withdrawn (see
+  ``events``).
 
 Every call but ``/health`` carries the shared secret: header ``X-Yolo-Retrain-Secret`` (a Label Studio
 project webhook's header), or as the password of basic auth (Label Studio's ML backend connection).
