@@ -77,7 +77,8 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
 
         # 3-4. MLflow: tracking URI, the experiment (never created here), this retrain's run; the dataset in it.
         tags = {"trigger": trigger, "corrections_count": str(len(corrections))}
-        params = {"trigger": trigger, "corrections": len(corrections), **_training_params(settings)}
+        params = {"trigger": trigger, "corrections": len(corrections), "dataset_digest": dataset.digest}
+        params |= _training_params(settings)  # a retry with other inputs gets a run of its own
         run = setup_mlflow(settings, batch_id, tags, params)
         log_dataset(settings, run, dataset)
         diffs = log_reviewer_diffs(settings, run, corrections)  # what reviewers changed against the model, per class

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +12,7 @@ from prefect.tasks import exponential_backoff
 
 from yolo_retrain.config import get_settings
 from yolo_retrain.errors import RetrainError, TransientError
+from yolo_retrain.inputs_digest import inputs_digest
 
 
 def _worth_retrying(task, task_run, state) -> bool:
@@ -22,10 +22,9 @@ def _worth_retrying(task, task_run, state) -> bool:
 
 
 def _once_per_flow_run(context, parameters) -> str:
-    """Cache key: this flow run, this task, its plain parameters. A retried flow run reuses the result."""
-    plain = sorted((k, v) for k, v in parameters.items() if isinstance(v, (str, int, float, bool)))
-    digest = hashlib.sha256(repr(plain).encode()).hexdigest()[:16]
-    return f"{context.task_run.flow_run_id}:{context.task.name}:{digest}"
+    """Cache key: this flow run, this task, and every input by what it is (dataset digest, weights bytes,
+    settings, run). A retried flow run reuses the result only if nothing it depends on changed meanwhile."""
+    return f"{context.task_run.flow_run_id}:{context.task.name}:{inputs_digest(parameters)[:32]}"
 
 
 def retrain_task(name: str, retries: int | None = None, resumable: bool = False) -> Callable[[Callable], Any]:
@@ -35,7 +34,7 @@ def retrain_task(name: str, retries: int | None = None, resumable: bool = False)
         name: The step's name in the Prefect UI.
         retries: Overrides ``settings.task_retries``.
         resumable: Keep the result for the flow run: a retried flow run does not redo this (expensive,
-            side-effect-free) step. Other steps are not cached (their inputs hold live clients).
+            side-effect-free) step with the same inputs (``inputs_digest``). Other steps are not cached.
     """
 
     def decorate(fn: Callable) -> _SettingsTask:

@@ -7,9 +7,12 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from conftest import TINY, decided, import_corrections, use_home
+from prefect import get_client
+from prefect.flow_engine import run_flow_sync
 from typer.testing import CliRunner
 
 from flows.retrain import retrain
@@ -105,39 +108,66 @@ def test_a_second_retrain_waits_for_the_lock_and_doctor_fix_refuses_while_one_ru
         pass
 
 
-@pytest.mark.e2e
-def test_retried_flow_run_resumes_its_run_and_registers_once(prefect_server, monkeypatch, tmp_path):
-    """Attempt 1 fails after registering (models/ is a file: the save fails for real); attempt 2 resumes."""
-    settings, corrections, client, experiment_id = _home_with_corrections(monkeypatch, tmp_path)
-    settings.home.joinpath("models").write_text("not a folder")
-
-    def unblock_once_attempt_one_failed():
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            runs = client.search_runs([experiment_id])
-            if runs and runs[0].info.status == "FAILED":
-                settings.home.joinpath("models").unlink()
-                return
-            time.sleep(0.05)
-
-    watcher = threading.Thread(target=unblock_once_attempt_one_failed)
-    watcher.start()
-    report = retrain.with_options(retries=1, retry_delay_seconds=2)(trigger="manual")
-    watcher.join()
-
-    (run,) = client.search_runs([experiment_id])  # one MLflow run for the flow run, resumed
-    assert run.info.run_id == report.run_id and run.info.status == "FINISHED"
-    assert "models" in run.data.tags["previous_failure_reason"]  # attempt 1 failed on the models folder
-    assert "failure_reason" not in run.data.tags
-    versions = client.search_model_versions(f"name = '{settings.model_name}'")
-    assert [str(v.version) for v in versions] == [report.version]  # registered once
-    assert "run_failed" not in versions[0].tags  # attempt 1 tagged it; the successful attempt cleared it
-    # training ran once: attempt 2 reused its result, so one loss value per epoch
-    assert len(client.get_metric_history(run.info.run_id, "train/box_loss")) == TINY["epochs"]
+def _add_corrections(settings: Settings, folder: Path, names: list[str]) -> list:
+    """Store the corrections of ``folder`` (images/ + labels/) named ``names``, as a reviewer submits them."""
     with CorrectionStore.from_settings(settings) as store:
-        assert {(store.get(c.id).status, store.get(c.id).applied_version) for c in corrections} == {
-            (decided(report), report.version)
-        }
+        return [store.add(folder / "images" / f"{n}.png", folder / "labels" / f"{n}.txt", image_name=f"{n}.png") for n in names]
+
+
+def _rerun(flow_run_id) -> object:
+    """Run the flow run ``flow_run_id`` (again): what a worker does after Prefect's *Retry*, same flow run id."""
+    with get_client(sync_client=True) as prefect:
+        return run_flow_sync(retrain, flow_run=prefect.read_flow_run(flow_run_id))
+
+
+@pytest.mark.e2e
+def test_a_retried_flow_run_reuses_its_results_only_for_the_same_inputs(prefect_server, monkeypatch, tmp_path):
+    """A flow run retried under the same id: attempt 1 fails after training and registering (models/ is a file:
+    the save fails for real); corrections arrive; attempt 2 must train on the new dataset, not reuse attempt 1's
+    model, and fails the same way; attempt 3, nothing changed, resumes attempt 2's run and reuses its training."""
+    settings = use_home(monkeypatch, tmp_path, **TINY)
+    data = make_dataset(tmp_path / "demo", train=12, val=4, size=64, seed=5)
+    names = sorted(p.stem for p in (data.corrections_dir / "labels").glob("*.txt"))
+    assert len(names) >= 2
+    client = tracking.client_for(settings)
+    experiment_id = tracking.create_experiment(client, settings)
+    early = _add_corrections(settings, data.corrections_dir, names[: len(names) // 2])
+    settings.home.joinpath("models").write_text("not a folder")
+    with get_client(sync_client=True) as prefect:
+        flow_run = prefect.create_flow_run(retrain, parameters={"trigger": "manual"})
+
+    with pytest.raises(OSError):  # attempt 1: trains on the early corrections, registers, cannot save
+        _rerun(flow_run.id)
+    (first,) = client.search_runs([experiment_id])
+    assert first.info.status == "FAILED" and first.data.tags["corrections_count"] == str(len(early))
+    late = _add_corrections(settings, data.corrections_dir, names[len(names) // 2 :])
+
+    with pytest.raises(OSError):  # attempt 2: the dataset changed, so it trains again (in a run of its own)
+        _rerun(flow_run.id)
+    settings.home.joinpath("models").unlink()
+    report = _rerun(flow_run.id)  # attempt 3: same inputs as attempt 2, whose run and training it reuses
+
+    runs = {r.info.run_id: r for r in client.search_runs([experiment_id])}
+    assert set(runs) == {first.info.run_id, report.run_id}
+    second = runs[report.run_id]
+    assert second.info.status == "FINISHED" and "models" in second.data.tags["previous_failure_reason"]
+    assert runs[first.info.run_id].info.status == "FAILED"  # attempt 1's run keeps its failure
+    # trained once per dataset: attempt 2 trained anew, attempt 3 logged no second epoch
+    for run_id in runs:
+        assert len(client.get_metric_history(run_id, "train/box_loss")) == TINY["epochs"]
+    # the version the batch went into describes its batch: every correction, the dataset it was trained on
+    versions = {str(v.version): v for v in client.search_model_versions(f"name = '{settings.model_name}'")}
+    version = versions[report.version]
+    assert version.run_id == report.run_id and len(versions) == 2  # one version per run
+    assert version.tags["corrections_count"] == str(len(early) + len(late)) == second.data.params["corrections"]
+    assert version.tags["dataset_digest"] == second.data.tags["dataset_digest"] == report.dataset_digest
+    (stale,) = (v for v in versions.values() if v.run_id == first.info.run_id)
+    assert stale.tags["dataset_digest"] != version.tags["dataset_digest"]
+    assert stale.tags["weights_sha256"] != version.tags["weights_sha256"]
+    assert "run_failed" in stale.tags and "run_failed" not in version.tags and not stale.aliases
+    with CorrectionStore.from_settings(settings) as store:
+        stored = [store.get(c.id) for c in early + late]
+    assert {(c.status, c.applied_version) for c in stored} == {(decided(report), report.version)}
 
 
 def test_a_failed_retrains_cleanup_does_each_part_and_reports_what_it_could_not(monkeypatch, tmp_path):

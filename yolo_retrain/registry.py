@@ -143,20 +143,29 @@ def _stderr_to_log() -> Iterator[None]:
                 log.info(said.getvalue().strip())
 
 
-def find_version_for_run(client: MlflowClient, model_name: str, run_id: str) -> ModelVersion | None:
-    """The version a run already registered (a retried task must not register a second one)."""
+def versions_for_run(client: MlflowClient, model_name: str, run_id: str) -> list[ModelVersion]:
+    """The versions a run registered (one, unless a retry trained other weights in the same run)."""
     try:
-        versions = client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
+        return client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
     except MlflowException:
-        return None
-    return versions[0] if versions else None
+        return []
+
+
+def find_version_for_run(
+    client: MlflowClient, model_name: str, run_id: str, weights_sha256: str | None = None
+) -> ModelVersion | None:
+    """The version a run already registered (a retried task must not register a second one); with
+    ``weights_sha256``, only a version of those very weights."""
+    for version in versions_for_run(client, model_name, run_id):
+        if weights_sha256 is None or version.tags.get("weights_sha256") == weights_sha256:
+            return version
+    return None
 
 
 def mark_run_failed(client: MlflowClient, model_name: str, run_id: str, reason: str) -> None:
     """A version registered by a run that then failed stays (a retry reuses it) but is tagged ``run_failed``,
     so nobody takes it for a finished retrain's model."""
-    version = find_version_for_run(client, model_name, run_id)
-    if version is not None:
+    for version in versions_for_run(client, model_name, run_id):
         client.set_model_version_tag(version.name, version.version, "run_failed", reason[:4000])
 
 
