@@ -70,7 +70,7 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
         skipped = RetrainReport(outcome="skipped", trigger=trigger, corrections=len(corrections), message=message)
         return _publish(skipped)
 
-    run = None
+    run = version = None
     try:
         # 2. The exact dataset: base + accepted corrections + this batch (bad base data stops here, before any MLflow run).
         dataset = build_retraining_dataset(settings, batch_id)
@@ -108,10 +108,10 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
         # 12. The batch accepted (promoted) or held as rejected, with the version; run FINISHED.
         finish_retrain(settings, run, str(version.version), decision)
     except Exception as exc:  # a step failed
-        _end_abandoned(settings, batch_id, run, exc, "FAILED")
+        _end_abandoned(settings, batch_id, run, exc, "FAILED", registered=version is not None)
         raise
     except INTERRUPTED as exc:  # stopped from outside: Ctrl-C, a Prefect cancellation (SIGTERM), task cancellation
-        _end_abandoned(settings, batch_id, run, exc, "KILLED")
+        _end_abandoned(settings, batch_id, run, exc, "KILLED", registered=version is not None)
         raise
 
     report = RetrainReport(
@@ -138,14 +138,20 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
 INTERRUPTED = (KeyboardInterrupt, SystemExit, asyncio.CancelledError, TerminationSignal)
 
 
-def _end_abandoned(settings: Settings, batch_id: str, run: RetrainRun | None, exc: BaseException, status: str) -> None:
-    """Claim released, run ended ``status`` with ``exc`` as its failure_reason. A plain call, not a retried task:
-    it must run even while the flow is being cancelled, and its own failure is logged and noted on ``exc``,
-    which the caller re-raises, so the user always sees what stopped the retrain."""
+def _end_abandoned(
+    settings: Settings, batch_id: str, run: RetrainRun | None, exc: BaseException, status: str, registered: bool
+) -> None:
+    """Claim released, run ended ``status`` with ``exc`` as its failure_reason, unless the gate's decision had
+    already taken effect: then it stands and the batch follows it. A plain call, not a retried task: it must run
+    even while the flow is being cancelled, and its own failure is logged and noted on ``exc``, which the caller
+    re-raises, so the user always sees what stopped the retrain."""
     what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     reason = what if status == "FAILED" else f"interrupted: {what}"
-    problems = end_abandoned_retrain(settings, batch_id, run.run_id if run else None, status, reason)
-    for problem in problems:
+    cleanup = end_abandoned_retrain(settings, batch_id, run.run_id if run else None, status, reason, registered)
+    if cleanup.settled:
+        get_run_logger().warning(f"{type(exc).__name__} after the promotion gate; {cleanup.settled}")
+        exc.add_note(f"stopped after the promotion gate; {cleanup.settled}")
+    for problem in cleanup.problems:
         get_run_logger().error(f"Cleanup after {type(exc).__name__} incomplete: {problem}")
         exc.add_note(f"cleanup incomplete (the next retrain's recovery finishes it): {problem}")
 

@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from conftest import TINY, decided, import_corrections, use_home
@@ -16,13 +17,18 @@ from prefect.flow_engine import run_flow_sync
 from typer.testing import CliRunner
 
 from flows.retrain import retrain
-from yolo_retrain import processes, tracking
+from tasks.promote import promotion_gate
+from tasks.register_model import register_model
+from tasks.save_model import save_model
+from yolo_retrain import processes, registry, tracking
 from yolo_retrain.cli import app
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import RetrainError
-from yolo_retrain.recovery import end_abandoned_retrain, retrain_lock
+from yolo_retrain.hashing import file_sha256
+from yolo_retrain.metrics import EvalMetrics
+from yolo_retrain.recovery import end_abandoned_retrain, recover_orphans, retrain_lock
 from yolo_retrain.store import CorrectionStore
-from yolo_retrain.synthetic import make_dataset
+from yolo_retrain.synthetic import make_dataset, untrained_weights
 
 
 def _home_with_corrections(monkeypatch, tmp_path):
@@ -177,9 +183,115 @@ def test_a_failed_retrains_cleanup_does_each_part_and_reports_what_it_could_not(
     with CorrectionStore.from_settings(settings) as store:
         assert len(store.claim("batch-1")) == len(corrections)
 
-    (problem,) = end_abandoned_retrain(settings, "batch-1", "no-such-run", "FAILED", "ValueError: boom")
+    (problem,) = end_abandoned_retrain(settings, "batch-1", "no-such-run", "FAILED", "ValueError: boom").problems
 
     assert problem.startswith("MLflow run no-such-run not ended FAILED: MlflowException: ")
     with CorrectionStore.from_settings(settings) as store:
         assert store.pending_count() == len(corrections)
     assert client.search_runs([experiment_id]) == []  # nothing made up for the missing run
+
+
+
+def _claimed(settings: Settings, client, experiment_id: str, batch: str, data, names: list[str]):
+    """A retrain of ``batch`` past its claim and setup: corrections ``names`` claimed, its MLflow run open."""
+    corrections = _add_corrections(settings, data.corrections_dir, names)
+    with CorrectionStore.from_settings(settings) as store:
+        assert len(store.claim(batch)) == len(corrections)
+    run_id = tracking.start_retrain_run(client, experiment_id, batch, {"type": "retraining"}, {"dataset_digest": batch})
+    return tracking.RetrainRun(run_id, experiment_id, batch), corrections
+
+
+def _registered(settings: Settings, run: tracking.RetrainRun, weights: Path, post: EvalMetrics, pre: EvalMetrics):
+    """Steps 9-10 through the real task bodies: the candidate logged, registered, saved as models/retrained_vN.pt."""
+    version = register_model.fn(settings, run, str(weights), {"dataset_digest": "d" * 64, "parent_version": "1"}, post, pre)
+    return version, save_model.fn(settings, run, version, str(weights))
+
+
+def _artifact_refused(client, run_id: str, name: str) -> None:
+    """The run's artifact store cannot take ``name``: a folder holds that name (MLflow's atomic rename of the file
+    onto it fails), so logging that artifact fails for real."""
+    taken = Path(urlparse(client.get_run(run_id).info.artifact_uri).path) / name
+    taken.mkdir(parents=True)
+    (taken / "in-the-way").write_text("")
+
+
+def _batch(settings: Settings, corrections) -> set[tuple[str, str | None]]:
+    with CorrectionStore.from_settings(settings) as store:
+        return {(store.get(c.id).status, store.get(c.id).applied_version) for c in corrections}
+
+
+def test_a_failure_after_the_gate_keeps_its_decision_and_the_batch_follows_it(monkeypatch, tmp_path):
+    """Champion, run, version and batch end consistent; the alias move is the gate's commit point. After it, a
+    failure (the comparison plot cannot be stored) leaves the promotion standing, the batch accepted into it and
+    the run FINISHED; if the correction store is unreachable then, the run stays RUNNING and the batch claimed
+    until the next retrain's recovery does the same. Before it, the champion file the gate installed goes back and
+    the batch is released."""
+    settings = use_home(monkeypatch, tmp_path, **TINY)
+    data = make_dataset(tmp_path / "demo", train=16, val=4, size=64, seed=5)
+    names = sorted(p.stem for p in (data.corrections_dir / "labels").glob("*.txt"))
+    assert len(names) >= 3
+    client = tracking.client_for(settings)
+    experiment_id = tracking.create_experiment(client, settings)
+    registry.register_initial_champion(client, settings, experiment_id, untrained_weights(tmp_path / "v1.pt"))
+    pre = EvalMetrics(map50=0.1, map50_95=0.1, precision=0.1, recall=0.1)
+    post = EvalMetrics(map50=0.5, map50_95=0.4, precision=0.5, recall=0.5)  # better: the gate promotes
+    candidate, other = tmp_path / "candidate.pt", tmp_path / "other.pt"  # nothing here loads them: bytes do
+    candidate.write_bytes(b"candidate weights")
+    other.write_bytes(b"other weights")
+    db = Path(settings.corrections_db_url.removeprefix("sqlite:///"))
+
+    # 1. The plot cannot be stored after the promotion: the cleanup settles it.
+    run, batch = _claimed(settings, client, experiment_id, "batch-1", data, names[:1])
+    version, weights = _registered(settings, run, candidate, post, pre)
+    _artifact_refused(client, run.run_id, "champion_vs_candidate.png")
+    with pytest.raises(OSError, match="Is a directory"):
+        promotion_gate.fn(settings, run, version, weights, post, pre)
+    cleanup = end_abandoned_retrain(settings, "batch-1", run.run_id, "FAILED", "IsADirectoryError: in the way", registered=True)
+    assert cleanup.problems == [] and f"version {version.version} promoted" in cleanup.settled
+    _assert_decision_stands(settings, client, run, version, batch)
+
+    # 2. The same, and the correction store unreachable during the cleanup: the next recovery settles it.
+    run, batch = _claimed(settings, client, experiment_id, "batch-2", data, names[1:2])
+    version, weights = _registered(settings, run, candidate, post, post)  # the same weights again: a new version
+    _artifact_refused(client, run.run_id, "champion_vs_candidate.png")
+    with pytest.raises(OSError, match="Is a directory"):
+        promotion_gate.fn(settings, run, version, weights, post, post)
+    db.rename(db.with_name("away.db"))
+    db.mkdir()  # SQLite cannot open a folder
+    cleanup = end_abandoned_retrain(settings, "batch-2", run.run_id, "FAILED", "IsADirectoryError: in the way", registered=True)
+    (problem,) = cleanup.problems
+    assert "unable to open database file" in problem and cleanup.settled is None
+    assert client.get_run(run.run_id).info.status == "RUNNING"  # not FAILED: the champion's run
+    db.rmdir()
+    db.with_name("away.db").rename(db)
+    assert _batch(settings, batch) == {("claimed", None)}  # not released: the champion learned them
+    recovery = recover_orphans(settings, None, by="test")
+    assert recovery.settled_runs == [run.run_id] and recovery.killed_runs == [] and recovery.released_batches == {}
+    _assert_decision_stands(settings, client, run, version, batch)
+
+    # 3. The gate installed the champion file, then failed before moving the alias: the file goes back.
+    champion = registry.version_by_alias(client, settings.model_name, "champion")
+    run, batch = _claimed(settings, client, experiment_id, "batch-3", data, names[2:3])
+    version, weights = _registered(settings, run, other, post, post)
+    client.set_model_version_tag(version.name, version.version, "gate_decision", "promoted")  # apply_gate's order:
+    registry.install_champion(settings, weights)  # tags, the local file, then the alias (not reached here)
+    cleanup = end_abandoned_retrain(settings, "batch-3", run.run_id, "FAILED", "MlflowException: down", registered=True)
+    assert cleanup.problems == [] and cleanup.settled is None
+    assert file_sha256(settings.champion_weights) == champion.tags["weights_sha256"] != version.tags["weights_sha256"]
+    assert registry.version_by_alias(client, settings.model_name, "champion").version == champion.version
+    assert client.get_run(run.run_id).info.status == "FAILED" and "run_failed" in client.get_model_version(
+        version.name, version.version
+    ).tags
+    assert _batch(settings, batch) == {("pending", None)}
+
+
+def _assert_decision_stands(settings: Settings, client, run: tracking.RetrainRun, version, batch) -> None:
+    """The version is champion (alias and local file), its run FINISHED with the late error on record, its batch
+    accepted into it."""
+    assert registry.version_by_alias(client, settings.model_name, "champion").version == version.version
+    assert file_sha256(settings.champion_weights) == version.tags["weights_sha256"]
+    finished = client.get_run(run.run_id)
+    assert finished.info.status == "FINISHED" and "failure_reason" not in finished.data.tags
+    assert finished.data.tags["gate_decision"] == "promoted" and "in the way" in finished.data.tags["failure_after_gate"]
+    assert "run_failed" not in client.get_model_version(version.name, version.version).tags
+    assert _batch(settings, batch) == {("accepted", str(version.version))}

@@ -269,7 +269,10 @@ def install_champion(settings: Settings, weights: Path) -> Path:
 
 
 def apply_gate(client: MlflowClient, settings: Settings, version: ModelVersion, weights: Path, decision: GateDecision) -> None:
-    """Move ``champion`` to the version if the gate promotes it, else mark it ``challenger`` with the reason."""
+    """Move ``champion`` to the version if the gate promotes it, else mark it ``challenger`` with the reason.
+
+    The alias move is the commit point (:func:`committed_decision`): the tags and the local file come before it, so a
+    failure before it is undone by :func:`restore_local_champion`, and after it the decision stands."""
     name, number = version.name, version.version
     client.set_model_version_tag(name, number, "gate_decision", decision.label)
     client.set_model_version_tag(name, number, "gate_reason", decision.reason)
@@ -281,6 +284,37 @@ def apply_gate(client: MlflowClient, settings: Settings, version: ModelVersion, 
         client.set_registered_model_alias(name, "champion", number)
     else:
         client.set_registered_model_alias(name, "challenger", number)
+
+
+def committed_decision(client: MlflowClient, model_name: str, run_id: str) -> tuple[ModelVersion, GateDecision] | None:
+    """The gate's decision on a version ``run_id`` registered, if it took effect: the version holds the alias the
+    decision moves (``champion`` if promoted, else ``challenger``). None if the gate did not get that far."""
+    for found in client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'"):
+        version = client.get_model_version(model_name, found.version)  # with its aliases as they are now
+        label = version.tags.get("gate_decision")
+        decision = GateDecision(label == "promoted", version.tags.get("gate_reason", ""))
+        if label in ("promoted", "rejected") and decision.alias in version.aliases:
+            return version, decision
+    return None
+
+
+def restore_local_champion(client: MlflowClient, settings: Settings, failed_run_id: str | None = None) -> bool:
+    """Make the local champion file hold the ``champion`` alias's weights again (a gate that installed the file and
+    then failed before moving the alias). With no champion at all, a file holding weights of ``failed_run_id``'s
+    versions (a first promotion that never took effect) is removed. True if the file changed."""
+    local = settings.champion_weights
+    champion = version_by_alias(client, settings.model_name, "champion")
+    if champion is None:
+        stray = failed_run_id and local.is_file() and file_sha256(local) in {
+            v.tags.get("weights_sha256") for v in versions_for_run(client, settings.model_name, failed_run_id)
+        }
+        if stray:
+            local.unlink()
+        return bool(stray)
+    if local.is_file() and file_sha256(local) == champion.tags.get("weights_sha256"):
+        return False
+    install_champion(settings, verified_weights(settings, client, champion))
+    return True
 
 
 def rollback(client: MlflowClient, settings: Settings, to_version: str | None = None) -> ModelVersion:

@@ -53,6 +53,7 @@ def _recover(settings) -> None:
     typer.echo(
         f"recovered: {len(recovery.killed_runs)} orphaned run(s) ended KILLED, "
         f"{sum(recovery.released_batches.values())} correction(s) released, {len(recovery.removed_files)} partial file(s) removed"
+        + (f", {len(recovery.settled_runs)} run(s) stopped after their gate completed" if recovery.settled_runs else "")
     )
     try:
         client = tracking.client_for(settings)
