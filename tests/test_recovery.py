@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -246,7 +245,8 @@ def test_a_failure_after_the_gate_keeps_its_decision_and_the_batch_follows_it(mo
     _artifact_refused(client, run.run_id, "champion_vs_candidate.png")
     with pytest.raises(OSError, match="Is a directory"):
         promotion_gate.fn(settings, run, version, weights, post, pre)
-    cleanup = end_abandoned_retrain(settings, "batch-1", run.run_id, "FAILED", "IsADirectoryError: in the way", registered=True)
+    why = "IsADirectoryError: in the way"
+    cleanup = end_abandoned_retrain(settings, "batch-1", run.run_id, "FAILED", why, registered=True)
     assert cleanup.problems == [] and f"version {version.version} promoted" in cleanup.settled
     _assert_decision_stands(settings, client, run, version, batch)
 
@@ -258,7 +258,7 @@ def test_a_failure_after_the_gate_keeps_its_decision_and_the_batch_follows_it(mo
         promotion_gate.fn(settings, run, version, weights, post, post)
     db.rename(db.with_name("away.db"))
     db.mkdir()  # SQLite cannot open a folder
-    cleanup = end_abandoned_retrain(settings, "batch-2", run.run_id, "FAILED", "IsADirectoryError: in the way", registered=True)
+    cleanup = end_abandoned_retrain(settings, "batch-2", run.run_id, "FAILED", why, registered=True)
     (problem,) = cleanup.problems
     assert "unable to open database file" in problem and cleanup.settled is None
     assert client.get_run(run.run_id).info.status == "RUNNING"  # not FAILED: the champion's run
@@ -275,7 +275,7 @@ def test_a_failure_after_the_gate_keeps_its_decision_and_the_batch_follows_it(mo
     version, weights = _registered(settings, run, other, post, post)
     client.set_model_version_tag(version.name, version.version, "gate_decision", "promoted")  # apply_gate's order:
     registry.install_champion(settings, weights)  # tags, the local file, then the alias (not reached here)
-    cleanup = end_abandoned_retrain(settings, "batch-3", run.run_id, "FAILED", "MlflowException: down", registered=True)
+    cleanup = end_abandoned_retrain(settings, "batch-3", run.run_id, "FAILED", "MlflowException: x", registered=True)
     assert cleanup.problems == [] and cleanup.settled is None
     assert file_sha256(settings.champion_weights) == champion.tags["weights_sha256"] != version.tags["weights_sha256"]
     assert registry.version_by_alias(client, settings.model_name, "champion").version == champion.version
