@@ -12,6 +12,7 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from tasks.build_dataset import build_retraining_dataset
+from tasks.check_disk import check_disk_space
 from tasks.claim_corrections import claim_corrections, release_corrections
 from tasks.evaluate import evaluate_champion, evaluate_on_holdout, holdout_key
 from tasks.finish import finish_retrain
@@ -74,6 +75,7 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
     try:
         # 2. The exact dataset: base + accepted corrections + this batch (bad base data stops here, before any MLflow run).
         dataset = build_retraining_dataset(settings, batch_id)
+        check_disk_space(settings)  # a disk too small for this retrain: refused now, with the figures
 
         # 3-4. MLflow: tracking URI, the experiment (never created here), this retrain's run; the dataset in it.
         tags = {"trigger": trigger, "corrections_count": str(len(corrections))}

@@ -31,6 +31,7 @@ def test_doctor_passes_on_a_retrained_home(in_world):
         "champion",
         "base dataset",
         "corrections",
+        "disk",
         "prefect",
     ]
     champion = registry.version_by_alias(in_world.client, in_world.settings.model_name, "champion")

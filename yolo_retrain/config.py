@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     gate_tolerance: float = Field(default=0.0, ge=0.0, description="Candidate may be this much below the champion.")
     gate_max_class_drop: float = Field(default=0.05, ge=0.0, description="Largest allowed drop of any class's AP50-95.")
 
+    # Disk: a retrain refused up front when a filesystem it writes to would keep less than this free
+    min_free_disk_mb: int = Field(
+        default=200, ge=0, description="Free space (MB) a retrain must leave on each filesystem it writes; checked before training."
+    )
+
     # Prefect task retries (exponential backoff)
     task_retries: int = Field(default=2, ge=0)
     retry_delay_seconds: float = Field(default=2.0, ge=0.0)
