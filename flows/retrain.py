@@ -16,6 +16,7 @@ from tasks.check_disk import check_disk_space
 from tasks.claim_corrections import claim_corrections, release_corrections
 from tasks.evaluate import evaluate_champion, evaluate_on_holdout, holdout_key
 from tasks.finish import finish_retrain
+from tasks.housekeeping import retire_old_outputs
 from tasks.log_dataset import log_dataset
 from tasks.log_reviewer_diffs import log_reviewer_diffs
 from tasks.log_training_artifacts import log_training_artifacts
@@ -115,6 +116,9 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
     except INTERRUPTED as exc:  # stopped from outside: Ctrl-C, a Prefect cancellation (SIGTERM), task cancellation
         _end_abandoned(settings, batch_id, run, exc, "KILLED", registered=version is not None)
         raise
+
+    # 13. Retire old local outputs (retention policy: YOLO_RETRAIN_KEEP_*); a failure here is only logged.
+    retire_old_outputs(settings)
 
     report = RetrainReport(
         outcome="promoted" if decision.promote else "rejected",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from prefect import Task, task
@@ -72,7 +73,15 @@ class _SettingsTask:
         return self._built[1]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.task()(*args, **kwargs)
+        result = self.task()(*args, **kwargs)
+        if self._resumable and _files_gone(result):  # reused, but housekeeping retired its files since: redo it
+            result = self.task().with_options(refresh_cache=True)(*args, **kwargs)
+        return result
 
     def __getattr__(self, attribute: str) -> Any:
         return getattr(self.task(), attribute)
+
+
+def _files_gone(result: Any) -> bool:
+    weights = getattr(result, "best_weights", None)  # a training's output
+    return isinstance(weights, Path) and not weights.exists()

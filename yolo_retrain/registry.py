@@ -242,15 +242,22 @@ def verified_weights(settings: Settings, client: MlflowClient, version: ModelVer
     if local.exists() and file_sha256(local) == expected:
         return local
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{version.name}/{version.version}", dst_path=tmp))
-        fetched = next(model_dir.rglob("*.pt"), None)
-        if fetched is None or file_sha256(fetched) != expected:
-            raise RetrainError(
-                f"weights of {version.name} version {version.version} do not match weights_sha256 {expected}; "
-                "refusing to load them"
-            )
-        _atomic_copy(fetched, local)
+        _atomic_copy(fetch_weights(version, Path(tmp)), local)
     return local
+
+
+def fetch_weights(version: ModelVersion, folder: Path) -> Path:
+    """The version's weights as MLflow holds them (its logged model), downloaded into ``folder`` and checked against
+    its ``weights_sha256``; RetrainError if they differ."""
+    expected = version.tags.get("weights_sha256")
+    uri = f"models:/{version.name}/{version.version}"
+    model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(folder)))
+    fetched = next(model_dir.rglob("*.pt"), None)
+    if fetched is None or file_sha256(fetched) != expected:
+        raise RetrainError(
+            f"weights of {version.name} version {version.version} do not match weights_sha256 {expected}; refusing to load them"
+        )
+    return fetched
 
 
 def current_champion(client: MlflowClient, settings: Settings) -> Champion | None:

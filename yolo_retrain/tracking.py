@@ -273,7 +273,7 @@ def log_dataset(client: MlflowClient, run_id: str, dataset: BuiltDataset) -> Non
 
 
 def log_training_artifacts(client: MlflowClient, run_id: str, trained: TrainOutput) -> None:
-    client.log_artifact(run_id, str(trained.best_weights), "training/weights")
+    """results.csv, args.yaml, plots and train.log. Not the weights: the run's logged model holds them (one copy)."""
     for path in (trained.results_csv, trained.args_yaml):
         if path.exists():
             client.log_artifact(run_id, str(path), "training")
