@@ -24,7 +24,7 @@ from pathlib import Path
 
 from _common import ROOT, emit, header
 
-RECORD = ("mlflow logged models", "mlflow database")  # MLflow's record: what an audit or a rollback reads
+RECORD = ("mlflow logged models", "mlflow run artifacts", "mlflow database")  # MLflow: what an audit or rollback reads
 
 
 def measure(home: Path) -> dict[str, int]:

@@ -113,10 +113,10 @@ def end_abandoned_retrain(
 ) -> Cleanup:
     """End a retrain that failed (``status`` FAILED) or was interrupted (KILLED).
 
-    If it registered a version (``registered``: its gate may have run) and the gate's decision took effect, the decision stands
-    (:func:`settle`). Otherwise its corrections go back to pending, the local champion file is restored if the gate
-    had replaced it, its run (if one was opened) ends with ``status`` and tag ``failure_reason``, a version it
-    registered is tagged ``run_failed``.
+    If it registered a version (``registered``: its gate may have run) and the gate's decision took effect, the
+    decision stands (:func:`settle`). Otherwise its corrections go back to pending, the local champion file is
+    restored if the gate had replaced it, its run (if one was opened) ends with ``status`` and tag
+    ``failure_reason``, a version it registered is tagged ``run_failed``.
 
     Each part is attempted whatever happened to the other, and nothing is raised: the caller re-raises the
     retrain's own error, which a cleanup error must never replace. What could not be done is returned, one line
