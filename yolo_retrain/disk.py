@@ -39,8 +39,8 @@ def weights_bytes(settings: Settings) -> int:
     if settings.champion_weights.is_file():
         return settings.champion_weights.stat().st_size
     base = Path(settings.base_model)
-    if base.is_file() and base.suffix == ".pt":
-        return base.stat().st_size
+    if base.suffix not in (".yaml", ".yml"):  # weights: their size, without opening them (the training reads them)
+        return base.stat().st_size if base.exists() else 0
     from ultralytics import YOLO  # a YAML model: built (no download), counted
 
     return sum(p.numel() for p in YOLO(settings.base_model).model.parameters()) * 2
