@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from prefect import get_run_logger
+
 from tasks import retrain_task
 from yolo_retrain.config import Settings
 from yolo_retrain.disk import check_free_space
@@ -13,5 +15,5 @@ def check_disk_space(settings: Settings) -> str:
         settings: Home folders, artifact location, ``min_free_disk_mb``, the champion or base model (its size).
     """
     figures = check_free_space(settings)
-    print(f"disk space: {figures}")
+    get_run_logger().info(f"disk space: {figures}")
     return figures
