@@ -30,6 +30,7 @@ from prefect.client.schemas.objects import FlowRun
 
 from yolo_retrain import processes
 from yolo_retrain.config import PROJECT_ROOT, Settings
+from yolo_retrain.hashing import file_sha256
 from yolo_retrain.store import CorrectionStore
 from yolo_retrain.synthetic import make_dataset
 
@@ -321,7 +322,9 @@ def test_threshold_over_http_retrains_on_the_worker_recorded_by_the_mlflow_serve
     # the artifacts are in the server's artifacts destination, nowhere local
     stored_run = stack.artifacts_root / "yolo-retrain" / run_id / "artifacts"
     assert all((stored_run / p).is_file() for p in json_files), sorted(stored_run.rglob("*"))
-    assert (stored_run / "training" / "weights" / "best.pt").is_file()
+    # the weights once, as the logged model (no second copy among the run's artifacts)
+    copies = [w for w in stack.artifacts_root.rglob("*.pt") if file_sha256(w) == version.tags["weights_sha256"]]
+    assert len(copies) == 1 and stored_run not in copies[0].parents, copies
     local_stores = [stack.settings.home / name for name in ("mlartifacts", "mlflow.db", "corrections.db")]
     assert not [p for p in local_stores if p.exists()]
     assert not list((PROJECT_ROOT / "mlartifacts").glob(f"**/{run_id}"))
