@@ -6,6 +6,7 @@
        ▲                  │    └─screening doubts it──► suspicious   (held for a person: requeue, accept, drop)
        │                  └─retrain failed or skipped: release──► pending
        └──────────── requeue (a person) ◄──── suspicious | rejected ──drop──► dropped  (kept as a record)
+    pending, rejected ──its source (a Label Studio annotation) deleted──► withdrawn  (kept as a record; see withdrawal)
 
 ``rejected`` (a whole batch whose version the gate refused) is the lifecycle before screening (#19); such rows are
 reviewed the same way. A newer correction of the same image makes an older ``pending`` or held one ``superseded``; a newly
@@ -26,7 +27,7 @@ from yolo_retrain.store.classes import ClassContractChanged
 from yolo_retrain.store.correction_store import CorrectionStore
 from yolo_retrain.store.engine import CorrectionStoreBusy
 from yolo_retrain.store.legacy import registry_decisions
-from yolo_retrain.store.records import AcceptedCorrection, Correction, CorrectionDiff, ScreenedBatch, TrainingCorrections
+from yolo_retrain.store.records import AcceptedCorrection, Correction, CorrectionDiff, ScreenedBatch, SourceDiff, TrainingCorrections
 from yolo_retrain.store.schema import LEGACY_APPLIED, STATUSES, Base, Status
 from yolo_retrain.store.validation import Submission
 
@@ -42,6 +43,7 @@ __all__ = [
     "CorrectionStore",
     "CorrectionStoreBusy",
     "ScreenedBatch",
+    "SourceDiff",
     "Status",
     "Submission",
     "TrainingCorrections",

@@ -1,4 +1,5 @@
-"""Adding corrections: duplicates refused, blobs written, older corrections of the image superseded, in one transaction.
+"""Adding corrections: duplicates refused, blobs written, older corrections of the image superseded, in one
+transaction that holds the images' locks (``image_locks``).
 
 A newer correction of an image makes its older ``pending`` or ``rejected`` ones ``superseded``; a ``claimed`` one
 is left to the retrain that holds it. The same image with the same labels while pending or claimed is refused
@@ -9,16 +10,18 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from yolo_retrain.errors import DuplicateCorrection
+from yolo_retrain.store import diffs
 from yolo_retrain.store.blobs import blob_path, write_blob
 from yolo_retrain.store.engine import Database
-from yolo_retrain.store.records import Correction, snapshot
+from yolo_retrain.store.image_locks import lock_images
+from yolo_retrain.store.records import Correction, SourceDiff, snapshot
 from yolo_retrain.store.schema import CorrectionRow
 from yolo_retrain.store.validation import Candidate
 
@@ -45,23 +48,67 @@ class OpenRow:
     created_at: datetime
 
 
-def store_candidates(db: Database, blobs_dir: Path, candidates: list[Candidate], provenance: Provenance) -> list[Correction]:
-    """Insert validated candidates in one transaction; blobs are written only once no duplicate was found."""
-    written: list[Path] = []
+def store_candidates(
+    db: Database, blobs_dir: Path, candidates: list[Candidate], provenance: Provenance, source: SourceDiff | None = None
+) -> list[Correction]:
+    """Insert validated candidates in one transaction (with ``source``'s diff, for a single candidate); blobs are
+    written only once no duplicate was found.
+
+    The images' locks are held for the whole transaction (see ``image_locks``): the checks see every correction
+    committed before, and if the insert fails, the blobs it created are deleted before another writer of the image
+    can commit a row naming them, and only if no committed row names them.
+    """
+    written: list[tuple[Path, str]] = []
     with db.busy("store the correction"), Session(db.writer, expire_on_commit=False) as session:
         try:
-            rows = _insert(session, blobs_dir, candidates, provenance, written)
+            lock_images(session, [c.sha256 for c in candidates])
+            try:
+                with session.begin_nested():  # a savepoint: a failed insert leaves the transaction (and locks) usable
+                    if source is not None:
+                        _refuse_redelivery(session, source)
+                    rows = _insert(session, blobs_dir, candidates, provenance, written)
+                    if source is not None:
+                        (row,) = rows
+                        diffs.record(session, source.for_correction(row.id, datetime.now(timezone.utc)))
+            except BaseException:
+                _delete_unreferenced(session, written)
+                raise
             session.commit()
         except BaseException:
-            for path in written:  # before the rollback drops the write lock: no other writer used these blobs
-                path.unlink(missing_ok=True)
             session.rollback()
             raise
     return [snapshot(r) for r in rows]
 
 
+def _delete_unreferenced(session: Session, written: list[tuple[Path, str]]) -> None:
+    """Delete the blobs this failed insert created, unless a committed row names one (or that cannot be told)."""
+    for path, sha256 in written:
+        try:
+            named = session.scalar(
+                select(CorrectionRow.id)
+                .where(CorrectionRow.image_sha256 == sha256, CorrectionRow.image_path == str(path))
+                .limit(1)
+            )
+        except Exception:  # noqa: BLE001 — the database is gone: keep the blob (an orphan file is harmless)
+            return
+        if named is None:
+            path.unlink(missing_ok=True)
+
+
+def _refuse_redelivery(session: Session, source: SourceDiff) -> None:
+    """The same content from the same source again is a duplicate (a redelivery), whatever became of its correction
+    since. (An older version again is a reviewer's revert: stored, it supersedes the newer one.)"""
+    earlier = diffs.latest_of_source(session, source.source_key)
+    if earlier is not None and earlier.source_digest == source.source_digest:
+        raise DuplicateCorrection(f"{source.source_key}: already stored as correction {earlier.correction_id}")
+
+
 def _insert(
-    session: Session, blobs_dir: Path, candidates: list[Candidate], provenance: Provenance, written: list[Path]
+    session: Session,
+    blobs_dir: Path,
+    candidates: list[Candidate],
+    provenance: Provenance,
+    written: list[tuple[Path, str]],
 ) -> list[CorrectionRow]:
     """Refuse duplicates, write new blobs (listed in ``written``), supersede and insert rows; not committed."""
     open_rows = {c.sha256: open_rows_of(session, c.sha256) for c in candidates}  # one query per image
@@ -70,7 +117,7 @@ def _insert(
     for c in candidates:
         path = blob_path(blobs_dir, c.sha256, c.suffix)
         if write_blob(path, c.data):
-            written.append(path)
+            written.append((path, c.sha256))
         row = new_row(c, path, provenance)
         if supersede_older(session, row, open_rows[c.sha256]):
             row.status, row.status_reason = "superseded", "a newer correction of the image was already stored"
@@ -128,6 +175,7 @@ def new_row(c: Candidate, path: Path, provenance: Provenance) -> CorrectionRow:
         applied_at=None,
         reviewed_by=None,
         reviewed_at=None,
+        source_deleted_at=None,
     )
 
 

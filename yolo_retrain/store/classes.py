@@ -23,12 +23,36 @@ class ClassContractChanged(InvalidInput):
 
 
 def check_class_contract(db: Database, class_names: list[str]) -> None:
-    """Record ``class_names`` on the first open; refuse names that are not the recorded ones plus new ones at the end."""
+    """Record ``class_names`` on the first open; refuse names that are not the recorded ones plus new ones at the end.
+
+    The decision is taken again inside the write transaction, on the record as it is then (locked with FOR UPDATE
+    on PostgreSQL; SQLite's write transaction holds the whole database): of two concurrent first opens with other
+    names, or two appending other classes, the second sees the first's record and is refused.
+    """
     with Session(db.reader) as session:
         row = session.get(ProjectClassesRow, 1)
         recorded = None if row is None else json.loads(row.names)
     if recorded == class_names:
         return  # the usual case: one indexed read
+    _refuse_unless_extends(db, recorded, class_names)
+    for _attempt in range(2):
+        try:
+            with Session(db.writer) as session, session.begin():
+                current = session.get(ProjectClassesRow, 1, with_for_update=True)
+                recorded = None if current is None else json.loads(current.names)
+                _refuse_unless_extends(db, recorded, class_names)
+                names, now = json.dumps(class_names), datetime.now(timezone.utc)
+                if current is None:
+                    session.add(ProjectClassesRow(id=1, names=names, recorded_at=now))
+                elif recorded != class_names:  # classes appended at the end
+                    current.names, current.recorded_at = names, now
+            return
+        except IntegrityError:
+            continue  # a concurrent first open recorded its names first: decide again against them
+    raise ClassContractChanged(f"{db.name}: could not record the classes {class_names} (another open kept recording others)")
+
+
+def _refuse_unless_extends(db: Database, recorded: list[str] | None, class_names: list[str]) -> None:
     if recorded is not None and class_names[: len(recorded)] != recorded:
         raise ClassContractChanged(
             f"the base data.yaml's classes {class_names} are not {recorded}, the classes the corrections in "
@@ -36,13 +60,3 @@ def check_class_contract(db: Database, class_names: list[str]) -> None:
             "only be added at the end). Restore the names in the base data.yaml, or use a new correction store "
             "for the new classes (YOLO_RETRAIN_CORRECTIONS_DB_URL)"
         )
-    try:
-        with Session(db.writer) as session, session.begin():
-            current = session.get(ProjectClassesRow, 1)
-            names, now = json.dumps(class_names), datetime.now(timezone.utc)
-            if current is None:
-                session.add(ProjectClassesRow(id=1, names=names, recorded_at=now))
-            elif json.loads(current.names) == recorded:  # unchanged since read: classes appended at the end
-                current.names, current.recorded_at = names, now
-    except IntegrityError:
-        pass  # a concurrent first open recorded them; the next open checks against its record

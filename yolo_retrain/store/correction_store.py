@@ -1,9 +1,10 @@
 """``CorrectionStore``: the one object the rest of the code uses; it opens the database and composes the parts.
 
 Each rule lives in one module of this package: ``schema`` (tables, statuses, UTC times), ``engine`` (connections,
-busy timeout), ``classes`` (the class-names contract), ``validation`` and ``adding`` (intake: checks, blobs,
-duplicates, supersede), ``lifecycle`` (claim, release, the gate's decision), ``review`` (a person's decisions),
-``threshold`` (one announcement per backlog), ``diffs``, ``legacy`` (sorting ``applied`` rows), ``queries``.
+busy timeout), ``classes`` (the class-names contract), ``validation`` and ``adding`` (intake: checks, duplicates,
+supersede), ``image_locks`` (one writer per image), ``blobs``, ``lifecycle`` (claim, release, the gate's decision),
+``review`` (a person's decisions), ``withdrawal`` (a deleted source), ``threshold`` (one announcement per backlog),
+``diffs``, ``legacy`` (sorting ``applied`` rows), ``queries``, ``records`` (the snapshots handed out).
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from yolo_retrain.config import Settings
 from yolo_retrain.data_yaml import read_class_names
 from yolo_retrain.errors import InvalidInput
 from yolo_retrain.gate import GateDecision
-from yolo_retrain.store import adding, diffs, legacy, lifecycle, queries, review
+from yolo_retrain.store import adding, diffs, legacy, lifecycle, queries, review, withdrawal
 from yolo_retrain.store import threshold as threshold_flag
 from yolo_retrain.store.classes import check_class_contract
 from yolo_retrain.store.engine import Database
-from yolo_retrain.store.records import Correction, CorrectionDiff, ScreenedBatch, TrainingCorrections, snapshot
+from yolo_retrain.store.records import Correction, CorrectionDiff, ScreenedBatch, SourceDiff, TrainingCorrections, snapshot
 from yolo_retrain.store.schema import CorrectionRow
 from yolo_retrain.store.validation import Candidate, Submission, validate
 
@@ -84,15 +85,17 @@ class CorrectionStore:
         source_model_version: str | None = None,
         author: str | None = None,
         created_at: datetime | None = None,
+        source: SourceDiff | None = None,
     ) -> Correction:
         """Store one correction: an image (path or bytes) and its YOLO label text (text or a ``.txt`` path).
 
         Everything is validated before anything is written. Raises InvalidInput naming the bad file (and line),
-        DuplicateCorrection if the same image with the same labels is already pending or claimed. Older pending
-        corrections of the same image become ``superseded``.
+        DuplicateCorrection if the same image with the same labels is already pending or claimed, or if ``source``
+        (where it comes from, with its diff against the model: stored in the same transaction) delivered the same
+        content before. Older pending corrections of the same image become ``superseded``.
         """
         candidate = validate(image, labels, image_name, None, len(self.class_names))
-        return self._store([candidate], source_model_version, author, created_at)[0]
+        return self._store([candidate], source_model_version, author, created_at, source)[0]
 
     def add_many(
         self,
@@ -134,18 +137,22 @@ class CorrectionStore:
         source_model_version: str | None,
         author: str | None,
         created_at: datetime | None,
+        source: SourceDiff | None = None,
     ) -> builtins.list[Correction]:
         when = created_at or datetime.now(timezone.utc)
         if when.tzinfo is None:
             raise InvalidInput(f"created_at {when} has no timezone")
         provenance = adding.Provenance(when, source_model_version, author)
-        return adding.store_candidates(self._db, self.blobs_dir, candidates, provenance)
+        return adding.store_candidates(self._db, self.blobs_dir, candidates, provenance, source)
 
     # Reading ---------------------------------------------------------------------------------
-    def list(self, status: str | None = None, limit: int | None = None) -> builtins.list[Correction]:
-        """Corrections, newest first, optionally only those with ``status``, at most ``limit``."""
+    def list(
+        self, status: str | None = None, limit: int | None = None, source_deleted: bool | None = None
+    ) -> builtins.list[Correction]:
+        """Corrections, newest first, optionally only those with ``status``, at most ``limit``; ``source_deleted``:
+        only those whose source (a Label Studio annotation) was deleted (True) or was not (False)."""
         with self._read() as session:
-            return queries.listing(session, status, limit)
+            return queries.listing(session, status, limit, source_deleted)
 
     def get(self, id: str) -> Correction | None:
         """The correction with this id, or None."""
@@ -259,6 +266,17 @@ class CorrectionStore:
         session = Session(self._db.writer, expire_on_commit=False)
         with self._db.busy(f"{action} corrections"), session, session.begin():
             return review.review(session, action, ids, batch, by)
+
+    # A deleted source -------------------------------------------------------------------------
+    def withdraw_source(self, source_like: str, why: str) -> withdrawal.Withdrawal:
+        """The source of some corrections was deleted (e.g. a reviewer deleted their Label Studio annotation): those
+        not yet learned are ``withdrawn``, a claimed one is withdrawn unless its gate promotes it, an accepted one is
+        listed for review. ``source_like`` is an SQL LIKE pattern of their source keys; ``why`` says what happened.
+        Idempotent: a second call changes nothing."""
+        action = f"withdraw the corrections of {source_like}"
+        session = Session(self._db.writer, expire_on_commit=False)
+        with self._db.busy(action), session, session.begin():
+            return withdrawal.withdraw_sources(session, source_like, why, datetime.now(timezone.utc))
 
     # A store from before the lifecycle -------------------------------------------------------
     def sort_applied(self, decisions: legacy.Decisions) -> int:

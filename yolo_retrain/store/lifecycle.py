@@ -7,6 +7,8 @@
                           │    (gate rejects the version──► rejected: the lifecycle before screening, kept for its callers)
                           └─retrain failed or skipped: release──► pending (superseded if a newer one came)
 
+(A correction whose source was deleted while claimed is withdrawn instead of rejected or released: ``withdrawal``.)
+
 Each transition is one small function over a session; a decision applies to a set of correction ids, so a gate
 may decide per correction. None commits: the caller's transaction does.
 """
@@ -21,7 +23,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from yolo_retrain.gate import GateDecision
-from yolo_retrain.store import threshold
+from yolo_retrain.store import threshold, withdrawal
 from yolo_retrain.store.schema import CorrectionRow
 
 _CHUNK = 500  # ids per IN list: well under every backend's limit on bound parameters
@@ -75,9 +77,10 @@ def release(session: Session, batch_id: str) -> int:
         .exists()
     )
     mine = (CorrectionRow.status == "claimed", CorrectionRow.batch_id == batch_id)
+    withdrawn = withdrawal.release_withdrawn(session, batch_id)
     superseded = session.execute(update(CorrectionRow).where(*mine, has_newer).values(status="superseded", batch_id=None))
     released = session.execute(update(CorrectionRow).where(*mine).values(status="pending", batch_id=None))
-    return superseded.rowcount + released.rowcount
+    return withdrawn + superseded.rowcount + released.rowcount
 
 
 def record_gate_decision(session: Session, batch_id: str, model_version: str, decision: GateDecision) -> int:
@@ -86,7 +89,9 @@ def record_gate_decision(session: Session, batch_id: str, model_version: str, de
     ids = claimed_ids(session, batch_id)
     reason = f"gate {decision.label} v{model_version}: {decision.reason}"
     transition = accept_into if decision.promote else reject_from
-    return transition(session, ids, model_version, reason)
+    marked = transition(session, ids, model_version, reason)
+    withdrawal.settle_decided(session, ids)  # a source deleted while the retrain ran
+    return marked
 
 
 def record_screened_batch(session: Session, batch_id: str, model_version: str, decision: GateDecision, held: Mapping[str, str]) -> int:

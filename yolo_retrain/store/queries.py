@@ -10,11 +10,15 @@ from yolo_retrain.store.records import AcceptedCorrection, Correction, snapshot
 from yolo_retrain.store.schema import LEGACY_APPLIED, STATUSES, CorrectionRow
 
 
-def listing(session: Session, status: str | None, limit: int | None) -> list[Correction]:
-    """Corrections, newest first, optionally only those with ``status``, at most ``limit``."""
+def listing(session: Session, status: str | None, limit: int | None, source_deleted: bool | None = None) -> list[Correction]:
+    """Corrections, newest first, optionally only those with ``status`` (and whose source was deleted, or not), at
+    most ``limit``."""
     query = select(CorrectionRow).order_by(CorrectionRow.created_at.desc(), CorrectionRow.id).limit(limit)
     if status is not None:
         query = query.where(CorrectionRow.status == check_status(status))
+    if source_deleted is not None:
+        deleted = CorrectionRow.source_deleted_at
+        query = query.where(deleted.is_not(None) if source_deleted else deleted.is_(None))
     return [snapshot(r) for r in session.scalars(query)]
 
 

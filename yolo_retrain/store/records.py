@@ -34,6 +34,7 @@ class Correction:
     status_reason: str | None = None
     reviewed_by: str | None = None
     reviewed_at: datetime | None = None
+    source_deleted_at: datetime | None = None  # its source (a Label Studio annotation) was deleted: see withdrawal
 
 
 _FIELDS = [f.name for f in dataclasses.fields(Correction)]
@@ -55,6 +56,23 @@ class CorrectionDiff:
     predicted_labels: str
     diff: dict[str, Any]
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class SourceDiff:
+    """Where a correction comes from (e.g. one Label Studio annotation, and a digest of what it delivered) and what
+    it changed against the model's prediction: stored with the correction, in its transaction."""
+
+    source_key: str
+    source_digest: str
+    predicted_version: str | None
+    prediction_source: str
+    predicted_labels: str
+    diff: dict[str, Any]
+
+    def for_correction(self, correction_id: str, created_at: datetime) -> CorrectionDiff:
+        return CorrectionDiff(correction_id, self.source_key, self.source_digest, self.predicted_version,
+                              self.prediction_source, self.predicted_labels, self.diff, created_at)  # fmt: skip
 
 
 def diff_snapshot(row: DiffRow) -> CorrectionDiff:

@@ -10,7 +10,7 @@ from sqlalchemy import DateTime, ForeignKey, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-Status = Literal["pending", "claimed", "accepted", "rejected", "suspicious", "superseded", "dropped"]
+Status = Literal["pending", "claimed", "accepted", "rejected", "suspicious", "superseded", "dropped", "withdrawn"]
 STATUSES: tuple[Status, ...] = get_args(Status)
 LEGACY_APPLIED = "applied"  # rows of a store from before the lifecycle, until legacy.sort_applied sorts them
 
@@ -62,6 +62,7 @@ class CorrectionRow(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)  # the gate's reason, or what a person did
     reviewed_by: Mapped[str | None] = mapped_column(Text)  # who requeued, accepted or dropped it
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    source_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # its annotation was deleted (withdrawal)
 
 
 class FlagRow(Base):
