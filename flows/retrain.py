@@ -14,6 +14,7 @@ from pydantic import Field
 from tasks.build_dataset import build_retraining_dataset
 from tasks.check_disk import check_disk_space
 from tasks.claim_corrections import claim_corrections, release_corrections
+from tasks.compare import compare_on_holdout
 from tasks.evaluate import evaluate_champion, evaluate_on_holdout, holdout_key
 from tasks.finish import finish_retrain
 from tasks.housekeeping import retire_old_outputs
@@ -25,6 +26,7 @@ from tasks.recover import recover_orphaned_retrains
 from tasks.register_model import register_model
 from tasks.resolve_champion import resolve_champion
 from tasks.save_model import save_model
+from tasks.screen_corrections import screen_corrections
 from tasks.setup_mlflow import setup_mlflow
 from tasks.train_candidate import train_candidate
 from yolo_retrain.config import Settings, Trigger, configure_environment, get_settings
@@ -94,6 +96,10 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
         trained = train_candidate(settings, run, dataset, str(champion.weights) if champion else settings.base_model)
         post = evaluate_on_holdout(settings, run, dataset, str(trained.best_weights), "post")
 
+        # 7b. Candidate − champion with the holdout's noise (paired bootstrap); each correction judged as data.
+        comparison = compare_on_holdout(settings, run, dataset, champion)
+        check = screen_corrections(settings, run, dataset, champion, str(trained.best_weights), comparison)
+
         # 8-10. Artifacts, the logged model (metrics on it) and its registry version, models/retrained_vN.pt.
         log_training_artifacts(settings, run, trained)
         lineage = {
@@ -105,11 +111,11 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
         version = register_model(settings, run, str(trained.best_weights), lineage, post, pre)
         weights = save_model(settings, run, version, str(trained.best_weights))
 
-        # 11. Promotion gate: champion only if at least as good; otherwise challenger.
-        decision = promotion_gate(settings, run, version, weights, post, pre)
+        # 11. Promotion gate: champion only if not worse beyond noise, its batch not suspicious, earlier fixes kept.
+        decision = promotion_gate(settings, run, version, weights, post, pre, comparison, check)
 
-        # 12. The batch accepted (promoted) or held as rejected, with the version; run FINISHED.
-        finish_retrain(settings, run, str(version.version), decision)
+        # 12. Each correction accepted on its own merit or held as suspicious (with why), with the version; run FINISHED.
+        outcome = finish_retrain(settings, run, str(version.version), decision, check)
     except Exception as exc:  # a step failed
         _end_abandoned(settings, batch_id, run, exc, "FAILED", registered=version is not None)
         raise
@@ -132,9 +138,13 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
         pre=pre,
         post=post,
         earlier_corrections=dataset.counts["corrections_from_earlier_retrains"],
-        held_rejected=dataset.counts["corrections_held_rejected"] + (0 if decision.promote else len(corrections)),
+        held_rejected=dataset.counts["corrections_held_rejected"] + len(outcome.held),
         batch_id=batch_id,
         reviewer_diffs=diffs.markdown(),
+        comparison=comparison,
+        accepted_now=outcome.accepted,
+        suspicious=tuple(f"{i[:12]}: {why}" for i, why in outcome.held.items()),
+        retention=check.retention_line(),
     )
     return _publish(report)
 

@@ -7,6 +7,7 @@ from yolo_retrain import registry, tracking
 from yolo_retrain.config import Settings
 from yolo_retrain.dataset import BuiltDataset
 from yolo_retrain.metrics import EvalMetrics, evaluation_key
+from yolo_retrain.per_image import collector, per_image_path
 from yolo_retrain.training import evaluate, log_path
 
 _WHOSE = {"pre": "champion", "post": "candidate"}
@@ -36,14 +37,21 @@ def evaluate_on_holdout(
 
 
 def _evaluate(settings: Settings, run: tracking.RetrainRun, dataset: BuiltDataset, weights, prefix: str) -> EvalMetrics:
-    return evaluate(
+    """The evaluation, its per-image results kept beside the run's log and logged with the run (``holdout/``): the
+    gate's paired bootstrap resamples them, and a later retrain reuses the candidate's as its champion's."""
+    keep, results = collector()
+    metrics = evaluate(
         settings,
         weights,
         dataset.data_yaml,
         name=f"{prefix}-{run.run_id[:8]}",
         label=f"evaluation ({_WHOSE[prefix]})",
         log_file=log_path(settings, run.run_id),
+        hooks=[keep],
     )
+    path = results().save(per_image_path(log_path(settings, run.run_id).parent, prefix))
+    tracking.client_for(settings).log_artifact(run.run_id, str(path), "holdout")
+    return metrics
 
 
 @retrain_task("evaluate-champion", resumable=True)

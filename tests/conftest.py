@@ -12,6 +12,7 @@ _SESSION_HOME = Path(tempfile.mkdtemp(prefix="yolo-retrain-tests-"))
 os.environ["YOLO_RETRAIN_HOME"] = str(_SESSION_HOME)
 os.environ["YOLO_RETRAIN_RETRY_DELAY_SECONDS"] = "0"
 os.environ["YOLO_RETRAIN_TASK_RETRIES"] = "1"
+os.environ["YOLO_RETRAIN_GATE_RESAMPLES"] = "100"  # the gate's bootstrap: its plumbing is tested here, its precision in bench/
 
 from dataclasses import dataclass  # noqa: E402
 
@@ -143,8 +144,10 @@ class World:
 
 
 def decided(report: RetrainReport) -> str:
-    """The status a finished retrain leaves its batch in: accepted if the gate promoted the version, else rejected."""
-    return "accepted" if report.outcome == "promoted" else "rejected"
+    """The status a finished retrain of the tests leaves its batch in: accepted, whatever the gate decided of the
+    model (#19). A 1-epoch model at 64 px sees no class at the screening's confidence, so screening finds nothing
+    against a correction."""
+    return "accepted"
 
 
 def import_corrections(settings: Settings, data: SyntheticDataset) -> list[Correction]:

@@ -83,6 +83,7 @@ def test_correction_is_stored_and_counted(client: TestClient, settings: Settings
         "claimed": 0,
         "accepted": 0,
         "rejected": 0,
+        "suspicious": 0,
         "superseded": 0,
         "dropped": 0,
         "withdrawn": 0,

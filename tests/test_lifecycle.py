@@ -110,9 +110,9 @@ def test_review_of_unknown_or_wrong_status_ids_changes_nothing(store):
     with pytest.raises(InvalidInput) as error:
         store.requeue([rejected, pending, "ffff"])
     message = str(error.value)
-    assert f"{pending}: is pending, not rejected" in message and "ffff: no correction has this id" in message
+    assert f"{pending}: is pending, not rejected or suspicious" in message and "ffff: no correction has this id" in message
     assert "nothing was changed" in message
-    with pytest.raises(InvalidInput, match="batch nope: no batch with rejected corrections"):
+    with pytest.raises(InvalidInput, match="batch nope: no batch with rejected or suspicious corrections"):
         store.requeue(batch="nope")
     with pytest.raises(InvalidInput, match="give correction ids or a batch id"):
         store.drop()
@@ -162,7 +162,7 @@ def test_an_old_store_opens_with_its_applied_rows_sorted_by_the_registry(old_hom
     expected = {"applied": None, "pending": "pending", "superseded": "superseded"}
     sorted_status = {row[0]: ("accepted" if row[3] == "2" else "rejected") if row[1] == "applied" else expected[row[1]] for row in before}
     assert {i: c.status for i, c in after.items()} == sorted_status
-    assert stats == {"pending": 1, "claimed": 0, "accepted": 2, "rejected": 1, "superseded": 1, "dropped": 0, "withdrawn": 0, "total": 5}
+    assert stats == {"pending": 1, "claimed": 0, "accepted": 2, "rejected": 1, "suspicious": 0, "superseded": 1, "dropped": 0, "withdrawn": 0, "total": 5}
     (rejected,) = [c for c in after.values() if c.status == "rejected"]
     assert rejected.status_reason == "gate rejected v3: mAP50-95 0.1 < 0.5 (sorted when the store was upgraded)"
     assert _revision(f"sqlite:///{db}") == migrations.head()
@@ -195,4 +195,4 @@ def test_cli_rejected_list_requeue_and_stats(old_home):
     result = runner.invoke(cli.app, ["drop", "b1000000"])
     assert result.exit_code == 0 and "dropped 1 correction(s)" in result.output
     result = runner.invoke(cli.app, ["accept", "c2000000"])  # superseded: not reviewable
-    assert result.exit_code == 2 and "c2000000: is superseded, not rejected" in result.stderr
+    assert result.exit_code == 2 and "c2000000: is superseded, not rejected or suspicious" in result.stderr

@@ -156,11 +156,37 @@ def test_local_model_file_matches_the_registry_and_validates(in_world, tmp_path)
     assert file_sha256(settings.champion_weights) == champion.tags["weights_sha256"]
 
 
-def test_corrections_carry_the_gate_decision_and_the_version(in_world):
+def test_corrections_are_accepted_on_their_own_merit_with_the_version(in_world):
+    """Good fixes with a 1-epoch retrain: accepted whatever the model's fate (#19), each with its screening verdict
+    in the run's screening.json and the counts as metrics."""
     with CorrectionStore.from_settings(in_world.settings) as store:
         stored = [store.get(c.id) for c in in_world.corrections]
     assert {c.status for c in stored} == {decided(in_world.report)}
     assert {c.applied_version for c in stored} == {in_world.report.version}
+    assert {c.status_reason for c in stored} == {
+        f"screened v{in_world.report.version}: accepted on its own merit (model {in_world.report.outcome})"
+    }
+    local = in_world.client.download_artifacts(in_world.report.run_id, "screening.json", str(in_world.settings.home / "dl"))
+    verdicts = json.loads(Path(local).read_text())["verdicts"]
+    assert sorted(v["correction_id"] for v in verdicts) == sorted(c.id for c in in_world.corrections)
+    metrics = in_world.run(in_world.report.run_id).data.metrics
+    assert (metrics["screened_corrections"], metrics["accepted_corrections"]) == (len(stored), len(stored))
+    assert {"fixed_champion", "fixed_candidate", "learned_champion", "learned_candidate"} <= set(metrics)
+
+
+def test_the_gates_difference_carries_its_interval_on_the_run_the_model_and_the_summary(in_world):
+    report, client = in_world.report, in_world.client
+    iv = report.comparison.map50_95
+    assert iv.low <= iv.delta <= iv.high
+    assert iv.delta == pytest.approx(report.post.map50_95 - report.pre.map50_95, abs=1e-6)  # the validator's figures
+    run = in_world.run(report.run_id).data.metrics
+    assert (run["gate_delta"], run["gate_delta_low"], run["gate_delta_high"]) == pytest.approx((iv.delta, iv.low, iv.high))
+    version = client.get_model_version(in_world.settings.model_name, report.version)
+    model = {m.key: m.value for m in client.get_logged_model(registry.logged_model_id(version)).metrics}
+    assert model["gate_delta_low"] == pytest.approx(iv.low) and "gate_delta_high_AP50-95_square" in model
+    assert f"{iv.delta:+.4f} [95% {iv.low:+.4f}, {iv.high:+.4f}]" in report.text()
+    assert f"[{iv.low:+.4f}, {iv.high:+.4f}] {iv.verdict}" in report.markdown()
+    assert iv.verdict in report.message
 
 
 def test_no_pending_corrections_skips_without_an_mlflow_run(in_world):

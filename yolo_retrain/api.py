@@ -55,8 +55,8 @@ class CorrectionOut(BaseModel):
     id: str
     image_sha256: str = Field(description="SHA-256 of the image bytes (images are stored once by content).")
     status: Status = Field(
-        description="pending until a retrain claims it; then accepted or rejected by the promotion gate; superseded if "
-        "a newer correction of the image replaced it; dropped by a person."
+        description="pending until a retrain claims it; then accepted on its own merit, or held as suspicious by the "
+        "retrain's screening; superseded if a newer correction of the image replaced it; dropped by a person."
     )
     num_boxes: int
     created_at: datetime
@@ -78,7 +78,8 @@ class Stats(BaseModel):
     pending: int
     claimed: int
     accepted: int = Field(description="In every retrain's data: promoted by the gate, or accepted by a person.")
-    rejected: int = Field(description="Held for a person: the gate rejected the version they went into.")
+    rejected: int = Field(description="Held for a person: the gate rejected the version they went into (before screening).")
+    suspicious: int = Field(default=0, description="Held for a person: screening doubts them (the reason per box).")
     superseded: int
     dropped: int
     withdrawn: int = Field(default=0, description="Their Label Studio annotation was deleted before a model learned them.")

@@ -93,6 +93,25 @@ class Settings(BaseSettings):
     gate_metric: GateMetric = "mAP50-95"
     gate_tolerance: float = Field(default=0.0, ge=0.0, description="Candidate may be this much below the champion.")
     gate_max_class_drop: float = Field(default=0.05, ge=0.0, description="Largest allowed drop of any class's AP50-95.")
+    gate_margin: float = Field(
+        default=0.02, ge=0.0, description="Non-inferiority margin: promoted when the 95% interval of the mAP50-95 difference ends above -margin."
+    )
+    gate_resamples: int = Field(default=1000, ge=100, le=100_000, description="Paired bootstrap draws of the holdout's images.")
+    screen_confidence: float = Field(default=0.5, gt=0.0, le=1.0, description="A model sees a class at a box from this confidence up.")
+    screen_margin: float = Field(default=0.2, ge=0.0, le=1.0, description="... and above the box's other classes by this much.")
+    screen_candidate_confidence: float = Field(
+        default=0.4, gt=0.0, le=1.0, description="The candidate, trained on a label, still prefers another class from here: suspicious."
+    )
+    screen_agreement_confidence: float = Field(
+        default=0.25, gt=0.0, le=1.0, description="Both models prefer another class than the label, each from here: suspicious."
+    )
+    screen_max_suspicious_share: float = Field(
+        default=0.1, ge=0.0, le=1.0, description="More suspicious corrections than this share of the batch: the candidate is not promoted."
+    )
+    forgetting_sample: int = Field(default=500, ge=0, description="Earlier accepted corrections re-checked each retrain (stable sample by hash).")
+    forgetting_tolerance: float = Field(
+        default=0.05, ge=0.0, le=1.0, description="Share of those boxes the candidate may un-learn before it is refused."
+    )
 
     # Disk: a retrain refused up front when a filesystem it writes to would keep less than this free
     min_free_disk_mb: int = Field(

@@ -239,12 +239,14 @@ def check_base_dataset(settings: Settings) -> str:
 
 @check("corrections", fix="check YOLO_RETRAIN_CORRECTIONS_DB_URL and the base data.yaml (class names)")
 def check_corrections(settings: Settings) -> str:
-    """The correction store opens and counts its corrections."""
+    """The correction store opens and counts its corrections; held ones are pointed out for review."""
     from yolo_retrain.store import CorrectionStore
 
     with CorrectionStore.from_settings(settings) as store:
         stats = store.stats()
-    return ", ".join(f"{status} {count}" for status, count in stats.items())
+    counts = ", ".join(f"{status} {count}" for status, count in stats.items())
+    held = [f"`corrections list --status {s}`" for s in ("suspicious", "rejected") if stats.get(s)]
+    return counts + (f" (held for a person: {', '.join(held)})" if held else "")
 
 
 @check("prefect", fix="start the Prefect server, or unset PREFECT_API_URL to run embedded")

@@ -1,9 +1,16 @@
-"""The promotion gate: a candidate becomes champion only if it is at least as good on the same holdout."""
+"""The promotion gate: a candidate becomes champion only if it is not worse on the same holdout, beyond noise.
+
+With per-image results of both models (the default mAP50-95 metric), the decision is a non-inferiority test on the
+paired bootstrap's 95 % interval (:mod:`bootstrap`): promoted when the interval of candidate − champion ends above
+``-margin``, and every class's AP50-95 interval above ``-max_class_drop``. Without them (another gate metric, or
+figures recorded before per-image results existed) the point figures are compared with ``tolerance``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from yolo_retrain.bootstrap import Comparison
 from yolo_retrain.metrics import EvalMetrics
 
 
@@ -11,6 +18,8 @@ from yolo_retrain.metrics import EvalMetrics
 class GateDecision:
     promote: bool
     reason: str
+    dropped_classes: tuple[str, ...] = ()  # classes whose AP drop refused the candidate
+    comparison: Comparison | None = None
 
     @property
     def alias(self) -> str:
@@ -21,9 +30,19 @@ class GateDecision:
         """The ``gate_decision`` tag on both the run and the version."""
         return "promoted" if self.promote else "rejected"
 
+    def refused(self, reason: str) -> GateDecision:
+        """The same comparison, refused for ``reason`` (the data's checks: suspicious corrections, forgetting)."""
+        return GateDecision(False, reason, self.dropped_classes, self.comparison)
+
 
 def decide(
-    candidate: EvalMetrics, champion: EvalMetrics | None, metric: str, tolerance: float, max_class_drop: float
+    candidate: EvalMetrics,
+    champion: EvalMetrics | None,
+    metric: str,
+    tolerance: float,
+    max_class_drop: float,
+    comparison: Comparison | None = None,
+    margin: float = 0.0,
 ) -> GateDecision:
     """Compare ``candidate`` with ``champion`` (both measured on the same holdout).
 
@@ -31,11 +50,15 @@ def decide(
         candidate: The retrained model's holdout metrics.
         champion: The current champion's metrics on the same holdout; None when there is no champion yet.
         metric: The headline metric (``mAP50-95``, ``mAP50``, ``precision``, ``recall``).
-        tolerance: How far below the champion the candidate's headline metric may be.
+        tolerance: How far below the champion the candidate's headline metric may be (point comparison).
         max_class_drop: How far any one class's AP50-95 may fall below the champion's.
+        comparison: The paired bootstrap of mAP50-95 (candidate − champion), when there is one.
+        margin: Non-inferiority margin on the interval's lower end.
     """
     if champion is None:
         return GateDecision(True, "no champion yet")
+    if comparison is not None and metric == "mAP50-95":
+        return _decide_with_interval(comparison, max_class_drop, margin)
     new, old = candidate.value(metric), champion.value(metric)
     if new < old - tolerance:
         return GateDecision(False, f"{metric} {new:.4f} < champion {old:.4f} - tolerance {tolerance}")
@@ -47,6 +70,26 @@ def decide(
     if drops:
         worst = max(drops, key=drops.get)
         return GateDecision(
-            False, f"AP50-95 of class {worst!r} dropped by {drops[worst]:.4f} (> {max_class_drop}); {len(drops)} class(es) over the limit"
+            False,
+            f"AP50-95 of class {worst!r} dropped by {drops[worst]:.4f} (> {max_class_drop}); {len(drops)} class(es) over the limit",
+            tuple(sorted(drops)),
         )
     return GateDecision(True, f"{metric} {new:.4f} >= champion {old:.4f} - tolerance {tolerance}")
+
+
+def _decide_with_interval(comparison: Comparison, max_class_drop: float, margin: float) -> GateDecision:
+    head = comparison.map50_95
+    said = f"mAP50-95 {head.text()}: {head.verdict}"
+    if head.low <= -margin:
+        return GateDecision(False, f"{said}; the interval reaches below -margin {margin}", comparison=comparison)
+    drops = {name: iv for name, iv in comparison.per_class.items() if iv.low <= -max_class_drop}
+    if drops:
+        worst = min(drops, key=lambda n: drops[n].low)
+        return GateDecision(
+            False,
+            f"{said}; AP50-95 of class {worst!r} {drops[worst].text()} reaches below -{max_class_drop};"
+            f" {len(drops)} class(es) over the limit",
+            tuple(sorted(drops)),
+            comparison,
+        )
+    return GateDecision(True, f"{said}; not worse than the champion beyond margin {margin}", comparison=comparison)

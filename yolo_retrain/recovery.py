@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from yolo_retrain import registry, tracking
 from yolo_retrain.config import Settings
@@ -162,13 +163,36 @@ def settle(client: MlflowClient, settings: Settings, batch_id: str, run_id: str,
     version, decision = committed
     tags = {"gate_decision": decision.label, "gate_reason": decision.reason}
     tracking.set_tags(client, run_id, tags | ({"failure_after_gate": failure[:4000]} if failure else {}))
+    held = _screened_held(client, run_id)
     with CorrectionStore.from_settings(settings) as store:
-        store.record_gate_decision(batch_id, str(version.version), decision)
+        if held is None:  # a retrain from before screening: the batch follows the gate
+            store.record_gate_decision(batch_id, str(version.version), decision)
+        else:  # each correction on its own merit, as the retrain's screening decided (screening.json)
+            store.record_screened_batch(batch_id, str(version.version), decision, held)
     registry.restore_local_champion(client, settings)
     registry.clear_run_failed(client, settings.model_name, str(version.version))
     tracking.end_run(client, run_id, "FINISHED")
-    status = "accepted" if decision.promote else "rejected"
-    return f"the gate's decision stands: version {version.version} {decision.label}, batch {batch_id} {status} into it"
+    if held is None:
+        status = "accepted" if decision.promote else "rejected"
+        return f"the gate's decision stands: version {version.version} {decision.label}, batch {batch_id} {status} into it"
+    return (
+        f"the gate's decision stands: version {version.version} {decision.label}, batch {batch_id} recorded into it on its"
+        f" own merit ({len(held)} held as suspicious, the rest accepted)"
+    )
+
+
+def _screened_held(client: MlflowClient, run_id: str) -> dict[str, str] | None:
+    """The suspicious corrections (id -> reasons) the run's screening recorded, None if it logged no screening."""
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = client.download_artifacts(run_id, "screening.json", tmp)
+        except (MlflowException, OSError):
+            return None
+        verdicts = json.loads(Path(local).read_text())["verdicts"]
+    return {v["correction_id"]: "; ".join(v["reasons"]) for v in verdicts if v["suspicious"]}
 
 
 def _end_run(client: MlflowClient, settings: Settings, run_id: str, status: str, reason: str) -> None:

@@ -44,6 +44,7 @@ class Champion:
     weights: Path  # hash-checked against the version's weights_sha256
     tags: dict[str, str] = field(default_factory=dict)
     model_metrics: dict[str, float] = field(default_factory=dict)  # its logged model's (pre_*, post_*)
+    run_id: str | None = None  # the retrain that made it (its per-image holdout results are there)
 
     def recorded_metrics(self, evaluation_key: str) -> EvalMetrics | None:
         """The holdout figures recorded when this version was made, if they were measured under ``evaluation_key``."""
@@ -265,7 +266,11 @@ def current_champion(client: MlflowClient, settings: Settings) -> Champion | Non
     if version is None:
         return None
     return Champion(
-        str(version.version), verified_weights(settings, client, version), dict(version.tags), model_metrics(client, version)
+        str(version.version),
+        verified_weights(settings, client, version),
+        dict(version.tags),
+        model_metrics(client, version),
+        run_id=version.run_id,
     )
 
 

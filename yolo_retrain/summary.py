@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from yolo_retrain.bootstrap import Comparison
 from yolo_retrain.metrics import GATE_METRICS, EvalMetrics
 
 
@@ -22,24 +23,45 @@ class RetrainReport:
     post: EvalMetrics | None = None
     reviewer_diffs: str = ""  # markdown: what the reviewers changed against the model, per class (#13)
     earlier_corrections: int = 0  # accepted by earlier retrains (or a person), in this dataset too
-    held_rejected: int = 0  # rejected corrections waiting for a person, after this retrain
+    held_rejected: int = 0  # rejected or suspicious corrections waiting for a person, after this retrain
     batch_id: str | None = None  # this retrain's corrections batch (the flow run id)
+    comparison: Comparison | None = None  # candidate − champion with 95 % intervals (paired bootstrap)
+    accepted_now: int = 0  # this batch's corrections accepted on their own merit
+    suspicious: tuple[str, ...] = ()  # this batch's held corrections: "<id>: <reason>"
+    retention: str = ""  # fixed / learned: what each model reproduces of earlier fixes and of this batch
 
     def corrections_line(self) -> str:
         """Where the dataset's corrections came from, and how many are held as rejected (a skipped retrain built none)."""
         if self.post is None:
             return f"corrections: {self.corrections}"
         line = f"corrections: {self.corrections} from this batch, {self.earlier_corrections} from earlier retrains"
-        return line + f", {self.held_rejected} held as rejected"
+        return line + f", {self.held_rejected} held for review"
 
     def review_hint(self) -> str | None:
-        """What a person does with a rejected batch."""
-        if self.outcome != "rejected" or not self.corrections:
+        """What a person does with the batch's held corrections."""
+        if not self.suspicious:
             return None
         batch = self.batch_id or "<batch>"
         return (
-            f"this batch's {self.corrections} corrections are held as rejected: `yolo-retrain corrections list --status "
-            f"rejected`, then `yolo-retrain corrections requeue --batch {batch}` (or `accept` / `drop`)"
+            f"{self.accepted_now} of this batch's corrections accepted on their own merit, {len(self.suspicious)} held as "
+            f"suspicious: `yolo-retrain corrections list --status suspicious` shows why, then `yolo-retrain corrections "
+            f"requeue --batch {batch}` (or `accept` / `drop`, by id)"
+        )
+
+    def screening_lines(self) -> list[str]:
+        """Each held correction and its reason (the first 20), and the retention figures."""
+        lines = [f"held {item}" for item in self.suspicious[:20]]
+        if len(self.suspicious) > 20:
+            lines.append(f"... and {len(self.suspicious) - 20} more (`corrections list --status suspicious`)")
+        return lines + ([self.retention] if self.retention else [])
+
+    def interval_line(self) -> str | None:
+        if self.comparison is None:
+            return None
+        iv = self.comparison.map50_95
+        return (
+            f"holdout mAP50-95 candidate − champion {iv.text()} ({self.comparison.images} images, "
+            f"{self.comparison.resamples} paired bootstrap draws): {iv.verdict}"
         )
 
     def metric_rows(self) -> list[tuple[str, float | None, float, float | None]]:
@@ -69,9 +91,13 @@ class RetrainReport:
         if self.dataset_digest:
             lines.append(f"- dataset digest: `{self.dataset_digest[:16]}`")
         if self.post is not None:
-            lines += ["", "| metric | champion (pre) | candidate (post) | delta |", "|---|---:|---:|---:|"]
+            lines += ["", "| metric | champion (pre) | candidate (post) | delta | 95% interval |", "|---|---:|---:|---:|---|"]
             for name, old, new, delta in self.metric_rows():
-                lines.append(f"| {name} | {_fmt(old)} | {new:.4f} | {_fmt(delta, signed=True)} |")
+                lines.append(f"| {name} | {_fmt(old)} | {new:.4f} | {_fmt(delta, signed=True)} | {self._interval(name)} |")
+        if self.interval_line():
+            lines += ["", f"- {self.interval_line()}"]
+        if self.screening_lines():
+            lines += ["", "## Screening", ""] + [f"- {line}" for line in self.screening_lines()]
         if self.reviewer_diffs:
             lines += ["", self.reviewer_diffs.rstrip("\n")]
         return "\n".join(lines) + "\n"
@@ -87,12 +113,26 @@ class RetrainReport:
         if self.post is not None:
             lines.append(f"  {'metric':<22}{'champion':>10}{'candidate':>11}{'delta':>9}")
             for name, old, new, delta in self.metric_rows():
-                lines.append(f"  {name:<22}{_fmt(old):>10}{new:>11.4f}{_fmt(delta, signed=True):>9}")
+                lines.append(f"  {name:<22}{_fmt(old):>10}{new:>11.4f}{_fmt(delta, signed=True):>9}  {self._interval(name)}")
+        if self.interval_line():
+            lines.append(f"  {self.interval_line()}")
+        for line in self.screening_lines():
+            lines.append(f"  {line}")
         if self.version:
             lines.append(f"  registered version {self.version}")
         if self.run_url:
             lines.append(f"  MLflow run: {self.run_url}")
         return "\n".join(lines)
+
+
+    def _interval(self, name: str) -> str:
+        """The row's 95 % interval of the difference, where the bootstrap gives one (mAP50-95, per-class AP50-95)."""
+        if self.comparison is None:
+            return ""
+        iv = self.comparison.map50_95 if name == "mAP50-95" else self.comparison.per_class.get(name.removeprefix("AP50-95 "))
+        if iv is None or not name.startswith(("mAP50-95", "AP50-95 ")):
+            return ""
+        return f"[{iv.low:+.4f}, {iv.high:+.4f}] {iv.verdict}"
 
 
 def _fmt(value: float | None, signed: bool = False) -> str:
@@ -101,8 +141,12 @@ def _fmt(value: float | None, signed: bool = False) -> str:
     return f"{value:+.4f}" if signed else f"{value:.4f}"
 
 
-def comparison_plot(champion: EvalMetrics | None, candidate: EvalMetrics, path: Path, title: str) -> Path:
-    """A bar chart of champion vs candidate on the holdout: headline metrics and per-class AP50-95."""
+def comparison_plot(
+    champion: EvalMetrics | None, candidate: EvalMetrics, path: Path, title: str, comparison: Comparison | None = None
+) -> Path:
+    """A bar chart of champion vs candidate on the holdout: headline metrics and per-class AP50-95; with a paired
+    bootstrap, the candidate's mAP50-95 and per-class bars carry the 95 % interval (champion + interval of the
+    difference) and the title says better / worse / within noise."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -117,7 +161,15 @@ def comparison_plot(champion: EvalMetrics | None, candidate: EvalMetrics, path: 
     x = range(len(names))
     if old is not None:
         ax.bar([i - 0.2 for i in x], old, width=0.4, label="champion (pre)", color="#9aa5b1")
-    ax.bar([i + (0.2 if old is not None else 0) for i in x], new, width=0.4, label="candidate (post)", color="#2f80ed")
+    bars = ax.bar([i + (0.2 if old is not None else 0) for i in x], new, width=0.4, label="candidate (post)", color="#2f80ed")
+    if comparison is not None and old is not None:
+        intervals = [comparison.map50_95 if n == "mAP50-95" else None for n in GATE_METRICS]
+        intervals += [comparison.per_class.get(c) for c in candidate.per_class_ap]
+        for bar, base, value, iv in zip(bars, old, new, intervals):
+            if iv is not None:  # where the candidate may be, given the holdout's noise
+                centre = bar.get_x() + bar.get_width() / 2
+                ax.errorbar(centre, value, yerr=[[value - (base + iv.low)], [base + iv.high - value]], color="black", capsize=4)
+        title = f"{title} (mAP50-95 {comparison.map50_95.text()}: {comparison.map50_95.verdict})"
     ax.set_xticks(list(x), names)
     ax.set_ylim(0, 1)
     ax.set_title(title)

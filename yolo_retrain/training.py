@@ -146,11 +146,13 @@ def evaluate(
     *,
     label: str = "evaluation",
     log_file: Path | None = None,
+    hooks: Sequence[Hooks] = (),
 ) -> EvalMetrics:
-    """Validate ``weights`` on the dataset's val split (the holdout); the same call for champion and candidate."""
+    """Validate ``weights`` on the dataset's val split (the holdout); the same call for champion and candidate.
+    ``hooks``: more validation callbacks (e.g. :func:`per_image.collector`)."""
     with console.stage(label) as bar, console.library_output(log_file):
         model = _yolo(weights, data_yaml)
-        _add_hooks(model, [console_progress.validation(bar)])
+        _add_hooks(model, [*hooks, console_progress.validation(bar)])
         results = model.val(
             data=str(data_yaml), split="val", name=name, plots=False, **_common_args(settings, imgsz, batch)
         )

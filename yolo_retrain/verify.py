@@ -261,13 +261,16 @@ def check_gate(t: _Target) -> str:
 
 @check("corrections applied")
 def check_corrections_applied(t: _Target) -> str:
-    """Every correction in ``corrections_applied.json`` is in the store; this batch's carry the gate's decision on
-    the run's version (accepted if promoted, rejected if not) unless a person or a newer correction moved them since."""
+    """Every correction in ``corrections_applied.json`` is in the store; this batch's carry the run's version and its
+    decision: screened on their own merit (accepted, or suspicious with a reason; a run that logged
+    ``screened_corrections``), or the gate's (accepted if promoted, rejected if not) before screening existed;
+    unless a person or a newer correction moved them since."""
     from yolo_retrain.store import CorrectionStore
 
     version = t.need_version()
     number, promoted = str(version.version), version.tags.get("gate_decision") == "promoted"
-    expected = "accepted" if promoted else "rejected"
+    screened = "screened_corrections" in t.client.get_run(t.run_id).data.metrics
+    expected = "accepted or suspicious" if screened else "accepted" if promoted else "rejected"
     with tempfile.TemporaryDirectory() as tmp:
         local = t.client.download_artifacts(t.run_id, "dataset/corrections_applied.json", tmp)
         items = json.loads(Path(local).read_text())
@@ -279,7 +282,7 @@ def check_corrections_applied(t: _Target) -> str:
         c = found[i]
         if c is None or c.reviewed_at is not None or c.status == "superseded" or c.source_deleted_at is not None:
             continue  # reported above, or moved on since: a person's review, a newer accepted correction, withdrawn
-        if c.status in ("claimed", "pending") or (c.applied_version == number and c.status != expected):
+        if c.status in ("claimed", "pending") or (c.applied_version == number and c.status not in expected.split(" or ")):
             wrong.append(f"{i} ({c.status}, version {c.applied_version or '-'})")
     if wrong:
         raise CheckFailed(f"not recorded as {expected} with v{number}: {', '.join(wrong)}")

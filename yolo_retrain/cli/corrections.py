@@ -1,4 +1,4 @@
-"""``yolo-retrain corrections ...``: add, import, list and count reviewers' corrections; review rejected ones."""
+"""``yolo-retrain corrections ...``: add, import, list and count reviewers' corrections; review held ones."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def list_(
         ),
     ] = False,
 ) -> None:
-    """List corrections, newest first (rejected ones with the version and the gate's reason)."""
+    """List corrections, newest first (held ones with the version and why: screening's reason per box)."""
     with _store() as store:
         rows = store.list(status=status, limit=limit, source_deleted=True if source_deleted else None)
     if not rows:
@@ -146,7 +146,7 @@ IdsArgument = Annotated[
 ]
 BatchOption = Annotated[
     str | None,
-    typer.Option("--batch", help="Every rejected correction of this batch (the retrain's flow run id, or a unique prefix)."),
+    typer.Option("--batch", help="Every held (suspicious or rejected) correction of this batch (the retrain's flow run id, or a unique prefix)."),
 ]
 ByOption = Annotated[str | None, typer.Option("--by", help="Who decides (recorded with the correction).")]
 
@@ -159,17 +159,17 @@ def _review(action: str, done: str, ids: list[str] | None, batch: str | None, by
 
 @app.command("requeue")
 def requeue(ids: IdsArgument = None, batch: BatchOption = None, by: ByOption = None) -> None:
-    """Rejected corrections back to pending: a person decided they are right; the next retrain takes them."""
+    """Held (suspicious or rejected) corrections back to pending: a person decided they are right; the next retrain takes them."""
     _review("requeue", "requeued", ids, batch, by)
 
 
 @app.command("accept")
 def accept(ids: IdsArgument = None, batch: BatchOption = None, by: ByOption = None) -> None:
-    """Rejected corrections accepted as they are: every later retrain learns from them, no retrain needed first."""
+    """Held (suspicious or rejected) corrections accepted as they are: every later retrain learns from them."""
     _review("accept", "accepted", ids, batch, by)
 
 
 @app.command("drop")
 def drop(ids: IdsArgument = None, batch: BatchOption = None, by: ByOption = None) -> None:
-    """Rejected (or pending) corrections discarded: kept as 'dropped' for the record, never trained on."""
+    """Held (suspicious or rejected) or pending corrections discarded: kept as 'dropped' for the record, never trained on."""
     _review("drop", "dropped", ids, batch, by)

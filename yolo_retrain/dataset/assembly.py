@@ -93,7 +93,7 @@ class Assembly(NamedTuple):
             "total_boxes": sum(e.boxes for e in self.train) + sum(e.boxes for e in self.val),
             "corrections_from_this_batch": from_batch,
             "corrections_from_earlier_retrains": len(self.applied) - from_batch,
-            "corrections_held_rejected": held_rejected,  # recorded only: rejected corrections are not in it
+            "corrections_held_rejected": held_rejected,  # recorded only: held (rejected, suspicious) corrections are not in it
         }
 
     def applied_json(self) -> str:

@@ -2,13 +2,14 @@
 
 ::
 
-    pending ──claim──► claimed ──gate promotes the version──► accepted   (in every later retrain's data)
-       ▲                  │    └─gate rejects the version───► rejected   (held for a person: requeue, accept, drop)
+    pending ──claim──► claimed ──screening passes it──► accepted     (in every later retrain's data)
+       ▲                  │    └─screening doubts it──► suspicious   (held for a person: requeue, accept, drop)
        │                  └─retrain failed or skipped: release──► pending
-       └──────────── requeue (a person) ◄──── rejected ──drop──► dropped  (kept as a record, never trained on)
+       └──────────── requeue (a person) ◄──── suspicious | rejected ──drop──► dropped  (kept as a record)
     pending, rejected ──its source (a Label Studio annotation) deleted──► withdrawn  (kept as a record; see withdrawal)
 
-A newer correction of the same image makes an older ``pending`` or ``rejected`` one ``superseded``; a newly
+``rejected`` (a whole batch whose version the gate refused) is the lifecycle before screening (#19); such rows are
+reviewed the same way. A newer correction of the same image makes an older ``pending`` or held one ``superseded``; a newly
 accepted one supersedes the image's older accepted one, so ``accepted`` holds one correction per image. Every
 retrain learns from all accepted corrections plus its own batch. Rolling the model back does not touch them.
 
@@ -26,7 +27,7 @@ from yolo_retrain.store.classes import ClassContractChanged
 from yolo_retrain.store.correction_store import CorrectionStore
 from yolo_retrain.store.engine import CorrectionStoreBusy
 from yolo_retrain.store.legacy import registry_decisions
-from yolo_retrain.store.records import AcceptedCorrection, Correction, CorrectionDiff, SourceDiff, TrainingCorrections
+from yolo_retrain.store.records import AcceptedCorrection, Correction, CorrectionDiff, ScreenedBatch, SourceDiff, TrainingCorrections
 from yolo_retrain.store.schema import LEGACY_APPLIED, STATUSES, Base, Status
 from yolo_retrain.store.validation import Submission
 
@@ -41,6 +42,7 @@ __all__ = [
     "CorrectionDiff",
     "CorrectionStore",
     "CorrectionStoreBusy",
+    "ScreenedBatch",
     "SourceDiff",
     "Status",
     "Submission",

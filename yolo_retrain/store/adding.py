@@ -25,8 +25,8 @@ from yolo_retrain.store.records import Correction, SourceDiff, snapshot
 from yolo_retrain.store.schema import CorrectionRow
 from yolo_retrain.store.validation import Candidate
 
-OPEN = ("pending", "claimed", "rejected")
-REPLACEABLE = ("pending", "rejected")  # a claimed one is in a running retrain: that retrain decides it
+OPEN = ("pending", "claimed", "rejected", "suspicious")
+REPLACEABLE = ("pending", "rejected", "suspicious")  # a claimed one is in a running retrain: that retrain decides it
 
 
 @dataclass(frozen=True)

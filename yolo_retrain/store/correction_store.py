@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from yolo_retrain.store import adding, diffs, legacy, lifecycle, queries, review
 from yolo_retrain.store import threshold as threshold_flag
 from yolo_retrain.store.classes import check_class_contract
 from yolo_retrain.store.engine import Database
-from yolo_retrain.store.records import Correction, CorrectionDiff, SourceDiff, TrainingCorrections, snapshot
+from yolo_retrain.store.records import Correction, CorrectionDiff, ScreenedBatch, SourceDiff, TrainingCorrections, snapshot
 from yolo_retrain.store.schema import CorrectionRow
 from yolo_retrain.store.validation import Candidate, Submission, validate
 
@@ -210,6 +210,15 @@ class CorrectionStore:
         action = f"record the gate's decision for batch {batch_id}"
         with self._db.busy(action), Session(self._db.writer) as session, session.begin():
             return lifecycle.record_gate_decision(session, batch_id, model_version, decision)
+
+    def record_screened_batch(self, batch_id: str, model_version: str, decision: GateDecision, held: Mapping[str, str]) -> ScreenedBatch:
+        """Each claimed correction of the batch on its own merit (screening, not the model's fate): ``suspicious``
+        with its reason (id -> reason in ``held``), else ``accepted``; both with ``model_version``. An accepted
+        correction supersedes the older accepted one of its image. Called again, it changes nothing."""
+        with self._db.busy(f"record the screening of batch {batch_id}"), Session(self._db.writer) as session, session.begin():
+            mine = set(lifecycle.claimed_ids(session, batch_id))
+            accepted = lifecycle.record_screened_batch(session, batch_id, model_version, decision, held)
+        return ScreenedBatch(accepted, {i: why for i, why in held.items() if i in mine})
 
     # Threshold announcements -----------------------------------------------------------------
     def take_threshold_crossing(self, threshold: int) -> int | None:

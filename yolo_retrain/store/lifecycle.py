@@ -2,8 +2,9 @@
 
 ::
 
-    pending ──claim──► claimed ──gate promotes the version──► accepted   (in every later retrain's data)
-                          │    └─gate rejects the version───► rejected   (held for a person: see review)
+    pending ──claim──► claimed ──screening passes it──► accepted     (in every later retrain's data, whatever the model's fate)
+                          │    └─screening doubts it──► suspicious   (held for a person, with the reason per box: see review)
+                          │    (gate rejects the version──► rejected: the lifecycle before screening, kept for its callers)
                           └─retrain failed or skipped: release──► pending (superseded if a newer one came)
 
 (A correction whose source was deleted while claimed is withdrawn instead of rejected or released: ``withdrawal``.)
@@ -14,7 +15,7 @@ may decide per correction. None commits: the caller's transaction does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -91,6 +92,17 @@ def record_gate_decision(session: Session, batch_id: str, model_version: str, de
     marked = transition(session, ids, model_version, reason)
     withdrawal.settle_decided(session, ids)  # a source deleted while the retrain ran
     return marked
+
+
+def record_screened_batch(session: Session, batch_id: str, model_version: str, decision: GateDecision, held: Mapping[str, str]) -> int:
+    """Each claimed correction of the batch on its own merit: ``suspicious`` with its reason where ``held`` names it,
+    else ``accepted`` whatever the gate decided of the model; both record ``model_version``. Returns how many were
+    accepted; 0 when called again (idempotent)."""
+    ids = claimed_ids(session, batch_id)
+    for correction_id in (i for i in ids if i in held):
+        _decide(session, [correction_id], "suspicious", model_version, f"screening v{model_version}: {held[correction_id]}")
+    passed = [i for i in ids if i not in held]
+    return accept_into(session, passed, model_version, f"screened v{model_version}: accepted on its own merit (model {decision.label})")
 
 
 def accept_into(session: Session, ids: Iterable[str], model_version: str, reason: str) -> int:

@@ -46,8 +46,11 @@ def accepted(conn: Connection) -> tuple[list[AcceptedCorrection], int]:
         .order_by(CorrectionRow.created_at, CorrectionRow.id)
     )
     rows = [AcceptedCorrection(*row) for row in conn.execute(accepted_query)]
-    held = conn.scalar(select(func.count()).select_from(CorrectionRow).where(CorrectionRow.status == "rejected")) or 0
+    held = conn.scalar(select(func.count()).select_from(CorrectionRow).where(CorrectionRow.status.in_(HELD))) or 0
     return rows, held
+
+
+HELD = ("rejected", "suspicious")  # waiting for a person, out of every dataset
 
 
 def check_status(status: str) -> str:

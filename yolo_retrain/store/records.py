@@ -101,4 +101,12 @@ class TrainingCorrections:
 
     batch: builtins.list[Correction]  # claimed by this retrain
     accepted: builtins.list[AcceptedCorrection]  # accepted earlier (promoted by the gate, or approved by a person)
-    held_rejected: int  # rejected corrections waiting for a person: not in this retrain
+    held_rejected: int  # rejected or suspicious corrections waiting for a person: not in this retrain
+
+
+@dataclass(frozen=True)
+class ScreenedBatch:
+    """What a retrain recorded of its batch: how many accepted, and the held (suspicious) ones' reasons by id."""
+
+    accepted: int
+    held: dict[str, str]

@@ -2,8 +2,8 @@
 
 ::
 
-    pending ◄── requeue ── rejected ──accept──► accepted
-                              └──drop──► dropped (kept as a record; a pending one may be dropped too)
+    pending ◄── requeue ── suspicious | rejected ──accept──► accepted
+                                         └──drop──► dropped (kept as a record; a pending one may be dropped too)
 
 Ids and batch ids may be unique prefixes. Anything not found or not in a reviewable status refuses the whole
 action, naming it (InvalidInput), and nothing changes.
@@ -22,9 +22,9 @@ from yolo_retrain.store.records import Correction, snapshot
 from yolo_retrain.store.schema import CorrectionRow
 
 REVIEWABLE: dict[str, tuple[str, ...]] = {  # a person's action -> the statuses it applies to
-    "requeue": ("rejected",),
-    "accept": ("rejected",),
-    "drop": ("rejected", "pending"),
+    "requeue": ("rejected", "suspicious"),
+    "accept": ("rejected", "suspicious"),
+    "drop": ("rejected", "suspicious", "pending"),
 }
 RESULT = {"requeue": "pending", "accept": "accepted", "drop": "dropped"}  # the status each action leaves
 _DONE = {"requeue": "requeued", "accept": "accepted", "drop": "dropped"}

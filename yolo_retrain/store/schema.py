@@ -10,7 +10,7 @@ from sqlalchemy import DateTime, ForeignKey, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-Status = Literal["pending", "claimed", "accepted", "rejected", "superseded", "dropped", "withdrawn"]
+Status = Literal["pending", "claimed", "accepted", "rejected", "suspicious", "superseded", "dropped", "withdrawn"]
 STATUSES: tuple[Status, ...] = get_args(Status)
 LEGACY_APPLIED = "applied"  # rows of a store from before the lifecycle, until legacy.sort_applied sorts them
 

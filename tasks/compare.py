@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from mlflow.exceptions import MlflowException
+
+from tasks import retrain_task
+from tasks.evaluate import _evaluate
+from yolo_retrain import registry, tracking
+from yolo_retrain.bootstrap import Comparison, paired_bootstrap
+from yolo_retrain.config import Settings
+from yolo_retrain.data_yaml import read_class_names
+from yolo_retrain.dataset import BuiltDataset
+from yolo_retrain.per_image import ImageResults, per_image_path
+from yolo_retrain.training import log_path
+
+
+@retrain_task("compare-on-holdout", resumable=True)
+def compare_on_holdout(
+    settings: Settings, run: tracking.RetrainRun, dataset: BuiltDataset, champion: registry.Champion | None
+) -> Comparison | None:
+    """Candidate − champion on the holdout with its 95 % interval (paired bootstrap over holdout images), logged as
+    ``gate_delta``, ``gate_delta_low``, ``gate_delta_high`` (and per class); None before the first champion.
+
+    Args:
+        settings: Resamples; image size, batch and device if the champion must be evaluated again.
+        run: The retrain's MLflow run; both evaluations' per-image results are beside its log.
+        dataset: Its val split is the holdout.
+        champion: The current champion; its per-image results come from this run's evaluation of it, else from
+            the run that made it (its figures recorded on the same holdout), else a fresh evaluation.
+    """
+    if champion is None:
+        return None
+    folder = log_path(settings, run.run_id).parent
+    candidate = ImageResults.load(per_image_path(folder, "post"))
+    old = _champion_results(settings, run, dataset, champion, folder)
+    names = dict(enumerate(read_class_names(dataset.data_yaml, "dataset")))
+    comparison = paired_bootstrap(old, candidate, names, resamples=settings.gate_resamples, seed=settings.seed)
+    tracking.log_metrics(tracking.client_for(settings), run.run_id, comparison.as_mlflow())
+    return comparison
+
+
+def _champion_results(
+    settings: Settings, run: tracking.RetrainRun, dataset: BuiltDataset, champion: registry.Champion, folder: Path
+) -> ImageResults:
+    evaluated = per_image_path(folder, "pre")
+    if evaluated.exists():  # this run evaluated the champion
+        return ImageResults.load(evaluated)
+    if champion.run_id:  # figures recorded on the champion's version: the per-image results its run kept
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = tracking.client_for(settings).download_artifacts(champion.run_id, "holdout/post_per_image.npz", tmp)
+                return ImageResults.load(Path(path))
+            except (MlflowException, OSError, ValueError):  # a version from before them, its artifacts gone: measure again
+                pass
+    _evaluate(settings, run, dataset, champion.weights, "pre")
+    return ImageResults.load(evaluated)
