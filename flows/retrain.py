@@ -22,10 +22,12 @@ from tasks.promote import promotion_gate
 from tasks.recover import recover_orphaned_retrains
 from tasks.register_model import register_model
 from tasks.resolve_champion import resolve_champion
+from tasks.resolve_recipe import resolve_recipe
 from tasks.save_model import save_model
 from tasks.setup_mlflow import setup_mlflow
 from tasks.train_candidate import train_candidate
 from yolo_retrain.config import Settings, Trigger, configure_environment, get_settings
+from yolo_retrain.recipe import read_recipe_file
 from yolo_retrain.recovery import end_abandoned_retrain, retrain_lock
 from yolo_retrain.summary import RetrainReport
 from yolo_retrain.tracking import RetrainRun
@@ -47,16 +49,19 @@ def retrain(
         min_corrections: Skip (no MLflow run) with fewer pending corrections; default from settings.
         force: Retrain even below min_corrections (e.g. a first baseline with no corrections).
         epochs: Training epochs; default from settings.
-        imgsz: Training and evaluation image size; default from settings.
-        batch: Batch size; default from settings.
+        imgsz: Training and evaluation image size; default from settings, else the recipe's, else the champion's.
+        batch: Batch size; default from settings, else the recipe's, else the champion's.
     """
     overrides = {k: v for k, v in {"epochs": epochs, "imgsz": imgsz, "batch": batch}.items() if v is not None}
     settings = configure_environment(get_settings().model_copy(update=overrides))  # the flow is an entry point
+    team_recipe = read_recipe_file(settings)  # a recipe error refuses the retrain here, before anything runs
     with retrain_lock(settings):  # one retrain per home at a time, whoever started it
-        return _retrain(settings, flow_run.get_id() or "local", trigger, min_corrections, force)
+        return _retrain(settings, flow_run.get_id() or "local", trigger, min_corrections, force, team_recipe)
 
 
-def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_corrections: int | None, force: bool) -> RetrainReport:
+def _retrain(
+    settings: Settings, batch_id: str, trigger: Trigger, min_corrections: int | None, force: bool, team_recipe: dict
+) -> RetrainReport:
     """The steps in order; runs holding the retrain lock."""
     # 0. Whatever a killed retrain left behind (RUNNING run, claimed corrections, partial files) is cleaned up.
     recover_orphaned_retrains(settings, batch_id)
@@ -82,13 +87,16 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
         log_dataset(settings, run, dataset)
         diffs = log_reviewer_diffs(settings, run, corrections)  # what reviewers changed against the model, per class
 
-        # 5. The current champion on the holdout: the bar to clear (its recorded figures if the holdout is unchanged).
+        # 5. The current champion, and the recipe: how it was trained, then the team's recipe, settings, parameters.
+        #    The champion on the holdout at that recipe is the bar to clear (its recorded figures if unchanged).
         champion = resolve_champion(settings)
-        pre = evaluate_champion(settings, run, dataset, champion) if champion else None
+        start = str(champion.weights) if champion else settings.base_model
+        recipe = resolve_recipe(settings, run, team_recipe, start)
+        pre = evaluate_champion(settings, run, dataset, champion, recipe) if champion else None
 
-        # 6-7. Train from the champion, then validate the candidate on the same holdout.
-        trained = train_candidate(settings, run, dataset, str(champion.weights) if champion else settings.base_model)
-        post = evaluate_on_holdout(settings, run, dataset, str(trained.best_weights), "post")
+        # 6-7. Train from the champion with the recipe, then validate the candidate on the same holdout.
+        trained = train_candidate(settings, run, dataset, start, recipe)
+        post = evaluate_on_holdout(settings, run, dataset, str(trained.best_weights), "post", recipe)
 
         # 8-10. Artifacts, the logged model (metrics on it) and its registry version, models/retrained_vN.pt.
         log_training_artifacts(settings, run, trained)
@@ -96,7 +104,7 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
             "dataset_digest": dataset.digest,
             "corrections_count": len(corrections),
             "parent_version": champion.version if champion else "none",
-            "evaluation_key": holdout_key(settings, dataset),
+            "evaluation_key": holdout_key(recipe, dataset),
         }
         version = register_model(settings, run, str(trained.best_weights), lineage, post, pre)
         weights = save_model(settings, run, version, str(trained.best_weights))
@@ -128,6 +136,7 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
         held_rejected=dataset.counts["corrections_held_rejected"] + (0 if decision.promote else len(corrections)),
         batch_id=batch_id,
         reviewer_diffs=diffs.markdown(),
+        recipe=recipe.markdown(),
     )
     return _publish(report)
 
@@ -150,7 +159,8 @@ def _end_abandoned(settings: Settings, batch_id: str, run: RetrainRun | None, ex
 
 
 def _training_params(settings: Settings) -> dict:
-    return {k: getattr(settings, k) for k in ("epochs", "imgsz", "batch", "device", "seed", "base_model", "gate_metric", "plots")}
+    """The run's own params; the train arguments (epochs, imgsz, batch, ...) are logged with the recipe (step 5)."""
+    return {k: getattr(settings, k) for k in ("base_model", "gate_metric")}
 
 
 def _publish(report: RetrainReport) -> RetrainReport:

@@ -24,6 +24,7 @@ class RetrainReport:
     earlier_corrections: int = 0  # accepted by earlier retrains (or a person), in this dataset too
     held_rejected: int = 0  # rejected corrections waiting for a person, after this retrain
     batch_id: str | None = None  # this retrain's corrections batch (the flow run id)
+    recipe: str = ""  # markdown: the train arguments not at Ultralytics' default, and where each came from (#20)
 
     def corrections_line(self) -> str:
         """Where the dataset's corrections came from, and how many are held as rejected (a skipped retrain built none)."""
@@ -72,6 +73,8 @@ class RetrainReport:
             lines += ["", "| metric | champion (pre) | candidate (post) | delta |", "|---|---:|---:|---:|"]
             for name, old, new, delta in self.metric_rows():
                 lines.append(f"| {name} | {_fmt(old)} | {new:.4f} | {_fmt(delta, signed=True)} |")
+        if self.recipe:
+            lines += ["", "Training recipe (arguments not at Ultralytics' default):", "", self.recipe.rstrip("\n")]
         if self.reviewer_diffs:
             lines += ["", self.reviewer_diffs.rstrip("\n")]
         return "\n".join(lines) + "\n"
