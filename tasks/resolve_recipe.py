@@ -9,9 +9,7 @@ import yaml
 from tasks import retrain_task
 from yolo_retrain import tracking
 from yolo_retrain.config import Settings
-from yolo_retrain.recipe import Recipe, resolve
-
-RECIPE_ARTIFACT = "recipe.yaml"
+from yolo_retrain.recipe import RECIPE_ARTIFACT, Recipe, resolve
 
 
 @retrain_task("resolve-recipe")

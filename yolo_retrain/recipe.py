@@ -46,6 +46,7 @@ REFUSED = {
 # bias learning rate at 0.1) undoes much of what the champion learnt in a short retrain. Measured on the demo's data:
 # bench/continuation.py, docs/benchmarks.md.
 CONTINUATION = {"warmup_epochs": 0.0}
+RECIPE_ARTIFACT = "recipe.yaml"  # in the retrain's run: the arguments and their sources
 SOURCES = ("ultralytics", "champion", "continuation", "recipe", "setting")
 
 

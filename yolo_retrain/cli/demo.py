@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from yolo_retrain.cli.common import VerboseOption, exit_on_error, use_console
+from yolo_retrain.cli.refusals import refusals_in_one_line
 from yolo_retrain.config import DEMO_TRAINING, Settings, get_settings
 
 
@@ -37,7 +38,7 @@ def demo(
         from yolo_retrain.store import CorrectionStore
 
         settings = demo_settings()
-        with exit_on_error():
+        with exit_on_error(), refusals_in_one_line():
             if reset:
                 steps.reset_home(settings)
             data = steps.prepare_data(settings, train_images, val_images, settings.imgsz)

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from yolo_retrain.cli.common import VerboseOption, exit_on_error, use_console
+from yolo_retrain.cli.refusals import refusals_in_one_line
 from yolo_retrain.config import Trigger, get_settings
 
 
@@ -73,7 +74,7 @@ def _run_flow(trigger: Trigger, **params) -> None:
 
     # Prefect stops a temporary server the flow started at exit, with a log line: a refusal is printed after it.
     temporary = SubprocessASGIServer()
-    with exit_on_error(defer=lambda: temporary.running):
+    with exit_on_error(defer=lambda: temporary.running), refusals_in_one_line():
         report = retrain(trigger=trigger, **params)
     typer.echo(report.text())
     # Exit without the interpreter's final collections over everything torch, MLflow and Prefect left
