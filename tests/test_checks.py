@@ -30,6 +30,7 @@ def test_doctor_passes_on_a_retrained_home(in_world):
         "registry",
         "champion",
         "base dataset",
+        "recipe",
         "corrections",
         "prefect",
     ]

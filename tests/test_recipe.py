@@ -111,6 +111,19 @@ def test_a_valid_recipe_is_read_as_ultralytics_checks_it(tmp_path):
     assert read_recipe_file(Settings(recipe=None)) == {}
 
 
+def test_doctor_checks_the_recipe_file(tmp_path):
+    from yolo_retrain.config import Settings
+    from yolo_retrain.doctor import check_recipe
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text("lr0: 0.002\nmosaic: 2\n")
+    result = check_recipe(Settings(recipe=path))
+    assert (result.ok, result.detail) == (False, f"recipe {path}: key 'mosaic': 'mosaic=2' is an invalid value. Valid 'mosaic' values are between 0.0 and 1.0.")
+    path.write_text("lr0: 0.002\n")
+    assert check_recipe(Settings(recipe=path)).detail == f"{path}: lr0=0.002"
+    assert check_recipe(Settings(recipe=None)).detail == "none set: retrains use the champion's own training arguments"
+
+
 @pytest.mark.e2e
 def test_a_recipe_error_is_refused_before_any_run_or_claim(prefect_server, team, tmp_path):
     from flows.retrain import retrain
