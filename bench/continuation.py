@@ -8,10 +8,13 @@ champion's own recorded ones, as the recipe inherits them, except "ultralytics")
 
     ultralytics        Ultralytics' defaults (optimizer auto, warmup 3 epochs): what retrains did before the recipe
     champion           the champion's recorded arguments (its resolved optimizer and lr0), Ultralytics' warmup
-    warmup0            the champion's, no warmup                           <- yolo_retrain.recipe.CONTINUATION
+    warmup0            the champion's, no warmup
+    lr/10              the champion's, a tenth of its lr0 (Ultralytics' warmup, which it caps at epochs - 1)
     warmup0-lr/10      the champion's, no warmup, a tenth of its lr0
+    continuation       the champion's with yolo_retrain.recipe's continuation defaults (what a retrain uses)
 
     .venv/bin/python bench/continuation.py --epochs 1 5 --out bench/results/continuation.json
+    .venv/bin/python bench/continuation.py --epochs 1 5 --variants lr/10 continuation
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from _common import emit, header
 from yolo_retrain.config import configure_environment  # noqa: E402
 
 configure_environment()  # environment first: Ultralytics reads it at import
-from yolo_retrain.recipe import CONTINUATION, champion_arguments
+from yolo_retrain.recipe import champion_arguments, continuation_defaults
 from yolo_retrain.synthetic import make_dataset
 
 DEMO = {"train": 320, "val": 80, "champion_epochs": 20}
@@ -40,8 +43,10 @@ def variants(champion: dict) -> dict[str, dict]:
     return {
         "ultralytics": {},
         "champion": inherited,
-        "warmup0": {**inherited, **CONTINUATION},
-        "warmup0-lr/10": {**inherited, **CONTINUATION, "lr0": inherited["lr0"] / 10},
+        "warmup0": {**inherited, "warmup_epochs": 0.0},
+        "lr/10": {**inherited, "lr0": inherited["lr0"] / 10},
+        "warmup0-lr/10": {**inherited, "warmup_epochs": 0.0, "lr0": inherited["lr0"] / 10},
+        "continuation": {**inherited, **continuation_defaults(inherited)},
     }
 
 
@@ -71,6 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, nargs="+", default=[1, 5], help="Retrain lengths to measure.")
     parser.add_argument("--champion-epochs", type=int, default=DEMO["champion_epochs"])
+    parser.add_argument("--variants", nargs="+", help="Only these variants (default: all).")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-continuation-"))
@@ -88,6 +94,8 @@ def main() -> None:
     )
     for epochs in args.epochs:
         for name, extra in variants(recorded).items():
+            if args.variants and name not in args.variants:
+                continue
             _, score, seconds = train(champion, fixed.data_yaml, epochs, root / "runs", f"{name}-{epochs}", extra)
             row = {"variant": name, "epochs": epochs, "map50_95": score, "vs_champion": score - champion_map, "seconds": seconds}
             result["retrains"].append(row)

@@ -11,7 +11,7 @@ Same data (base + corrections for the flow; the same images with the corrected l
 same start weights (the champion; rolled back between pairs so every pair starts from the same model), and the
 same recipe: the flow's effective one (yolo_retrain.recipe.resolve: the champion's recorded arguments, the
 continuation defaults, the settings) is handed to the bare script whole, and the Ultralytics args.yaml of both
-trainings is checked to be equal but for paths and names. The "realistic" size sets no training setting at all
+trainings is checked to be equal but for paths, names and how much they print. The "realistic" size sets no training setting at all
 (but for the champion's own training): the flow inherits the champion's 320 px and batch, and uses Ultralytics'
 choice of device and its default workers, as a team's retrain would. Both sides are timed as wall clock of the whole process, start-up imports included, with
 the GPU's utilisation sampled meanwhile where nvidia-smi exists. Each flow run is broken down from the
@@ -72,7 +72,7 @@ SIZES = {
 SEED = 0
 SYNTHETIC_SIDE = 64  # image side of yolo_retrain.synthetic's images, which the CPU figures were measured on
 TRAIN_ARGS = ("epochs", "imgsz", "batch", "device", "workers", "plots")  # what a size may set
-IDENTITY = ("data", "model", "project", "name", "save_dir")  # where each side's args.yaml may differ
+IDENTITY = ("data", "model", "project", "name", "save_dir", "exist_ok", "verbose")  # paths, names, output: may differ
 HARDWARE = ("imgsz", "batch", "device", "workers")  # training settings: the "inherit" sizes leave them unset
 GOAL_FIXED_S, GOAL_FRACTION = 5.0, 0.03
 TRAINING, VALIDATION = "training (train-candidate - bare train)", "post-evaluation (evaluate-post - bare val)"

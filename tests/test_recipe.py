@@ -4,6 +4,7 @@ trained by plain Ultralytics with its own recipe, shared by the module; one retr
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,31 @@ def test_a_valid_recipe_is_read_as_ultralytics_checks_it(tmp_path):
     assert read_recipe_file(Settings(recipe=None)) == {}
 
 
+def test_the_recipe_layers_later_wins(own_champion, tmp_path, monkeypatch):
+    """Ultralytics' defaults -> the champion's recorded arguments -> continuation -> recipe file -> settings."""
+    from yolo_retrain.config import Settings
+    from yolo_retrain.recipe import resolve
+
+    for key in HARDWARE_SETTINGS:
+        monkeypatch.delenv(f"YOLO_RETRAIN_{key}")
+    best = own_champion[1]
+    inherited = resolve(Settings(home=tmp_path), {}, best)
+    assert {k: (inherited.args[k], inherited.sources[k]) for k in ("imgsz", "optimizer", "lr0", "mosaic", "epochs", "workers")} == {
+        "imgsz": (96, "champion"), "optimizer": ("AdamW", "champion"), "lr0": (0.0003, "continuation"),
+        "mosaic": (0.5, "champion"), "epochs": (10, "setting"), "workers": (min(8, os.cpu_count() or 1), "ultralytics"),
+    }  # fmt: skip
+    assert not {"data", "model", "project", "name", "save_dir", "resume"} & inherited.args.keys()  # never a path
+    team = resolve(Settings(home=tmp_path, imgsz=128, device="cpu"), {"lr0": 0.003, "imgsz": 64}, best)
+    assert {k: (team.args[k], team.sources[k]) for k in ("imgsz", "lr0", "device")} == {
+        "imgsz": (128, "setting"), "lr0": (0.003, "recipe"), "device": ("cpu", "setting"),
+    }  # fmt: skip
+    scratch = resolve(Settings(home=tmp_path), {"mosaic": 0.2}, "yolov8n.yaml")  # a first model from a YAML
+    assert {k: (scratch.args[k], scratch.sources[k]) for k in ("imgsz", "lr0", "mosaic")} == {
+        "imgsz": (640, "ultralytics"), "lr0": (0.01, "ultralytics"), "mosaic": (0.2, "recipe"),
+    }  # fmt: skip
+    assert set(scratch.sources.values()) == {"ultralytics", "recipe", "setting"}
+
+
 def test_doctor_checks_the_recipe_file(tmp_path):
     from yolo_retrain.config import Settings
     from yolo_retrain.doctor import check_recipe
@@ -159,13 +185,15 @@ def test_a_retrain_trains_and_judges_with_the_champions_recipe(prefect_server, t
 
     run = tracking.client_for(settings).get_run(report.run_id)
     trained = yaml.safe_load((settings.runs_dir / f"train-{report.run_id[:8]}" / "args.yaml").read_text())
-    expected = {**CHAMPION_RECIPE, "mosaic": 0.0, "batch": 8, "warmup_epochs": 0.0, "epochs": 1, "device": "cpu"}
+    # The champion's own arguments, but: the recipe's mosaic, the parameter's batch, a tenth of the champion's lr0 (the
+    # continuation default), the retrain's epochs, Ultralytics' choice of device.
+    expected = {**CHAMPION_RECIPE, "mosaic": 0.0, "batch": 8, "lr0": 0.0003, "warmup_epochs": 3.0, "epochs": 1, "device": "cpu"}
     assert {k: trained[k] for k in expected} == expected  # Ultralytics' own record of the candidate's training
     assert {k: run.data.params[k] for k in expected} == {k: str(v) for k, v in expected.items()}
     logged = yaml.safe_load(Path(tracking.client_for(settings).download_artifacts(report.run_id, "recipe.yaml", str(tmp_path))).read_text())
     assert {k: logged["sources"][k] for k in expected} == {
-        "imgsz": "champion", "lr0": "champion", "optimizer": "champion", "fliplr": "champion", "mosaic": "recipe",
-        "batch": "setting", "warmup_epochs": "continuation", "epochs": "setting", "device": "ultralytics",
+        "imgsz": "champion", "lr0": "continuation", "optimizer": "champion", "fliplr": "champion", "mosaic": "recipe",
+        "batch": "setting", "warmup_epochs": "champion", "epochs": "setting", "device": "ultralytics",
     }  # fmt: skip
     # Champion (pre) and candidate (post) judged at the champion's size with the retrain's batch; training's own at 96.
     assert report.pre is not None and report.post is not None

@@ -42,10 +42,22 @@ REFUSED = {
     "fraction": "would leave images out: a retrain learns from every accepted correction",
     "classes": "would leave classes out: a retrain learns from every accepted correction",
 }
-# Continuing from a trained champion is not training from scratch: Ultralytics' warmup (3 epochs starting the
-# bias learning rate at 0.1) undoes much of what the champion learnt in a short retrain. Measured on the demo's data:
-# bench/continuation.py, docs/benchmarks.md.
-CONTINUATION = {"warmup_epochs": 0.0}
+# Continuing from a trained champion is not training from scratch: at the learning rate the champion started from,
+# a short retrain undoes much of what it learnt. A tenth of it, measured on the demo's data (bench/continuation.py,
+# docs/benchmarks.md#continuation-defaults).
+CONTINUATION_LR_FACTOR = 0.1
+
+
+def continuation_defaults(inherited: Mapping[str, Any]) -> dict[str, Any]:
+    """What a retrain from trained weights uses over the champion's arguments: a tenth of its learning rate (with
+    ``optimizer=auto`` Ultralytics picks the rate itself and ignores lr0: nothing to lower then)."""
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    optimizer, lr0 = inherited.get("optimizer", DEFAULT_CFG_DICT["optimizer"]), inherited.get("lr0", DEFAULT_CFG_DICT["lr0"])
+    if str(optimizer).lower() == "auto":
+        return {}
+    return {"lr0": round(lr0 * CONTINUATION_LR_FACTOR, 10)}
+
 RECIPE_ARTIFACT = "recipe.yaml"  # in the retrain's run: the arguments and their sources
 SOURCES = ("ultralytics", "champion", "continuation", "recipe", "setting")
 
@@ -225,7 +237,7 @@ def resolve(settings: Settings, team_recipe: Mapping[str, Any], start_weights: s
     inherited = champion_arguments(start_weights)
     layer("champion", inherited)
     if not str(start_weights).endswith((".yaml", ".yml")):
-        layer("continuation", CONTINUATION)
+        layer("continuation", continuation_defaults({**args}))
     layer("recipe", team_recipe)
     layer("setting", _settings_arguments(settings))
     args["device"] = _device(args["device"])
