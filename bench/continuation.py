@@ -11,7 +11,8 @@ champion's own recorded ones, as the recipe inherits them, except "ultralytics")
     warmup0            the champion's, no warmup
     lr/10              the champion's, a tenth of its lr0 (Ultralytics' warmup, which it caps at epochs - 1)
     warmup0-lr/10      the champion's, no warmup, a tenth of its lr0
-    continuation       the champion's with yolo_retrain.recipe's continuation defaults (what a retrain uses)
+    continuation       the champion's with yolo_retrain.recipe's continuation defaults (what a retrain uses: at
+                       the time of the 1/5-epoch runs a tenth of lr0 always; now only below the whole warmup)
 
     .venv/bin/python bench/continuation.py --epochs 1 5 --out bench/results/continuation.json
     .venv/bin/python bench/continuation.py --epochs 1 5 --variants lr/10 continuation
@@ -37,7 +38,7 @@ DEMO = {"train": 320, "val": 80, "champion_epochs": 20}
 HARDWARE = {"imgsz": 64, "batch": 16, "device": "cpu", "workers": 0, "seed": 0, "deterministic": True, "plots": False}
 
 
-def variants(champion: dict) -> dict[str, dict]:
+def variants(champion: dict, epochs: int) -> dict[str, dict]:
     """Each variant's train arguments (HARDWARE is added to all)."""
     inherited = {k: v for k, v in champion.items() if k not in HARDWARE}
     return {
@@ -46,7 +47,7 @@ def variants(champion: dict) -> dict[str, dict]:
         "warmup0": {**inherited, "warmup_epochs": 0.0},
         "lr/10": {**inherited, "lr0": inherited["lr0"] / 10},
         "warmup0-lr/10": {**inherited, "warmup_epochs": 0.0, "lr0": inherited["lr0"] / 10},
-        "continuation": {**inherited, **continuation_defaults(inherited)},
+        "continuation": {**inherited, **continuation_defaults(inherited, epochs)},
     }
 
 
@@ -93,7 +94,7 @@ def main() -> None:
         retrains=[],
     )
     for epochs in args.epochs:
-        for name, extra in variants(recorded).items():
+        for name, extra in variants(recorded, epochs).items():
             if args.variants and name not in args.variants:
                 continue
             _, score, seconds = train(champion, fixed.data_yaml, epochs, root / "runs", f"{name}-{epochs}", extra)

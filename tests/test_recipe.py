@@ -120,11 +120,14 @@ def test_the_recipe_layers_later_wins(own_champion, tmp_path, monkeypatch):
     for key in HARDWARE_SETTINGS:
         monkeypatch.delenv(f"YOLO_RETRAIN_{key}")
     best = own_champion[1]
-    inherited = resolve(Settings(home=tmp_path), {}, best)
+    inherited = resolve(Settings(home=tmp_path, epochs=10), {}, best)
     assert {k: (inherited.args[k], inherited.sources[k]) for k in ("imgsz", "optimizer", "lr0", "mosaic", "epochs", "workers")} == {
-        "imgsz": (96, "champion"), "optimizer": ("AdamW", "champion"), "lr0": (0.0003, "continuation"),
+        "imgsz": (96, "champion"), "optimizer": ("AdamW", "champion"), "lr0": (0.003, "champion"),
         "mosaic": (0.5, "champion"), "epochs": (10, "setting"), "workers": (min(8, os.cpu_count() or 1), "ultralytics"),
     }  # fmt: skip
+    # Shorter than the champion's warmup (3 epochs): a tenth of its learning rate.
+    short = resolve(Settings(home=tmp_path, epochs=3), {}, best)
+    assert (short.args["lr0"], short.sources["lr0"], short.args["warmup_epochs"]) == (0.0003, "continuation", 3.0)
     assert not {"data", "model", "project", "name", "save_dir", "resume"} & inherited.args.keys()  # never a path
     team = resolve(Settings(home=tmp_path, imgsz=128, device="cpu"), {"lr0": 0.003, "imgsz": 64}, best)
     assert {k: (team.args[k], team.sources[k]) for k in ("imgsz", "lr0", "device")} == {
@@ -186,7 +189,7 @@ def test_a_retrain_trains_and_judges_with_the_champions_recipe(prefect_server, t
     run = tracking.client_for(settings).get_run(report.run_id)
     trained = yaml.safe_load((settings.runs_dir / f"train-{report.run_id[:8]}" / "args.yaml").read_text())
     # The champion's own arguments, but: the recipe's mosaic, the parameter's batch, a tenth of the champion's lr0 (the
-    # continuation default), the retrain's epochs, Ultralytics' choice of device.
+    # continuation default for a retrain shorter than its warmup), the retrain's epochs, Ultralytics' device.
     expected = {**CHAMPION_RECIPE, "mosaic": 0.0, "batch": 8, "lr0": 0.0003, "warmup_epochs": 3.0, "epochs": 1, "device": "cpu"}
     assert {k: trained[k] for k in expected} == expected  # Ultralytics' own record of the candidate's training
     assert {k: run.data.params[k] for k in expected} == {k: str(v) for k, v in expected.items()}

@@ -42,21 +42,26 @@ REFUSED = {
     "fraction": "would leave images out: a retrain learns from every accepted correction",
     "classes": "would leave classes out: a retrain learns from every accepted correction",
 }
-# Continuing from a trained champion is not training from scratch: at the learning rate the champion started from,
-# a short retrain undoes much of what it learnt. A tenth of it, measured on the demo's data (bench/continuation.py,
-# docs/benchmarks.md#continuation-defaults).
+# Continuing from a trained champion is not training from scratch. Ultralytics cuts the warmup to leave the last
+# epoch unwarmed (none at all in a 1-epoch run), and the champion's full learning rate without a warmup undoes what
+# it learnt: on the demo's data a 1-epoch retrain fell from mAP50-95 0.340 to 0.072, at a tenth of the rate it kept
+# 0.336; with the whole warmup (5 epochs) the full rate did best (+0.054, a tenth +0.025). bench/continuation.py,
+# docs/benchmarks.md#continuation-defaults.
 CONTINUATION_LR_FACTOR = 0.1
 
 
-def continuation_defaults(inherited: Mapping[str, Any]) -> dict[str, Any]:
-    """What a retrain from trained weights uses over the champion's arguments: a tenth of its learning rate (with
-    ``optimizer=auto`` Ultralytics picks the rate itself and ignores lr0: nothing to lower then)."""
+def continuation_defaults(inherited: Mapping[str, Any], epochs: int) -> dict[str, Any]:
+    """What a retrain of ``epochs`` from trained weights uses over the champion's arguments: a tenth of its learning
+    rate when the retrain is too short for its whole warmup, else nothing (with ``optimizer=auto`` Ultralytics picks
+    the rate itself and ignores lr0: nothing to lower then)."""
     from ultralytics.cfg import DEFAULT_CFG_DICT
 
-    optimizer, lr0 = inherited.get("optimizer", DEFAULT_CFG_DICT["optimizer"]), inherited.get("lr0", DEFAULT_CFG_DICT["lr0"])
-    if str(optimizer).lower() == "auto":
+    def get(key: str) -> Any:
+        return inherited.get(key, DEFAULT_CFG_DICT[key])
+
+    if str(get("optimizer")).lower() == "auto" or epochs > get("warmup_epochs"):
         return {}
-    return {"lr0": round(lr0 * CONTINUATION_LR_FACTOR, 10)}
+    return {"lr0": round(get("lr0") * CONTINUATION_LR_FACTOR, 10)}
 
 RECIPE_ARTIFACT = "recipe.yaml"  # in the retrain's run: the arguments and their sources
 SOURCES = ("ultralytics", "champion", "continuation", "recipe", "setting")
@@ -237,7 +242,7 @@ def resolve(settings: Settings, team_recipe: Mapping[str, Any], start_weights: s
     inherited = champion_arguments(start_weights)
     layer("champion", inherited)
     if not str(start_weights).endswith((".yaml", ".yml")):
-        layer("continuation", continuation_defaults({**args}))
+        layer("continuation", continuation_defaults(args, settings.epochs))
     layer("recipe", team_recipe)
     layer("setting", _settings_arguments(settings))
     args["device"] = _device(args["device"])
