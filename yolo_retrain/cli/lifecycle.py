@@ -58,8 +58,8 @@ def run(
     min_corrections: Annotated[Optional[int], typer.Option(help="Skip with fewer pending corrections (default: settings).")] = None,
     force: Annotated[bool, typer.Option(help="Retrain even below --min-corrections.")] = False,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: settings).")] = None,
-    imgsz: Annotated[Optional[int], typer.Option(help="Image size (default: settings).")] = None,
-    batch: Annotated[Optional[int], typer.Option(help="Batch size (default: settings).")] = None,
+    imgsz: Annotated[Optional[int], typer.Option(help="Image size (default: settings, else the recipe's, else the champion's).")] = None,
+    batch: Annotated[Optional[int], typer.Option(help="Batch size (default: settings, else the recipe's, else the champion's).")] = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Run the retraining flow now, in this process: a progress bar per stage, then the summary."""
