@@ -13,7 +13,9 @@ from yolo_retrain.recipe import RECIPE_ARTIFACT, Recipe, resolve
 
 
 @retrain_task("resolve-recipe")
-def resolve_recipe(settings: Settings, run: tracking.RetrainRun, team_recipe: dict[str, Any], start_weights: str) -> Recipe:
+def resolve_recipe(
+    settings: Settings, run: tracking.RetrainRun, team_recipe: dict[str, Any], start_weights: str
+) -> Recipe:
     """The retrain's effective training arguments, each logged as a param, and ``recipe.yaml`` (arguments and where
     each came from: ultralytics / champion / continuation / recipe / setting) in the run.
 

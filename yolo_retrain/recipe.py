@@ -63,20 +63,17 @@ def continuation_defaults(inherited: Mapping[str, Any], epochs: int) -> dict[str
         return {}
     return {"lr0": round(get("lr0") * CONTINUATION_LR_FACTOR, 10)}
 
+
 RECIPE_ARTIFACT = "recipe.yaml"  # in the retrain's run: the arguments and their sources
-SOURCES = ("ultralytics", "champion", "continuation", "recipe", "setting")
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """The effective train arguments (``args``) and, for each, the layer it came from (``sources``)."""
+    """The effective train arguments (``args``) and, for each, the layer it came from (``sources``: ultralytics,
+    champion, continuation, recipe or setting)."""
 
     args: dict[str, Any]
     sources: dict[str, str]
-
-    @property
-    def imgsz(self) -> int:
-        return self.args["imgsz"]
 
     def evaluation_args(self) -> dict[str, Any]:
         """How champion and candidate are validated: at the recipe's size, batch (AutoBatch's -1 or a memory fraction
@@ -90,27 +87,20 @@ class Recipe:
         return {"batch": batch, **{k: self.args[k] for k in keys}}
 
     def changed(self) -> dict[str, tuple[Any, str]]:
-        """The arguments not at Ultralytics' default, with their source: what a person wants to see."""
+        """The arguments that did not come from Ultralytics' defaults, with their source: what a person wants to see."""
         return {k: (v, self.sources[k]) for k, v in sorted(self.args.items()) if self.sources[k] != "ultralytics"}
 
     def as_params(self) -> dict[str, str]:
-        """Every argument as an MLflow param (Ultralytics' own names; None as Ultralytics writes it in args.yaml)."""
-        return {k: _plain(v) for k, v in sorted(self.args.items())}
+        """Every argument as an MLflow param, by Ultralytics' own name."""
+        return {k: str(v) for k, v in sorted(self.args.items())}
 
     def as_document(self) -> dict[str, Any]:
         """``recipe.yaml``: the arguments, and where each came from."""
         return {"args": dict(sorted(self.args.items())), "sources": dict(sorted(self.sources.items()))}
 
     def markdown(self) -> str:
-        rows = "\n".join(f"| `{k}` | {_plain(v)} | {source} |" for k, (v, source) in self.changed().items())
+        rows = "\n".join(f"| `{k}` | {v} | {source} |" for k, (v, source) in self.changed().items())
         return f"| argument | value | from |\n|---|---|---|\n{rows}"
-
-    def text(self) -> str:
-        return ", ".join(f"{k}={_plain(v)} ({source})" for k, (v, source) in self.changed().items())
-
-
-def _plain(value: Any) -> str:
-    return str(value)
 
 
 # Reading and checking ------------------------------------------------------------------------------------------------
@@ -133,7 +123,9 @@ def read_recipe_file(settings: Settings) -> dict[str, Any]:
     if document is None:
         return {}
     if not isinstance(document, dict) or not all(isinstance(k, str) for k in document):
-        raise InvalidInput(f"{where}: must be a mapping of Ultralytics train arguments (key: value), as in `yolo train cfg=`")
+        raise InvalidInput(
+            f"{where}: must be a mapping of Ultralytics train arguments (key: value), as in `yolo train cfg=`"
+        )
     return check_arguments(document, where)
 
 
@@ -170,7 +162,9 @@ def _check_more(key: str, value: Any) -> None:
             raise ValueError(f"'imgsz={value}' must be at least 32")
         check_imgsz(value, stride=32, max_dim=1)
     elif key == "batch" and not (value == -1 or 0 < value < 1 or (float(value).is_integer() and value >= 1)):
-        raise ValueError(f"'batch={value}' must be a whole number >= 1, -1 (AutoBatch) or a GPU memory fraction in (0, 1)")
+        raise ValueError(
+            f"'batch={value}' must be a whole number >= 1, -1 (AutoBatch) or a GPU memory fraction in (0, 1)"
+        )
     elif key == "optimizer" and str(value).lower() != "auto":
         from types import SimpleNamespace
 
@@ -178,7 +172,7 @@ def _check_more(key: str, value: Any) -> None:
         from ultralytics.cfg import get_cfg
         from ultralytics.engine.trainer import BaseTrainer
 
-        probe = SimpleNamespace(args=get_cfg(), data={"nc": 1})  # builds it for a one-weight model: an unknown name raises
+        probe = SimpleNamespace(args=get_cfg(), data={"nc": 1})  # built for a one-weight model: unknown names raise
         BaseTrainer.build_optimizer(probe, torch.nn.Linear(1, 1), name=value)
 
 

@@ -46,11 +46,13 @@ class HideRefusalTracebacks(logging.Filter):
 
 def _console_handlers() -> list[logging.Handler]:
     """The handlers that write to the terminal: the root's and Prefect's stream handlers (not its API handler)."""
-    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in ("prefect", "prefect.flow_runs", "prefect.task_runs"))]
+    names = ("prefect", "prefect.flow_runs", "prefect.task_runs")
+    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in names)]
     found: list[logging.Handler] = []
     for logger in loggers:
         for handler in logger.handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler) and handler not in found:
+            to_terminal = isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+            if to_terminal and handler not in found:
                 found.append(handler)
     return found
 
