@@ -12,9 +12,11 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from tasks.build_dataset import build_retraining_dataset
+from tasks.check_disk import check_disk_space
 from tasks.claim_corrections import claim_corrections, release_corrections
 from tasks.evaluate import evaluate_champion, evaluate_on_holdout, holdout_key
 from tasks.finish import finish_retrain
+from tasks.housekeeping import retire_old_outputs
 from tasks.log_dataset import log_dataset
 from tasks.log_reviewer_diffs import log_reviewer_diffs
 from tasks.log_training_artifacts import log_training_artifacts
@@ -75,14 +77,16 @@ def _retrain(
         skipped = RetrainReport(outcome="skipped", trigger=trigger, corrections=len(corrections), message=message)
         return _publish(skipped)
 
-    run = None
+    run = version = None
     try:
         # 2. The exact dataset: base + accepted corrections + this batch (bad base data stops here, before any MLflow run).
         dataset = build_retraining_dataset(settings, batch_id)
+        check_disk_space(settings)  # a disk too small for this retrain: refused now, with the figures
 
         # 3-4. MLflow: tracking URI, the experiment (never created here), this retrain's run; the dataset in it.
         tags = {"trigger": trigger, "corrections_count": str(len(corrections))}
-        params = {"trigger": trigger, "corrections": len(corrections), **_training_params(settings)}
+        params = {"trigger": trigger, "corrections": len(corrections), "dataset_digest": dataset.digest}
+        params |= _training_params(settings)  # a retry with other inputs gets a run of its own
         run = setup_mlflow(settings, batch_id, tags, params)
         log_dataset(settings, run, dataset)
         diffs = log_reviewer_diffs(settings, run, corrections)  # what reviewers changed against the model, per class
@@ -115,11 +119,14 @@ def _retrain(
         # 12. The batch accepted (promoted) or held as rejected, with the version; run FINISHED.
         finish_retrain(settings, run, str(version.version), decision)
     except Exception as exc:  # a step failed
-        _end_abandoned(settings, batch_id, run, exc, "FAILED")
+        _end_abandoned(settings, batch_id, run, exc, "FAILED", registered=version is not None)
         raise
     except INTERRUPTED as exc:  # stopped from outside: Ctrl-C, a Prefect cancellation (SIGTERM), task cancellation
-        _end_abandoned(settings, batch_id, run, exc, "KILLED")
+        _end_abandoned(settings, batch_id, run, exc, "KILLED", registered=version is not None)
         raise
+
+    # 13. Retire old local outputs (retention policy: YOLO_RETRAIN_KEEP_*); a failure here is only logged.
+    retire_old_outputs(settings)
 
     report = RetrainReport(
         outcome="promoted" if decision.promote else "rejected",
@@ -146,14 +153,20 @@ def _retrain(
 INTERRUPTED = (KeyboardInterrupt, SystemExit, asyncio.CancelledError, TerminationSignal)
 
 
-def _end_abandoned(settings: Settings, batch_id: str, run: RetrainRun | None, exc: BaseException, status: str) -> None:
-    """Claim released, run ended ``status`` with ``exc`` as its failure_reason. A plain call, not a retried task:
-    it must run even while the flow is being cancelled, and its own failure is logged and noted on ``exc``,
-    which the caller re-raises, so the user always sees what stopped the retrain."""
+def _end_abandoned(
+    settings: Settings, batch_id: str, run: RetrainRun | None, exc: BaseException, status: str, registered: bool
+) -> None:
+    """Claim released, run ended ``status`` with ``exc`` as its failure_reason, unless the gate's decision had
+    already taken effect: then it stands and the batch follows it. A plain call, not a retried task: it must run
+    even while the flow is being cancelled, and its own failure is logged and noted on ``exc``, which the caller
+    re-raises, so the user always sees what stopped the retrain."""
     what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     reason = what if status == "FAILED" else f"interrupted: {what}"
-    problems = end_abandoned_retrain(settings, batch_id, run.run_id if run else None, status, reason)
-    for problem in problems:
+    cleanup = end_abandoned_retrain(settings, batch_id, run.run_id if run else None, status, reason, registered)
+    if cleanup.settled:
+        get_run_logger().warning(f"{type(exc).__name__} after the promotion gate; {cleanup.settled}")
+        exc.add_note(f"stopped after the promotion gate; {cleanup.settled}")
+    for problem in cleanup.problems:
         get_run_logger().error(f"Cleanup after {type(exc).__name__} incomplete: {problem}")
         exc.add_note(f"cleanup incomplete (the next retrain's recovery finishes it): {problem}")
 

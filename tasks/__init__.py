@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from prefect import Task, task
@@ -13,6 +13,7 @@ from prefect.tasks import exponential_backoff
 
 from yolo_retrain.config import get_settings
 from yolo_retrain.errors import RetrainError, TransientError
+from yolo_retrain.inputs_digest import inputs_digest
 
 
 def _worth_retrying(task, task_run, state) -> bool:
@@ -22,10 +23,9 @@ def _worth_retrying(task, task_run, state) -> bool:
 
 
 def _once_per_flow_run(context, parameters) -> str:
-    """Cache key: this flow run, this task, its plain parameters. A retried flow run reuses the result."""
-    plain = sorted((k, v) for k, v in parameters.items() if isinstance(v, (str, int, float, bool)))
-    digest = hashlib.sha256(repr(plain).encode()).hexdigest()[:16]
-    return f"{context.task_run.flow_run_id}:{context.task.name}:{digest}"
+    """Cache key: this flow run, this task, and every input by what it is (dataset digest, weights bytes,
+    settings, run). A retried flow run reuses the result only if nothing it depends on changed meanwhile."""
+    return f"{context.task_run.flow_run_id}:{context.task.name}:{inputs_digest(parameters)[:32]}"
 
 
 def retrain_task(name: str, retries: int | None = None, resumable: bool = False) -> Callable[[Callable], Any]:
@@ -35,7 +35,7 @@ def retrain_task(name: str, retries: int | None = None, resumable: bool = False)
         name: The step's name in the Prefect UI.
         retries: Overrides ``settings.task_retries``.
         resumable: Keep the result for the flow run: a retried flow run does not redo this (expensive,
-            side-effect-free) step. Other steps are not cached (their inputs hold live clients).
+            side-effect-free) step with the same inputs (``inputs_digest``). Other steps are not cached.
     """
 
     def decorate(fn: Callable) -> _SettingsTask:
@@ -73,7 +73,15 @@ class _SettingsTask:
         return self._built[1]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.task()(*args, **kwargs)
+        result = self.task()(*args, **kwargs)
+        if self._resumable and _files_gone(result):  # reused, but housekeeping retired its files since: redo it
+            result = self.task().with_options(refresh_cache=True)(*args, **kwargs)
+        return result
 
     def __getattr__(self, attribute: str) -> Any:
         return getattr(self.task(), attribute)
+
+
+def _files_gone(result: Any) -> bool:
+    weights = getattr(result, "best_weights", None)  # a training's output
+    return isinstance(weights, Path) and not weights.exists()

@@ -8,7 +8,8 @@ from yolo_retrain.train_output import TrainOutput
 
 @retrain_task("log-training-artifacts")
 def log_training_artifacts(settings: Settings, run: tracking.RetrainRun, trained: TrainOutput) -> None:
-    """Weights, results.csv, args.yaml, plots and train.log (Ultralytics' own output) into the run.
+    """results.csv, args.yaml, plots and train.log (Ultralytics' own output) into the run; the weights go once,
+    into the logged model (register-model).
 
     Args:
         settings: The tracking URI.

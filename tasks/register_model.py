@@ -22,7 +22,7 @@ def register_model(
     pre: EvalMetrics | None,
 ) -> ModelVersion:
     """Log the candidate as an MLflow logged model (pyfunc) of the run, with its holdout figures as the model's
-    metrics, and register it; a retry finds the version it made.
+    metrics, and register it; a retry finds the version it made of these weights.
 
     Args:
         settings: Registered model name.
@@ -33,10 +33,11 @@ def register_model(
         pre: The champion's, None before the first champion.
     """
     client = tracking.client_for(settings)
-    existing = registry.find_version_for_run(client, settings.model_name, run.run_id)
+    sha256 = file_sha256(Path(weights))
+    existing = registry.find_version_for_run(client, settings.model_name, run.run_id, sha256)
     if existing is not None:
         return existing
     model_id = registry.log_pyfunc_model(client, run.experiment_id, run.run_id, Path(weights), trained_imgsz(weights))
     registry.log_model_metrics(client, run.run_id, model_id, str(lineage["dataset_digest"]), {"post": post, "pre": pre})
-    tags = {**lineage, "weights_sha256": file_sha256(Path(weights))}
+    tags = {**lineage, "weights_sha256": sha256}
     return registry.register_version(settings.model_name, model_id, tags)

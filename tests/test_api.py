@@ -85,6 +85,7 @@ def test_correction_is_stored_and_counted(client: TestClient, settings: Settings
         "rejected": 0,
         "superseded": 0,
         "dropped": 0,
+        "withdrawn": 0,
         "applied": 0,
         "total": 2,
         "threshold": settings.retrain_threshold,
@@ -215,7 +216,7 @@ def test_champion_is_404_on_an_empty_home(client: TestClient) -> None:
 def test_champion(in_world: World) -> None:
     settings = in_world.settings
     expected = version_by_alias(in_world.client, settings.model_name, "champion")
-    with TestClient(create_app(settings)) as client:  # no token: auth is off on loopback
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:  # no token: auth is off on loopback
         response = client.get("/models/champion")
     assert response.status_code == 200, response.text
     body = response.json()
@@ -252,3 +253,39 @@ def test_retrain_is_503_when_prefect_is_unreachable(client: TestClient) -> None:
     with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):  # discard port: nothing listens
         response = client.post("/retrain", json={})
     assert response.status_code == 503 and "unreachable" in response.json()["detail"]
+
+
+LOOPBACK = "http://127.0.0.1:8000"
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({"Origin": "https://evil.example"}, "cross-origin request from https://evil.example"),
+        ({"Origin": "null"}, "cross-origin request from null"),  # a sandboxed frame, a file:// page
+        ({"Origin": "http://localhost:3000"}, "cross-origin request from http://localhost:3000"),  # another local app
+        ({"Host": "evil.example:8000"}, "Host evil.example:8000 is not loopback"),  # DNS rebinding: same-origin to the page
+        ({"Sec-Fetch-Site": "cross-site"}, "cross-site request"),
+    ],
+)
+def test_without_a_token_cross_origin_requests_are_refused(settings: Settings, headers: dict, reason: str) -> None:
+    """A web page the operator visits can POST a multipart form to loopback (no CORS preflight), or read it
+    through DNS rebinding: without a token only requests from loopback's own origin (or none: curl) are taken."""
+    open_settings = settings.model_copy(update={"api_token": None})
+    with TestClient(create_app(open_settings), base_url=LOOPBACK) as client:
+        refused = client.post("/corrections", **form(), headers=headers)
+        read = client.get("/corrections/stats", headers=headers)
+        assert refused.status_code == 403 and reason in refused.json()["detail"], refused.text
+        assert read.status_code == 403 and "YOLO_RETRAIN_API_TOKEN" in read.json()["detail"]
+        assert store_of(client).stats()["total"] == 0 and blobs(settings) == []
+
+        same_origin = client.post("/corrections", **form(), headers={"Origin": LOOPBACK})  # the /docs page
+        assert same_origin.status_code == 201, same_origin.text
+        assert client.post("/corrections", **form(png(2))).status_code == 201  # no Origin: curl, a script
+        assert client.get("/corrections/stats").json()["total"] == 2
+
+
+def test_with_a_token_set_and_sent_origin_does_not_matter(client: TestClient) -> None:
+    """A browser cannot send the bearer token cross-origin without a preflight, which the intake never grants."""
+    response = client.post("/corrections", **form(), headers={"Origin": "https://tool.example", "Host": "intake.example"})
+    assert response.status_code == 201, response.text

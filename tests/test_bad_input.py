@@ -122,7 +122,7 @@ def test_api_refuses_path_traversal_in_the_uploaded_file_name(
     data_yaml.parent.mkdir()
     data_yaml.write_text("path: .\ntrain: images\nval: images\nnames: [square, circle]\n")
     settings = use_home(monkeypatch, tmp_path / "home", base_data=data_yaml)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:8000") as client:
         files = {"image": (name, png(1), "image/png"), "labels": ("a.txt", BOX.encode(), "text/plain")}
         response = client.post("/corrections", files=files)
         stats = client.get("/corrections/stats").json()

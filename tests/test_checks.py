@@ -9,8 +9,10 @@ from conftest import TINY, use_home
 from mlflow.entities import ViewType
 from typer.testing import CliRunner
 
-from yolo_retrain import doctor, registry, tracking
+from yolo_retrain import doctor, registry, retention, tracking
 from yolo_retrain.cli import app
+from yolo_retrain.config import get_settings
+from yolo_retrain.hashing import file_sha256
 from yolo_retrain.verify import verify_run
 
 
@@ -32,6 +34,7 @@ def test_doctor_passes_on_a_retrained_home(in_world):
         "base dataset",
         "recipe",
         "corrections",
+        "disk",
         "prefect",
     ]
     champion = registry.version_by_alias(in_world.client, in_world.settings.model_name, "champion")
@@ -152,3 +155,49 @@ def test_verify_names_a_missing_dataset_artifact(monkeypatch, tmp_path):
     assert missing in lines
     assert f"✓ run finished — run {run_id} FINISHED" in lines
     assert any(line.startswith("✗ dataset input — no dataset input with digest 00000000") for line in lines)
+
+
+def _files(home) -> dict[str, tuple[int, int]]:
+    """Every file's size and time, but the lock file (the command holds the retrain lock, writing its pid)."""
+    return {str(p): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in home.rglob("*") if p.is_file() and p.name != "retrain.lock"}
+
+
+@pytest.mark.e2e
+def test_housekeeping_dry_run_lists_what_would_go_and_deletes_nothing(in_world, monkeypatch):
+    for key, value in {"KEEP_RUN_FOLDERS": "0", "KEEP_LOCAL_WEIGHTS": "0", "KEEP_UNUSED_DATASETS_DAYS": "0"}.items():
+        monkeypatch.setenv(f"YOLO_RETRAIN_{key}", value)
+    get_settings.cache_clear()
+    home = in_world.settings.home
+    before = _files(home)
+    result = CliRunner().invoke(app, ["housekeeping", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    run8 = in_world.report.run_id[:8]
+    assert any(line.startswith(f"would remove {in_world.settings.runs_dir / f'train-{run8}'} (training runs, ") for line in lines)
+    assert lines[-1].startswith("would free ") and "MB" in lines[-1]
+    # the champion's files and the datasets the versions name are never listed
+    assert not any("champion.pt" in line or f"{in_world.settings.datasets_dir}/" in line for line in lines)
+    assert _files(home) == before  # nothing deleted, nothing touched
+
+
+@pytest.mark.e2e
+def test_retention_keeps_what_the_champion_verify_and_rollback_need(in_world, world_copy, monkeypatch):
+    """Weights files of old versions go (MLflow keeps them); a rollback to such a version fetches them again,
+    sha256-checked, and verify checks MLflow's copy instead."""
+    client = tracking.client_for(world_copy)
+    registry.rollback(client, world_copy, "1")  # champion v1; v2 neither champion nor the version v1 replaced
+    monkeypatch.setenv("YOLO_RETRAIN_KEEP_LOCAL_WEIGHTS", "0")
+    get_settings.cache_clear()
+    settings = get_settings()
+    verified_before = {r.name: r.ok for r in verify_run(settings, in_world.report.run_id)}
+
+    result = retention.housekeeping(settings)
+    v2 = registry.local_weights_path(settings, in_world.report.version)
+    assert [r.path for r in result.retired] == [v2] and not v2.exists()
+    assert registry.local_weights_path(settings, "1").is_file() and settings.champion_weights.is_file()
+    after = verify_run(settings, in_world.report.run_id)
+    assert {r.name: r.ok for r in after} == verified_before
+    assert "no local copy (retired); MLflow's matches weights_sha256" in next(r for r in after if r.name == "registry version").detail
+
+    version = registry.rollback(client, settings, in_world.report.version)  # to the version whose file was retired
+    assert file_sha256(settings.champion_weights) == version.tags["weights_sha256"] == file_sha256(v2)

@@ -348,3 +348,70 @@ def test_a_base_label_file_over_the_limit_is_refused_naming_it(base: Path, tmp_p
         build_dataset(base, [], tmp_path / "out")
     assert str(huge) in str(err.value)
     assert not [p for p in (tmp_path / "out").iterdir() if p.is_dir()]  # no dataset folder, nothing placed
+
+
+def _labels_folder_is_a_file(folder: Path) -> Path:
+    shutil.rmtree(folder)
+    folder.write_text("not a folder")
+    return folder
+
+
+def _labels_folder_is_a_dangling_link(folder: Path) -> Path:
+    shutil.rmtree(folder)
+    folder.symlink_to(folder.parent / "moved-away")
+    return folder
+
+
+def _labels_folder_is_a_link_loop(folder: Path) -> Path:
+    shutil.rmtree(folder)
+    folder.symlink_to(folder)  # ELOOP on every open
+    return folder
+
+
+def _a_label_entry_is_a_link_loop(folder: Path) -> Path:
+    label = folder / "img0.txt"
+    label.unlink()
+    label.symlink_to(label)
+    return label
+
+
+def _a_label_entry_is_a_dangling_link(folder: Path) -> Path:
+    label = folder / "img1.txt"
+    label.unlink()
+    label.symlink_to(folder / "gone.txt")
+    return label
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        _labels_folder_is_a_file,
+        _labels_folder_is_a_dangling_link,
+        _labels_folder_is_a_link_loop,
+        _a_label_entry_is_a_link_loop,
+        _a_label_entry_is_a_dangling_link,
+    ],
+)
+def test_a_label_folder_or_file_that_cannot_be_read_stops_the_build_naming_it(base: Path, tmp_path: Path, damage) -> None:
+    """A read error is not "no objects": read as an empty folder, every image in it would train as background."""
+    broken = damage(base.parent / "labels" / "train")
+    with pytest.raises(InvalidInput, match="cannot read") as err:
+        build_dataset(base, [], tmp_path / "out")
+    assert str(broken) in str(err.value)
+    assert not (tmp_path / "out").exists() or not [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+
+
+def test_a_missing_labels_folder_still_means_background_images(base: Path, tmp_path: Path) -> None:
+    shutil.rmtree(base.parent / "labels" / "train")  # as Ultralytics reads it: no label files, no objects
+    images = load_base_dataset(base).images
+    assert [i.label for i in images if i.split == "train"] == [None] * 4
+    assert all(i.label for i in images if i.split == "val")
+
+
+def test_an_image_folder_that_cannot_be_read_stops_the_build_naming_it(base: Path, tmp_path: Path) -> None:
+    """A link back to its own folder: walked until the system refuses (ELOOP); the images below would be listed
+    dozens of times over, then the rest silently skipped."""
+    (base.parent / "images" / "train" / "loop").symlink_to(".")
+    with pytest.raises(InvalidInput, match="cannot read image folder") as err:
+        build_dataset(base, [], tmp_path / "out")
+    assert str(base.parent / "images" / "train" / "loop") in str(err.value)

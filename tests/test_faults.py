@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -33,6 +34,7 @@ from yolo_retrain import registry, tracking
 from yolo_retrain.callbacks.mlflow_run import MetricQueue
 from yolo_retrain.cli import app
 from yolo_retrain.config import Settings
+from yolo_retrain.disk import DiskSpaceError
 from yolo_retrain.errors import TransientError
 from yolo_retrain.hashing import file_sha256
 from yolo_retrain.recovery import recover_orphans, retrain_lock
@@ -193,7 +195,7 @@ def test_tracking_server_outage_during_training_loses_nothing(prefect_server, ml
     artifacts = {a.path for a in client.list_artifacts(report.run_id, "dataset")}
     assert {"dataset/corrections_applied.json", "dataset/manifest.json", "dataset/data.yaml"} <= artifacts
     stored = mlflow_server.root / "artifacts" / "yolo-retrain" / report.run_id / "artifacts"
-    assert (stored / "training" / "weights" / "best.pt").is_file() and (stored / "training" / "results.csv").is_file()
+    assert (stored / "training" / "results.csv").is_file() and not (stored / "training" / "weights").exists()
     # the registered version, the local file and the champion
     version = client.get_model_version(settings.model_name, report.version)
     assert version.run_id == report.run_id
@@ -325,7 +327,7 @@ def mount_tmpfs(target: Path, size_bytes: int) -> None:
 
 
 @pytest.mark.e2e
-def test_disk_full_while_saving_the_model_fails_cleanly(prefect_server, monkeypatch, tmp_path):
+def test_a_disk_too_small_for_the_retrain_is_refused_before_training(prefect_server, monkeypatch, tmp_path):
     settings = use_home(monkeypatch, tmp_path / "home", **TINY)
     data = make_dataset(settings.home / "demo", train=8, val=4, size=64)
     result = CliRunner().invoke(app, ["init", "--weights", str(untrained_weights(tmp_path / "init.pt"))])
@@ -336,7 +338,7 @@ def test_disk_full_while_saving_the_model_fails_cleanly(prefect_server, monkeypa
     files_before = {p.name: file_sha256(p) for p in settings.models_dir.iterdir()}
     assert set(files_before) == {"champion.pt", "retrained_v1.pt"}
 
-    # models/ becomes a filesystem with room for what it holds plus 2 MB: the new ~6 MB weights do not fit
+    # models/ becomes a filesystem with room for what it holds plus 2 MB: the new ~6 MB weights would not fit
     saved = tmp_path / "models-saved"
     settings.models_dir.rename(saved)
     settings.models_dir.mkdir()
@@ -346,24 +348,43 @@ def test_disk_full_while_saving_the_model_fails_cleanly(prefect_server, monkeypa
         for p in saved.iterdir():
             (settings.models_dir / p.name).write_bytes(p.read_bytes())
 
-        with pytest.raises(OSError, match="No space left on device"):
+        with pytest.raises(DiskSpaceError) as refused:
             retrain(trigger="manual")
 
-        # no partial file left; the champion's files untouched, the alias unmoved, its weights load
+        # the figures: where, how much is free, what the retrain would write there
+        message = str(refused.value)
+        assert re.search(rf"{settings.models_dir} is on a filesystem with [12]\.\d MB free", message), message
+        size = (settings.models_dir / "champion.pt").stat().st_size
+        assert f"writes about {2 * size / 2**20:.1f} MB there" in message and "checked before training" in message
         assert {p.name: file_sha256(p) for p in settings.models_dir.iterdir()} == files_before
         assert_champion_loads(client, settings, champion_before.version)
     finally:
         subprocess.run(["umount", "-l", str(settings.models_dir)], check=False)
 
+    # refused before anything was written: no run, no training output, no version; the corrections pending
     experiment = client.get_experiment_by_name(settings.experiment_name)
-    (run,) = client.search_runs([experiment.experiment_id], "tags.type = 'retraining'")
-    assert run.info.status == "FAILED" and "No space left on device" in run.data.tags["failure_reason"]
-    assert running_runs(client, settings) == []
-    assert registry.version_by_alias(client, settings.model_name, "challenger") is None
-    # the version registered just before the disk filled up is marked as a failed retrain's (tasks/finish.py)
-    (orphan,) = client.search_model_versions(f"run_id = '{run.info.run_id}'")
-    assert "No space left on device" in orphan.tags["run_failed"] and not orphan.aliases
+    assert client.search_runs([experiment.experiment_id], "tags.type = 'retraining'") == []
+    assert not any(settings.runs_dir.glob("train-*"))
+    assert [v.version for v in client.search_model_versions(f"name = '{settings.model_name}'")] == [champion_before.version]
     assert statuses(settings) == {c.id: "pending" for c in corrections}
+
+
+def test_the_disk_filling_up_while_weights_are_written_leaves_no_partial_file(tmp_path):
+    """Past the check (another process filled the disk meanwhile): the atomic copy names the target and leaves
+    neither a partial file nor a changed one."""
+    target_dir = tmp_path / "models"
+    target_dir.mkdir()
+    mount_tmpfs(target_dir, 1024 * 1024)
+    try:
+        kept = target_dir / "champion.pt"
+        kept.write_bytes(b"the champion")
+        weights = tmp_path / "candidate.pt"
+        weights.write_bytes(os.urandom(2 * 1024 * 1024))
+        with pytest.raises(OSError, match=f"cannot write {kept}: No space left on device"):
+            registry.install_champion(Settings(home=tmp_path), weights)
+        assert [p.name for p in target_dir.iterdir()] == ["champion.pt"] and kept.read_bytes() == b"the champion"
+    finally:
+        subprocess.run(["umount", "-l", str(target_dir)], check=False)
 
 
 # (d) the retrain fails or is interrupted, and its cleanup meets a fault too --------------------------------------

@@ -104,11 +104,16 @@ def assert_project_ids(settings: Settings, expected: dict[str, list[str]] = SHAP
 # One test per tool, the tree as the tool writes it -------------------------------------------------------------------
 
 
-def test_plain_folder_keeps_its_ids(settings: Settings, tmp_path: Path) -> None:
+def test_plain_folder_keeps_its_ids_when_told_so(settings: Settings, tmp_path: Path) -> None:
     export = tmp_path / "export"
     write_images(export / "images")
-    write_labels(export / "labels", PROJECT)  # no class names: the ids are taken as the project's
-    output = run_import(settings, export)
+    write_labels(export / "labels", PROJECT)  # no class names: nothing to check its ids against by name
+    refused = CliRunner().invoke(app, ["corrections", "import", str(export)])
+    assert refused.exit_code == 2 and stored(settings) == {}
+    message = refused.stderr.strip().splitlines()[-1]
+    assert str(export) in message and "names no classes" in message and "--format plain" in message
+    assert "0 'square', 1 'circle', 2 'triangle'" in message  # what the ids would be taken as
+    output = run_import(settings, export, "--format", "plain")  # the operator says the ids are the project's
     assert "(plain)" in output and "renumbered" not in output
     assert_project_ids(settings)
 
@@ -420,3 +425,106 @@ def test_a_refused_retrain_prints_its_error_last(tmp_path: Path) -> None:
     assert lines[-1] == (
         f"error: base data.yaml {bad}: 'train' path {tmp_path / 'images' / 'gone'} is not a folder or a .txt list"
     )
+
+
+def _outside_dataset(tmp_path: Path) -> Path:
+    """A dataset outside any archive: what a zip's data.yaml must not reach."""
+    outside = tmp_path / "outside"
+    write_images(outside / "images")
+    write_labels(outside / "labels", PROJECT)
+    return outside
+
+
+ESCAPES = {  # a zip's data.yaml (or obj.data) naming files outside the extracted archive
+    "absolute path key": lambda out: {"data.yaml": yaml.safe_dump({"path": str(out), "train": "images", "names": PROJECT})},
+    "relative path key": lambda out: {"data.yaml": yaml.safe_dump({"path": "../outside", "train": "images", "names": PROJECT})},
+    "absolute split": lambda out: {"data.yaml": yaml.safe_dump({"train": str(out / "images"), "names": PROJECT})},
+    "list naming outside images": lambda out: {
+        "data.yaml": yaml.safe_dump({"train": "train.txt", "names": PROJECT}),
+        "train.txt": "".join(f"{out}/images/{s}.jpg\n" for s in SHAPES),
+    },
+    "obj.data naming an outside names file": lambda out: {
+        "obj.data": f"classes = 3\nnames = {out}/obj.names\n",
+        "obj_train_data/a.jpg": image_bytes(0),
+        "obj_train_data/a.txt": "0 0.5 0.5 0.1 0.1\n",
+    },
+}
+
+
+@pytest.mark.parametrize("case", ESCAPES)
+def test_a_zip_whose_config_points_outside_the_archive_is_refused(settings: Settings, tmp_path: Path, case: str) -> None:
+    outside = _outside_dataset(tmp_path)
+    (outside / "obj.names").write_text("\n".join(PROJECT) + "\n")
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name, content in ESCAPES[case](outside).items():
+            zf.writestr(name, content)
+    with CorrectionStore.from_settings(settings) as store, pytest.raises(InvalidInput, match="outside the archive") as err:
+        intake.import_corrections(store, settings, archive, format=None if case.startswith("obj") else "ultralytics")
+    assert str(outside) in str(err.value) or "../outside" in str(err.value)
+    assert stored(settings) == {}
+    # the same yaml in a folder the operator points at may name files anywhere: it is theirs
+
+
+def test_an_ultralytics_export_with_nc_but_no_names_is_refused_until_told(settings: Settings, tmp_path: Path) -> None:
+    export = tmp_path / "ds"
+    write_images(export / "images" / "train")
+    write_labels(export / "labels" / "train", TOOL_ORDER)  # the tool's ids: taken on trust they would mislabel
+    (export / "data.yaml").write_text(yaml.safe_dump({"path": ".", "train": "images/train", "nc": 3}))
+    with CorrectionStore.from_settings(settings) as store, pytest.raises(InvalidInput, match="names no classes") as err:
+        intake.import_corrections(store, settings, export)
+    assert str(export / "data.yaml") in str(err.value) and "--format ultralytics" in str(err.value)
+    assert stored(settings) == {}
+
+
+@pytest.mark.parametrize("names", [["9b24222a-a.txt", "5e6f7a8b-a.txt"], ["a.txt", "9b24222a-a.txt"]])
+def test_two_label_files_for_one_image_are_refused_naming_both(settings: Settings, tmp_path: Path, names) -> None:
+    """Label Studio's upload prefix is stripped to find an image: two label files may then pair with one image,
+    and the second would silently supersede the first."""
+    export = tmp_path / "ls"
+    (export / "labels").mkdir(parents=True)
+    (export / "labels" / names[0]).write_text(label_text(["circle"], TOOL_ORDER))
+    (export / "labels" / names[1]).write_text(label_text(["square"], TOOL_ORDER))
+    (export / "classes.txt").write_text("\n".join(TOOL_ORDER) + "\n")
+    photos = tmp_path / "photos"
+    write_images(photos)
+    with CorrectionStore.from_settings(settings) as store, pytest.raises(InvalidInput, match="both pair with") as err:
+        intake.import_corrections(store, settings, export, images=photos)
+    assert all(str(export / "labels" / n) in str(err.value) for n in names) and str(photos / "a.jpg") in str(err.value)
+    assert stored(settings) == {}
+
+
+def test_one_image_twice_with_different_labels_is_refused_naming_both(settings: Settings, tmp_path: Path) -> None:
+    """The same picture under two names (identical bytes) labelled two ways: storing both, one would silently
+    supersede the other. The same labels twice are no conflict."""
+    export = tmp_path / "export"
+    write_images(export / "images")
+    write_labels(export / "labels", PROJECT)
+    (export / "images" / "a-copy.jpg").write_bytes((export / "images" / "a.jpg").read_bytes())
+    (export / "labels" / "a-copy.txt").write_text(label_text(["square"], PROJECT))  # a.txt says circle
+    with CorrectionStore.from_settings(settings) as store, pytest.raises(InvalidInput, match="same image") as err:
+        intake.import_corrections(store, settings, export, format="plain")
+    assert str(export / "labels" / "a.txt") in str(err.value) and str(export / "labels" / "a-copy.txt") in str(err.value)
+    assert stored(settings) == {}
+
+
+@pytest.mark.parametrize("damage", ["a file", "a link to nothing", "a link loop"])
+def test_a_labels_folder_that_cannot_be_read_is_not_read_as_images_without_objects(
+    settings: Settings, tmp_path: Path, damage: str
+) -> None:
+    """Read as "no label file", every image would be stored as a correction saying it holds no objects."""
+    export = tmp_path / "ds"
+    write_images(export / "images" / "train")
+    labels = export / "labels" / "train"
+    labels.parent.mkdir(parents=True)
+    if damage == "a file":
+        labels.write_text("not a folder")
+    elif damage == "a link to nothing":
+        labels.symlink_to(tmp_path / "moved-away")
+    else:
+        labels.symlink_to(labels)
+    (export / "data.yaml").write_text(yaml.safe_dump({"path": ".", "train": "images/train", "names": PROJECT}))
+    with CorrectionStore.from_settings(settings) as store, pytest.raises(InvalidInput, match="cannot read") as err:
+        intake.import_corrections(store, settings, export)
+    assert str(labels) in str(err.value)
+    assert stored(settings) == {}

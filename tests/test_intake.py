@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sqlite3
 import time
 
 import numpy as np
@@ -77,3 +78,55 @@ def test_threshold_event_reaches_a_real_prefect_server(settings, prefect_server)
         events = threshold_events()
     assert len(events) == before + 1
     assert max(events, key=lambda e: e["occurred"])["payload"] == {"pending": 3, "threshold": 3}
+
+
+def _refuse_flag_writes(settings, when: str = "") -> None:
+    """The database itself refuses the threshold flag's write (a trigger): a failure after the correction committed."""
+    with CorrectionStore.from_settings(settings):  # the schema, as any first open makes it
+        pass
+    with sqlite3.connect(settings.home / "corrections.db") as db:
+        db.execute(f"CREATE TRIGGER refuse_flag BEFORE UPDATE ON flags {when} BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+
+
+def test_a_failed_threshold_check_after_the_commit_says_what_was_stored(settings, monkeypatch):
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from yolo_retrain.api import create_app
+    from yolo_retrain.cli import app
+
+    _refuse_flag_writes(settings)
+    with TestClient(create_app(settings.model_copy(update={"retrain_threshold": 1})), base_url="http://127.0.0.1:8000") as client:
+        files = {"image": ("a.png", _png(1), "image/png"), "labels": ("a.txt", b"0 0.5 0.5 0.2 0.2\n", "text/plain")}
+        response = client.post("/corrections", files=files)
+    assert response.status_code == 201, response.text  # stored: never "nothing was written, try again"
+    body = response.json()
+    assert body["correction"]["status"] == "pending" and body["pending"] == 1
+    assert "stored" in body["announcement"] and "disk I/O error" in body["announcement"]
+    assert "the next submission" in body["announcement"] and "nightly" in body["announcement"]
+
+    image, labels = settings.home / "b.png", settings.home / "b.txt"
+    image.write_bytes(_png(2))
+    labels.write_text("1 0.5 0.5 0.2 0.2\n")
+    use_home(monkeypatch, settings.home, retrain_threshold=1)
+    result = CliRunner().invoke(app, ["corrections", "add", str(image), str(labels)])
+    assert result.exit_code == 0, result.output
+    assert "added " in result.stdout and "warning: stored" in result.stderr
+    with CorrectionStore.from_settings(settings) as store:
+        assert store.pending_count() == 2
+
+
+def test_an_announcement_that_cannot_be_rearmed_says_who_picks_the_backlog_up(settings):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    _refuse_flag_writes(settings, "WHEN NEW.value = 1")  # the crossing is taken; re-arming it fails
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):  # no Prefect server: the event cannot be sent
+        with CorrectionStore.from_settings(settings) as store:
+            first = [intake.add_correction(store, settings, _png(s), "0 0.5 0.5 0.2 0.2\n") for s in range(2)]
+            third = intake.add_correction(store, settings, _png(2), "0 0.5 0.5 0.2 0.2\n")
+            assert store.pending_count() == 3
+    assert all(r.announcement.problem is None and not r.announcement.sent for r in first)  # below the threshold
+    assert third.correction.status == "pending" and not third.announcement.sent
+    problem = third.announcement.problem
+    assert problem is not None and "3 corrections are pending (threshold 3)" in problem
+    assert "no Prefect server configured" in problem and "could not be re-armed" in problem and "nightly retrain" in problem

@@ -124,3 +124,88 @@ def test_corrections_from_label_studio_count_toward_the_threshold(setup):
     assert result.diff.classes["square"].removed == 1
     # the intake tried to announce the crossing; Prefect was down, so it stays armed for the next try
     assert store.take_threshold_crossing(2) == 2
+
+
+def test_a_diff_that_cannot_be_written_stores_nothing_and_the_redelivery_stores_both(setup):
+    """#21 window 5: correction and diff are one transaction. A failure writing the diff (here a real SQLite trigger
+    refusing it) leaves nothing behind, so Label Studio's redelivery stores the correction with its diff."""
+    import sqlite3
+
+    settings, store = setup
+    database = settings.corrections_db_url.removeprefix("sqlite:///")
+    with sqlite3.connect(database) as conn:
+        conn.execute("CREATE TRIGGER refuse_diff BEFORE INSERT ON correction_diffs BEGIN SELECT RAISE(ABORT, 'injected: no diff'); END")
+    event = _event(0, 9, [_box("square", 20, 20)])
+    with pytest.raises(Exception, match="injected: no diff"):
+        _deliver(setup, event)
+    assert store.stats()["total"] == 0
+    assert not [p for p in settings.corrections_dir.rglob("*") if p.is_file()]  # nor its image blob
+    with sqlite3.connect(database) as conn:
+        conn.execute("DROP TRIGGER refuse_diff")
+    again = _deliver(setup, event)
+    assert again.outcome == "stored", again.reason
+    (kept,) = store.diffs([again.correction_id])
+    assert kept.source_key == "label-studio project 1 task 0 annotation 9" and kept.diff == again.diff.to_json()
+    assert _deliver(setup, event).outcome == "duplicate" and store.stats()["total"] == 1
+
+
+def _deleted(*annotation_ids: int) -> dict:
+    """Label Studio's ANNOTATIONS_DELETED payload: ids only (webhooks/models.py: OnlyIDWebhookSerializer)."""
+    return {"action": "ANNOTATIONS_DELETED", "annotations": [{"id": i} for i in annotation_ids], "project": {"id": 1}}
+
+
+def test_a_deleted_annotation_withdraws_its_correction_unless_a_model_learned_it(setup):
+    _, store = setup
+    learned = _deliver(setup, _event(2, 23, [_box("square", 20, 20)]))
+    other = _deliver(setup, _event(0, 21, [_box("circle", 20, 20)]))
+    store.claim("r1")
+    store.record_gate_decision("r1", "4", GateDecision(promote=True, reason="better"))
+    earlier = store.add(IMAGES["/data/upload/1/1.png"], "0 0.5 0.5 0.3 0.3\n", image_name="1.png")  # e.g. the intake's
+    first = _deliver(setup, _event(1, 22, [_box("square", 10, 10)]))
+    latest = _deliver(setup, _event(1, 22, [_box("circle", 10, 10)], action="ANNOTATION_UPDATED"))
+    assert store.get(earlier.id).status == "superseded"
+
+    result = _deliver(setup, _deleted(22, 23))
+    assert result.outcome == "withdrawn" and "1 correction(s) withdrawn" in result.reason
+    assert f"1 already learned by a model, listed for review ({learned.correction_id[:12]})" in result.reason
+    status = {c.id: c.status for c in store.list()}
+    assert status == {learned.correction_id: "accepted", other.correction_id: "accepted", earlier.id: "pending",
+                      first.correction_id: "superseded", latest.correction_id: "withdrawn"}  # fmt: skip
+    # the correction the deleted annotation had replaced is not lost: pending again
+    assert store.pending_count() == 1 and store.stats()["withdrawn"] == 1
+    assert {c.id for c in store.training_corrections("r2").accepted} == {learned.correction_id, other.correction_id}
+    listed = {c.id: c for c in store.list(source_deleted=True)}
+    assert set(listed) == {learned.correction_id, first.correction_id, latest.correction_id}
+    assert listed[learned.correction_id].status_reason.endswith("annotation 23 deleted in Label Studio after v4 learned it: review")
+    # Label Studio delivers it again: nothing changes
+    again = _deliver(setup, _deleted(22, 23))
+    assert "0 correction(s) withdrawn" in again.reason and {c.id: c.status for c in store.list()} == status
+    # The bulk deletion of Label Studio's Data Manager names no ids: nothing can be matched, nothing changes
+    assert _deliver(setup, {"action": "ANNOTATIONS_DELETED", "project": {"id": 1}}).outcome == "ignored"
+
+
+def test_an_annotation_deleted_during_a_retrain_is_withdrawn_unless_the_gate_promotes_it(setup):
+    _, store = setup
+    rejected = _deliver(setup, _event(0, 31, [_box("square", 20, 20)]))
+    kept = _deliver(setup, _event(1, 32, [_box("square", 20, 20)]))
+    store.claim("r2")
+    assert "1 in a running retrain" in _deliver(setup, _deleted(31)).reason
+    assert store.get(rejected.correction_id).status == "claimed"  # the running retrain decides
+    store.record_gate_decision("r2", "5", GateDecision(promote=False, reason="worse"))
+    assert (store.get(rejected.correction_id).status, store.get(kept.correction_id).status) == ("withdrawn", "rejected")
+
+    promoted = _deliver(setup, _event(2, 33, [_box("circle", 20, 20)]))
+    failed = _deliver(setup, _event(0, 34, [_box("circle", 20, 20)]))
+    store.claim("r3")
+    _deliver(setup, _deleted(33, 34))
+    store.record_gate_decision("r3", "6", GateDecision(promote=True, reason="better"))
+    assert store.get(promoted.correction_id).status == "accepted"  # the model learned it: listed for review
+    assert store.get(promoted.correction_id).status_reason.endswith("its source was deleted while the retrain ran: review")
+    assert store.get(failed.correction_id).status == "accepted"  # the same batch
+
+    again = _deliver(setup, _event(1, 35, [_box("circle", 30, 30)]))
+    store.claim("r4")
+    _deliver(setup, _deleted(35))
+    assert store.get(kept.correction_id).status == "superseded"  # by the newer annotation of its image
+    assert store.release("r4") == 1 and store.get(again.correction_id).status == "withdrawn"  # not pending again
+    assert store.get(kept.correction_id).status == "rejected"  # what it had superseded: held for a person again

@@ -135,7 +135,7 @@ def test_label_studio_round_trip(world: World, label_studio, backend: Backend, p
     # The webhook first (with the secret header), then the model: Label Studio then adds no webhook of its own.
     hook = ls.post("/api/webhooks", json={
         "project": pid, "url": f"{backend.url}/webhook", "send_payload": True, "send_for_all_actions": False,
-        "actions": ["ANNOTATION_CREATED", "ANNOTATION_UPDATED"], "headers": {"X-Yolo-Retrain-Secret": SECRET},
+        "actions": ["ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"], "headers": {"X-Yolo-Retrain-Secret": SECRET},
     })
     assert hook.status_code == 201, hook.text
     ml = ls.post("/api/ml", json={"url": backend.url, "project": pid, "title": "yolo-retrain champion",
@@ -224,3 +224,18 @@ def test_label_studio_round_trip(world: World, label_studio, backend: Backend, p
     assert run.data.metrics["reviewer_added"] == totals["added"] and run.data.metrics["reviewer_removed"] == totals["removed"]
     assert "reviewer_diffs.json" in {a.path for a in tracking.client_for(backend.settings).list_artifacts(report.run_id)}
     assert "What the reviewers changed (3 of 3 corrections" in report.markdown()
+
+    # The reviewer deletes an annotation the retrain took: Label Studio's real ANNOTATIONS_DELETED event (ids only)
+    # withdraws its correction if the gate rejected it, or lists it for review if the champion learned it.
+    deleted_task = tasks[1]["id"]
+    assert ls.delete(f"/api/annotations/{submitted[deleted_task]}").status_code == 204
+    with CorrectionStore.from_settings(backend.settings) as store:
+        deadline = time.monotonic() + 10
+        while not (marked := store.list(source_deleted=True)) and time.monotonic() < deadline:
+            time.sleep(0.2)  # in case Label Studio sends the webhook after answering
+    (listed,) = marked
+    assert listed.original_name.endswith(task_image[deleted_task].name)
+    if report.outcome == "promoted":
+        assert listed.status == "accepted" and listed.status_reason.endswith("learned it: review")
+    else:
+        assert listed.status == "withdrawn"

@@ -162,7 +162,7 @@ def test_an_old_store_opens_with_its_applied_rows_sorted_by_the_registry(old_hom
     expected = {"applied": None, "pending": "pending", "superseded": "superseded"}
     sorted_status = {row[0]: ("accepted" if row[3] == "2" else "rejected") if row[1] == "applied" else expected[row[1]] for row in before}
     assert {i: c.status for i, c in after.items()} == sorted_status
-    assert stats == {"pending": 1, "claimed": 0, "accepted": 2, "rejected": 1, "superseded": 1, "dropped": 0, "total": 5}
+    assert stats == {"pending": 1, "claimed": 0, "accepted": 2, "rejected": 1, "superseded": 1, "dropped": 0, "withdrawn": 0, "total": 5}
     (rejected,) = [c for c in after.values() if c.status == "rejected"]
     assert rejected.status_reason == "gate rejected v3: mAP50-95 0.1 < 0.5 (sorted when the store was upgraded)"
     assert _revision(f"sqlite:///{db}") == migrations.head()

@@ -23,12 +23,14 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+import store_races
 from mlflow import MlflowClient
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import FlowRun
 
 from yolo_retrain import processes
 from yolo_retrain.config import PROJECT_ROOT, Settings
+from yolo_retrain.hashing import file_sha256
 from yolo_retrain.store import CorrectionStore
 from yolo_retrain.synthetic import make_dataset
 
@@ -320,7 +322,9 @@ def test_threshold_over_http_retrains_on_the_worker_recorded_by_the_mlflow_serve
     # the artifacts are in the server's artifacts destination, nowhere local
     stored_run = stack.artifacts_root / "yolo-retrain" / run_id / "artifacts"
     assert all((stored_run / p).is_file() for p in json_files), sorted(stored_run.rglob("*"))
-    assert (stored_run / "training" / "weights" / "best.pt").is_file()
+    # the weights once, as the logged model (no second copy among the run's artifacts)
+    copies = [w for w in stack.artifacts_root.rglob("*.pt") if file_sha256(w) == version.tags["weights_sha256"]]
+    assert len(copies) == 1 and stored_run not in copies[0].parents, copies
     local_stores = [stack.settings.home / name for name in ("mlartifacts", "mlflow.db", "corrections.db")]
     assert not [p for p in local_stores if p.exists()]
     assert not list((PROJECT_ROOT / "mlartifacts").glob(f"**/{run_id}"))
@@ -415,3 +419,58 @@ def test_postgres_store_from_before_versioning_upgrades_in_place(stack: Stack, t
     with psycopg.connect(stack.pg.url("postgres", driver=None), autocommit=True) as conn:
         conn.execute('CREATE DATABASE "old_store"')
     upgrade_an_old_store(stack.pg.url("old_store"), tmp_path / "blobs")
+
+
+# Two writers at once on the store (#21, windows 3 and 4): real processes on this cluster. A trigger's pg_sleep holds
+# the first writer inside its transaction while the second starts (tests/store_races.py).
+
+
+@pytest.fixture(scope="module")
+def writers() -> Iterator[list[store_races.Writer]]:
+    started = [store_races.Writer() for _ in range(2)]  # importing in parallel
+    try:
+        yield started
+    finally:
+        for w in started:
+            w.close()
+
+
+def test_two_writers_of_one_image_leave_one_pending_correction_and_its_blob(stack: Stack, writers, tmp_path):
+    """Window 3: two writers' duplicate check and supersede under READ COMMITTED, and a failed writer's blob cleanup."""
+    import hashlib
+
+    url, blobs = store_races.new_database(stack.pg, "two_writers", ("corrections",)), tmp_path / "blobs"
+    for w in writers:
+        w.send(op="open", url=url, blobs=str(blobs), names=["square", "circle"])
+        assert "ok" in w.answer()
+    (x, _), (y, _), (z, _) = stack.corrections[:3]
+    square, circle = "0 0.5 0.5 0.25 0.25\n", "1 0.5 0.5 0.25 0.25\n"
+
+    def race(image: Path, first: tuple[str, str], second: tuple[str, str]) -> tuple[dict, dict]:
+        add = {"op": "add", "image": str(image)}
+        one, other = {**add, "labels": first[0], "author": first[1]}, {**add, "labels": second[0], "author": second[1]}
+        return store_races.race(stack.pg, "two_writers", *writers, one, other)
+
+    a, b = race(x, (square, "slow"), (circle, "fast"))  # other labels: the later supersedes the earlier
+    assert "ok" in a and "ok" in b, (a, b)
+    c, d = race(y, (square, "slow"), (square, "fast"))  # the same labels: one stored, one refused
+    assert "ok" in c and d.get("error") == "DuplicateCorrection", (c, d)
+    e, f = race(z, (square, "slow-then-fail"), (circle, "fast"))  # a failure after writing a new blob
+    assert "injected failure" in e.get("message", "") and "ok" in f, (e, f)
+    with CorrectionStore(url, blobs, ["square", "circle"]) as store:
+        rows = store.list()
+    assert sorted(r.id for r in rows if r.status == "pending") == sorted([b["ok"], c["ok"], f["ok"]])
+    assert {r.id: r.status for r in rows}[a["ok"]] == "superseded"
+    for row in rows:  # every row's image is there, with the bytes it names
+        assert hashlib.sha256(Path(row.image_path).read_bytes()).hexdigest() == row.image_sha256
+
+
+def test_two_first_opens_with_other_class_names_refuse_the_loser(stack: Stack, writers, tmp_path):
+    """Window 4: of two first opens of an empty store, and of two opens appending other classes, one is refused."""
+    url = store_races.new_database(stack.pg, "first_opens", ("project_classes",))
+    names, opening = ["square", "circle"], {"op": "open", "url": url, "blobs": str(tmp_path / "blobs")}
+    a, b = store_races.race(stack.pg, "first_opens", *writers, {**opening, "names": names}, {**opening, "names": names[::-1]})
+    assert a == {"ok": names} and b.get("error") == "ClassContractChanged", (a, b)
+    star, ring = {**opening, "names": [*names, "star"]}, {**opening, "names": [*names, "ring"]}
+    a, b = store_races.race(stack.pg, "first_opens", *writers, star, ring)
+    assert a == {"ok": [*names, "star"]} and b.get("error") == "ClassContractChanged", (a, b)

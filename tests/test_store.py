@@ -197,6 +197,7 @@ def test_list_stats_and_filters(store: CorrectionStore) -> None:
         "rejected": 0,
         "superseded": 0,
         "dropped": 0,
+        "withdrawn": 0,
         "total": 4,
     }
     with pytest.raises(InvalidInput, match="unknown status 'done'"):
@@ -237,6 +238,7 @@ def test_claim_release_apply_lifecycle(store: CorrectionStore) -> None:
         "rejected": 0,
         "superseded": 0,
         "dropped": 0,
+        "withdrawn": 0,
         "total": 3,
     }
 
@@ -377,7 +379,7 @@ def test_cli_add_list_stats(cli_env: Settings, tmp_path: Path) -> None:
     assert "a.png, 1 boxes" in result.output
 
     folder = yolo_dir(tmp_path / "in", {"b.png": (image_bytes(2), BOX), "c.png": (image_bytes(3), "")})
-    result = runner.invoke(cli.app, ["import", str(folder), "--source-model-version", "4"])
+    result = runner.invoke(cli.app, ["import", str(folder), "--format", "plain", "--source-model-version", "4"])
     assert result.exit_code == 0, result.output
     assert "imported 2 corrections" in result.output
 
@@ -405,9 +407,13 @@ def test_cli_add_list_stats(cli_env: Settings, tmp_path: Path) -> None:
         "0",
         "dropped",
         "0",
+        "withdrawn",
+        "0",
         "total",
         "3",
     ]
+    # none of them came from a deleted Label Studio annotation
+    assert runner.invoke(cli.app, ["list", "--source-deleted"]).output.strip() == "no corrections"
 
 
 def test_cli_errors_exit_2(cli_env: Settings, tmp_path: Path) -> None:
@@ -445,3 +451,34 @@ def test_the_class_names_the_stored_ids_mean_are_recorded_and_may_only_grow_at_t
         assert store.get(kept.id) == kept  # its id 0 still means square
     with pytest.raises(ClassContractChanged, match=r"are not \['square', 'circle', 'triangle'\]"):
         CorrectionStore(url, blobs, ["square", "circle"])  # the recorded contract grew with it
+
+
+def test_two_writer_processes_on_sqlite_one_first_open_and_one_pending_correction_per_image(tmp_path: Path) -> None:
+    """#21 windows 3 and 4 on SQLite (PostgreSQL: test_scale_out.py): two first opens with other class names at once,
+    then two adds of one image at once. A write there holds the database's lock from BEGIN IMMEDIATE."""
+    from store_races import Writer
+
+    url, blobs, names = f"sqlite:///{tmp_path / 'c.db'}", tmp_path / "blobs", ["square", "circle"]
+    writers = [Writer() for _ in range(2)]
+    try:
+        for w, order in zip(writers, (names, names[::-1])):
+            w.send(op="open", url=url, blobs=str(blobs), names=order)
+        answers = [w.answer() for w in writers]
+        assert sorted(a.get("error", "ok") for a in answers) == ["ClassContractChanged", "ok"], answers
+        winner = next(a["ok"] for a in answers if "ok" in a)
+        loser = writers[[a.get("error") for a in answers].index("ClassContractChanged")]
+        loser.send(op="open", url=url, blobs=str(blobs), names=winner)
+        assert loser.answer() == {"ok": winner}
+        image = tmp_path / "1.png"
+        image.write_bytes(image_bytes(1))
+        for w, labels in zip(writers, (BOX, "1 0.5 0.5 0.25 0.25\n")):
+            w.send(op="add", image=str(image), labels=labels)
+        assert all("ok" in w.answer() for w in writers)
+        for w in writers:
+            w.send(op="add", image=str(image), labels=BOX + "1 0.2 0.2 0.1 0.1\n")
+        assert sorted(w.answer().get("error", "ok") for w in writers) == ["DuplicateCorrection", "ok"]
+    finally:
+        for w in writers:
+            w.close()
+    with CorrectionStore(url, blobs, winner) as store:
+        assert [c.status for c in store.list()].count("pending") == 1

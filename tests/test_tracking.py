@@ -45,11 +45,23 @@ def test_retried_setup_resumes_the_same_run(monkeypatch, tmp_path):
     settings = use_home(monkeypatch, tmp_path)
     client = tracking.client_for(settings)
     experiment_id = tracking.create_experiment(client, settings)
-    first = tracking.start_retrain_run(client, experiment_id, "flow-run-1", {"trigger": "manual"}, {"epochs": 1})
+    params = {"epochs": 1, "dataset_digest": "aa"}
+    first = tracking.start_retrain_run(client, experiment_id, "flow-run-1", {"trigger": "manual"}, params)
     tracking.end_run(client, first, "FAILED", "boom")
-    again = tracking.start_retrain_run(client, experiment_id, "flow-run-1", {"trigger": "manual"}, {"epochs": 1})
+    again = tracking.start_retrain_run(client, experiment_id, "flow-run-1", {"trigger": "manual"}, params)
     assert again == first
     assert client.get_run(first).info.status == "RUNNING"
     assert len(MlflowClient(settings.tracking_uri).search_runs([experiment_id])) == 1
     run = client.get_run(first)
     assert run.data.tags["type"] == "retraining" and run.data.tags["prefect.flow_run_id"] == "flow-run-1"
+
+    # A run's parameters describe what it trained on: an attempt whose inputs changed meanwhile (corrections arrived,
+    # another dataset digest) gets a run of its own, and no attempt reopens a finished run.
+    tracking.end_run(client, first, "FAILED", "boom")
+    other = tracking.start_retrain_run(client, experiment_id, "flow-run-1", {}, {"epochs": 1, "dataset_digest": "bb"})
+    assert other != first and client.get_run(first).info.status == "FAILED"
+    assert client.get_run(other).data.tags["previous_attempt_run_ids"] == first
+    tracking.end_run(client, other, "FINISHED")
+    again = tracking.start_retrain_run(client, experiment_id, "flow-run-1", {}, {"epochs": 1, "dataset_digest": "bb"})
+    assert again not in (first, other) and client.get_run(other).info.status == "FINISHED"
+

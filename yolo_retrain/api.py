@@ -3,13 +3,15 @@ and the model registry.
 
 Reviewers' tools POST corrections here; operators start retrains and read the champion. Every endpoint but
 ``/health`` and the docs needs ``Authorization: Bearer <YOLO_RETRAIN_API_TOKEN>``. Without a token the
-service only binds to loopback. The token and the body size are checked before the body is read.
+service only binds to loopback, and takes requests from loopback's own origin only: a web page the operator
+visits could otherwise POST a form to it (no CORS preflight) or read it through DNS rebinding. The token, the
+origin and the body size are checked before the body is read.
 """
 
 from __future__ import annotations
 
 import hmac
-import ipaddress
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -29,7 +31,10 @@ from yolo_retrain import intake, registry, tracking
 from yolo_retrain.config import Settings, Trigger, configure_environment
 from yolo_retrain.errors import DuplicateCorrection, InvalidInput, TrackingSetupError, TransientError
 from yolo_retrain.labels import MAX_IMAGE_BYTES, MAX_LABEL_BYTES, decode_labels
+from yolo_retrain.origin import from_a_web_page, is_loopback
 from yolo_retrain.store import CorrectionStore, Status
+
+log = logging.getLogger(__name__)
 
 # Response models -----------------------------------------------------------------------------------
 
@@ -59,7 +64,14 @@ class CorrectionOut(BaseModel):
 
 class CorrectionCreated(BaseModel):
     correction: CorrectionOut
-    pending: int = Field(description="Corrections now waiting for a retrain.")
+    pending: int | None = Field(
+        description="Corrections now waiting for a retrain (null if they could not be counted after storing)."
+    )
+    announcement: str | None = Field(
+        default=None,
+        description="Set when the retrain threshold could not be checked or announced after the correction was "
+        "stored: what failed and what picks the backlog up (the correction is stored all the same).",
+    )
 
 
 class Stats(BaseModel):
@@ -69,6 +81,7 @@ class Stats(BaseModel):
     rejected: int = Field(description="Held for a person: the gate rejected the version they went into.")
     superseded: int
     dropped: int
+    withdrawn: int = Field(default=0, description="Their Label Studio annotation was deleted before a model learned them.")
     applied: int = Field(default=0, description="Rows of a store from before the lifecycle, not sorted yet.")
     total: int
     threshold: int = Field(description="Pending corrections that trigger a retrain.")
@@ -151,7 +164,8 @@ def _require_content_type(media_type: str) -> Callable[[Request], None]:
 
 
 class _Guard:
-    """ASGI middleware refusing a request before the app reads its body: bearer token, then body size.
+    """ASGI middleware refusing a request before the app reads its body: bearer token (or, without one, the
+    request's origin: ``origin.from_a_web_page``), then body size.
 
     The size is checked on Content-Length up front and again on the bytes actually received (chunked bodies).
     """
@@ -170,6 +184,12 @@ class _Guard:
         await self.app(scope, self._limited(receive), send)
 
     def _refusal(self, path: str, headers: Headers) -> JSONResponse | None:
+        if self.token is None and (why := from_a_web_page(headers, loopback_only=True)) is not None:
+            return JSONResponse(
+                {"detail": f"refused: {why}. Without YOLO_RETRAIN_API_TOKEN the intake takes requests from loopback's "
+                 "own origin only; to call it from elsewhere set a token and send it (Authorization: Bearer)"},
+                403,
+            )
         if self.token is not None and path not in self.public_paths:
             scheme, _, given = headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not given:
@@ -249,7 +269,7 @@ def submit_correction(
             labels_text = decode_labels(labels.encode(), "labels")
         else:
             labels_text = decode_labels(labels.file.read(MAX_LABEL_BYTES + 1), labels.filename or "labels")
-        correction = intake.add_correction(
+        added = intake.add_correction(
             store,
             settings,
             image.file.read(MAX_IMAGE_BYTES + 1),
@@ -264,7 +284,16 @@ def submit_correction(
         raise HTTPException(422, str(exc)) from exc
     except TransientError as exc:
         raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from exc
-    return CorrectionCreated(correction=CorrectionOut.model_validate(correction), pending=store.pending_count())
+    try:
+        pending: int | None = store.pending_count()
+    except Exception:  # stored already: a failed count must not answer as if nothing was
+        log.warning("could not count the pending corrections after storing %s", added.correction.id, exc_info=True)
+        pending = None
+    return CorrectionCreated(
+        correction=CorrectionOut.model_validate(added.correction),
+        pending=pending,
+        announcement=added.announcement.problem,
+    )
 
 
 @protected.get(
@@ -376,18 +405,9 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # any other host name may resolve to anything
-        return False
-
-
 def check_bind(settings: Settings) -> None:
     """Refuse to serve without a token anywhere but loopback."""
-    if _token(settings) is None and not _is_loopback(settings.api_host):
+    if _token(settings) is None and not is_loopback(settings.api_host):
         raise InvalidInput(
             f"refusing to start the intake on {settings.api_host} without YOLO_RETRAIN_API_TOKEN "
             "(set a token, or bind YOLO_RETRAIN_API_HOST to 127.0.0.1)"

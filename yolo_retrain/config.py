@@ -92,11 +92,30 @@ class Settings(BaseSettings):
     label_studio_backend_port: int = Field(default=9090, ge=1, le=65535)
     label_studio_min_score: float = Field(default=0.25, ge=0.0, le=1.0, description="Champion boxes below this confidence are not pre-annotated.")
     label_studio_diff_iou: float = Field(default=0.5, gt=0.0, le=1.0, description="IoU below which a kept box counts as moved.")
+    label_studio_max_predict_tasks: int = Field(
+        default=100, ge=1, description="Most tasks one /predict request may carry (each: an image fetched, predicted)."
+    )
 
     # Promotion gate
     gate_metric: GateMetric = "mAP50-95"
     gate_tolerance: float = Field(default=0.0, ge=0.0, description="Candidate may be this much below the champion.")
     gate_max_class_drop: float = Field(default=0.05, ge=0.0, description="Largest allowed drop of any class's AP50-95.")
+
+    # Disk: a retrain refused up front when a filesystem it writes to would keep less than this free
+    min_free_disk_mb: int = Field(
+        default=200, ge=0, description="Free space (MB) a retrain must leave on each filesystem it writes; checked before training."
+    )
+
+    # Retention: what each retrain's housekeeping (and `yolo-retrain housekeeping`) keeps locally
+    keep_run_folders: int = Field(
+        default=3, ge=0, description="Finished retrains whose Ultralytics folders and train.log stay under runs/ (all in MLflow)."
+    )
+    keep_local_weights: int = Field(
+        default=2, ge=0, description="Newest versions whose models/retrained_vN.pt stays, besides the champion and the one it replaced."
+    )
+    keep_unused_datasets_days: float = Field(
+        default=7, ge=0, description="Days a dataset folder that no registered version names is kept after it was last built."
+    )
 
     # Prefect task retries (exponential backoff)
     task_retries: int = Field(default=2, ge=0)

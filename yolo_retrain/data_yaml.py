@@ -47,10 +47,11 @@ class DataYaml:
     sources: dict[str, list[str]]  # split key -> folders or .txt lists, absolute, as Ultralytics resolves them
     raw: dict[str, Any]  # the yaml's own content
     what: str = "data.yaml"  # how messages name it ("base data.yaml", "export data.yaml")
+    within: Path | None = None  # an extracted archive: every path the yaml names must stay inside it
 
     def images(self, key: str) -> list[str]:
         """Every image the split ``key`` lists (sorted, absolute paths); [] for a split the yaml has not."""
-        return image_files(self.sources.get(key, []), f"{self.describe()}: '{key}'")
+        return image_files(self.sources.get(key, []), f"{self.describe()}: '{key}'", self.within)
 
     def describe(self) -> str:
         return f"{self.what} {self.path}"
@@ -123,8 +124,15 @@ def read_class_names(data_yaml: Path, what: str = "base data.yaml") -> list[str]
     return names_of(read_yaml(path, what), f"{what} {path}")[0]
 
 
-def load_data_yaml(data_yaml: Path, what: str = "data.yaml", required: tuple[str, ...] = ("train", "val")) -> DataYaml:
-    """Read and resolve a data.yaml; each key of ``required`` must be present. Images are listed by ``images()``."""
+def load_data_yaml(
+    data_yaml: Path, what: str = "data.yaml", required: tuple[str, ...] = ("train", "val"), within: Path | None = None
+) -> DataYaml:
+    """Read and resolve a data.yaml; each key of ``required`` must be present. Images are listed by ``images()``.
+
+    ``within``: the folder an archive was extracted into. A yaml that came in an archive names files of the
+    archive only: any path it resolves to outside ``within`` (``path: /``, ``train: ../../x``, an absolute line
+    in a list) is refused naming it, before anything there is listed or read.
+    """
     path = Path(os.path.abspath(data_yaml))
     source = f"{what} {path}"
     data = read_yaml(path, what)
@@ -138,33 +146,57 @@ def load_data_yaml(data_yaml: Path, what: str = "data.yaml", required: tuple[str
     if data.get("path"):
         # Relative to the yaml's folder first; then, as Ultralytics takes it, to the working directory.
         candidates = [Path(os.path.normpath(path.parent / str(data["path"]))), Path(os.path.abspath(str(data["path"])))]
+        if within is not None:  # never the working directory's: the archive's own folder or nothing
+            candidates = candidates[:1]
+            confine(str(candidates[0]), within, f"{source}: 'path' {data['path']}")
         root = next((c for c in candidates if c.is_dir()), candidates[0])
         if not root.is_dir():
             raise InvalidInput(f"{source}: 'path' {root} is not a folder")
-    sources = {key: _resolve(data[key], root, source, key) for key in SPLIT_KEYS if data.get(key)}
-    return DataYaml(path, root, names, named, sources, data, what)
+    sources = {key: _resolve(data[key], root, source, key, within) for key in SPLIT_KEYS if data.get(key)}
+    return DataYaml(path, root, names, named, sources, data, what, within)
 
 
-def _resolve(value: Any, root: Path, source: str, key: str) -> list[str]:
-    """The absolute paths a split value names; a lone ``../x`` that does not exist falls back to ``x``."""
+def _resolve(value: Any, root: Path, source: str, key: str, within: Path | None = None) -> list[str]:
+    """The absolute paths a split value names; a lone ``../x`` that does not exist (or, in an archive, is
+    outside it) falls back to ``x``."""
     if isinstance(value, str):
         resolved = os.path.normpath(root / value)
-        if not os.path.exists(resolved) and value.startswith("../"):
+        if value.startswith("../") and (not os.path.exists(resolved) or not _inside(resolved, within)):
             resolved = os.path.normpath(root / value[3:])
-        return [resolved]
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return [os.path.normpath(root / v) for v in value]
-    raise InvalidInput(f"{source}: '{key}' must be a path or a list of paths")
+        paths = [resolved]
+    elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        paths = [os.path.normpath(root / v) for v in value]
+    else:
+        raise InvalidInput(f"{source}: '{key}' must be a path or a list of paths")
+    for path in paths:
+        confine(path, within, f"{source}: '{key}' {path}")
+    return paths
 
 
-def image_files(sources: list[str], source: str) -> list[str]:
-    """Absolute paths of the images the folders and ``.txt`` lists in ``sources`` hold (sorted, as Ultralytics)."""
+def confine(path: str, within: Path | None, what: str) -> None:
+    """Refuse ``path`` (InvalidInput starting with ``what``) if it is outside the extracted archive ``within``."""
+    if not _inside(path, within):
+        raise InvalidInput(f"{what} points outside the archive ({within}): an export's files must be in it")
+
+
+def _inside(path: str, within: Path | None) -> bool:
+    if within is None:
+        return True
+    folder = os.path.realpath(within)
+    return os.path.commonpath([os.path.realpath(path), folder]) == folder
+
+
+def image_files(sources: list[str], source: str, within: Path | None = None) -> list[str]:
+    """Absolute paths of the images the folders and ``.txt`` lists in ``sources`` hold (sorted, as Ultralytics);
+    with ``within``, every image a list names must be inside it."""
     files: list[str] = []
     for path in sources:
         if os.path.isdir(path):
             files += _walk_files(path)
         elif os.path.isfile(path) and path.endswith(".txt"):
             listed = _listed_images(path)
+            for line in listed:
+                confine(line, within, f"{source} list {path} names {line}, which")
             missing = next((f for f in listed if is_image(f) and not os.path.isfile(f)), None)
             if missing:
                 raise InvalidInput(f"{source} list {path} names missing image {missing}")
@@ -184,12 +216,25 @@ def is_image(path: str) -> bool:
 
 
 def _walk_files(folder: str) -> list[str]:
-    """Every file under ``folder`` (following links to folders, as Ultralytics' glob does), hidden ones excepted."""
+    """Every file under ``folder`` (following links to folders, as Ultralytics' glob does), hidden ones excepted.
+
+    A folder that cannot be read (an I/O error) or a link back to a folder above it (walked until the system
+    refuses: its images listed dozens of times, then the rest skipped) is refused naming it.
+    """
     found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=_unreadable_folder):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        here = os.path.realpath(dirpath)
+        for d in dirnames:
+            target = os.path.realpath(f"{dirpath}/{d}")
+            if here == target or here.startswith(target.rstrip("/") + "/"):
+                raise InvalidInput(f"{dirpath}/{d}: cannot read image folder (a link to a folder above it: a loop)")
         found += [f"{dirpath}/{f}" for f in filenames if not f.startswith(".")]
     return found
+
+
+def _unreadable_folder(exc: OSError) -> None:
+    raise InvalidInput(f"{exc.filename}: cannot read image folder ({exc.strerror or exc})") from exc
 
 
 def _listed_images(list_file: str) -> list[str]:

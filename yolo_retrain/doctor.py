@@ -274,6 +274,20 @@ def check_prefect(settings: Settings) -> str:
     return f"Prefect API at {url} healthy"
 
 
+@check("disk", fix="free space (`yolo-retrain housekeeping`), or point YOLO_RETRAIN_HOME at a larger disk")
+def check_disk(settings: Settings) -> str:
+    """Free space where a retrain writes, against what one needs; what the home holds, by category."""
+    from yolo_retrain import disk
+
+    usage = disk.usage_by_category(settings)
+    held = ", ".join(f"{name} {disk.mb(size)}" for name, size in usage.items())
+    try:
+        figures = disk.check_free_space(settings)
+    except disk.DiskSpaceError as exc:
+        raise CheckFailed(f"{exc}; the home holds {held}") from exc
+    return f"{figures}; the home holds {held}"
+
+
 CHECKS: tuple[Callable[[Settings], CheckResult], ...] = (
     check_home,
     check_tracking,
@@ -284,6 +298,7 @@ CHECKS: tuple[Callable[[Settings], CheckResult], ...] = (
     check_base_dataset,
     check_recipe,
     check_corrections,
+    check_disk,
     check_prefect,
 )
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from PIL import Image
@@ -27,6 +29,7 @@ _SIGNATURES = {  # leading bytes of each accepted format but WebP (RIFF....WEBP)
     "TIFF": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
 }
 
+SIGNATURE_BYTES = 12  # enough of an image's first bytes for image_format to tell its format
 MAX_IMAGE_SIDE = 20_000
 MAX_IMAGE_BYTES = 100 * 1024 * 1024
 MAX_LABEL_BYTES = 16 * 1024 * 1024  # ~300 000 boxes: far more than any image holds
@@ -100,21 +103,52 @@ def check_image(data: bytes, source: str) -> tuple[int, int]:
     ``MAX_IMAGE_SIDE`` pixels a side, over ``MAX_IMAGE_BYTES`` bytes, or that PIL deems a decompression
     bomb (over twice ``Image.MAX_IMAGE_PIXELS``, about 179 megapixels).
     """
-    if len(data) > MAX_IMAGE_BYTES:
-        raise InvalidInput(f"{source}: image too large ({len(data)} bytes, limit {MAX_IMAGE_BYTES})")
-    fmt = _sniff_format(data)
-    if fmt is None:
-        raise InvalidInput(f"{source}: not an image, or not one of the accepted formats ({', '.join(IMAGE_SUFFIXES)})")
-    try:
-        with Image.open(io.BytesIO(data), formats=[fmt]) as img:
+    fmt = _checked_format(data, source)
+    with _decoding(source, fmt):
+        with _open_checked(data, source, fmt) as img:
             width, height = img.size
-            if width <= 0 or height <= 0:
-                raise InvalidInput(f"{source}: image has zero size ({width}x{height})")
-            if max(width, height) > MAX_IMAGE_SIDE:
-                raise InvalidInput(f"{source}: image too large ({width}x{height}, limit {MAX_IMAGE_SIDE} px a side)")
             img.verify()
         with Image.open(io.BytesIO(data), formats=[fmt]) as img:
             img.load()
+    return width, height
+
+
+def decode_image(data: bytes, source: str) -> Image.Image:
+    """The RGB pixels of image bytes from elsewhere (a task's image), checked as :func:`check_image` checks them
+    before anything is decoded: size in bytes, format from its first bytes (the one decoder PIL may try: none that
+    reaches the network or installs a plugin), width and height from the header."""
+    fmt = _checked_format(data, source)
+    with _decoding(source, fmt), _open_checked(data, source, fmt) as img:
+        return img.convert("RGB")
+
+
+def _checked_format(data: bytes, source: str) -> str:
+    """The accepted format of ``data``, from its size and first bytes only; InvalidInput naming ``source`` if none."""
+    if len(data) > MAX_IMAGE_BYTES:
+        raise InvalidInput(f"{source}: image too large ({len(data)} bytes, limit {MAX_IMAGE_BYTES})")
+    fmt = image_format(data)
+    if fmt is None:
+        raise InvalidInput(f"{source}: not an image, or not one of the accepted formats ({', '.join(IMAGE_SUFFIXES)})")
+    return fmt
+
+
+@contextmanager
+def _open_checked(data: bytes, source: str, fmt: str) -> Iterator[Image.Image]:
+    """The image opened by ``fmt``'s decoder alone, its size read from the header and checked; pixels not decoded."""
+    with Image.open(io.BytesIO(data), formats=[fmt]) as img:
+        width, height = img.size
+        if width <= 0 or height <= 0:
+            raise InvalidInput(f"{source}: image has zero size ({width}x{height})")
+        if max(width, height) > MAX_IMAGE_SIDE:
+            raise InvalidInput(f"{source}: image too large ({width}x{height}, limit {MAX_IMAGE_SIDE} px a side)")
+        yield img
+
+
+@contextmanager
+def _decoding(source: str, fmt: str) -> Iterator[None]:
+    """PIL's many errors on bad data as one InvalidInput naming ``source``."""
+    try:
+        yield
     except InvalidInput:
         raise
     except Image.DecompressionBombError as exc:
@@ -124,17 +158,16 @@ def check_image(data: bytes, source: str) -> tuple[int, int]:
         raise InvalidInput(f"{source}: corrupt {fmt} image (unreadable header)") from None
     except Exception as exc:  # PIL raises many types (OSError, SyntaxError, ValueError...) on corrupt data
         raise InvalidInput(f"{source}: corrupt or truncated image ({exc})") from exc
-    return width, height
 
 
 def image_suffix(data: bytes) -> str:
     """File suffix (``.jpg``, ``.png``...) for image bytes that already passed :func:`check_image`."""
-    fmt = _sniff_format(data)
+    fmt = image_format(data)
     assert fmt is not None, "image_suffix() needs bytes that passed check_image()"
     return IMAGE_SUFFIXES[fmt]
 
 
-def _sniff_format(data: bytes) -> str | None:
+def image_format(data: bytes) -> str | None:
     """The accepted format whose signature ``data`` starts with: the only one PIL is then allowed to try.
 
     Sniffing first keeps other data away from PIL's full plugin search, which Ultralytics patches to install

@@ -4,6 +4,9 @@ A retrain holds an exclusive ``flock`` on ``<home>/retrain.lock`` for its whole 
 when the process dies, even by SIGKILL, so whoever holds the lock knows that every other RUNNING retrain
 run and every other claimed batch is an orphan: the run is ended KILLED with a reason, the claim released,
 partial files deleted.
+
+The gate's alias move is a retrain's commit point. A retrain that stops after it (a tag, an artifact or the
+store failed) is not undone: its decision stands, the batch takes it, the run ends FINISHED (:func:`settle`).
 """
 
 from __future__ import annotations
@@ -34,9 +37,19 @@ class Recovery:
     killed_runs: list[str] = field(default_factory=list)
     released_batches: dict[str, int] = field(default_factory=dict)
     removed_files: list[str] = field(default_factory=list)
+    settled_runs: list[str] = field(default_factory=list)  # stopped after their gate's decision took effect: completed
 
     def __bool__(self) -> bool:
-        return bool(self.killed_runs or self.released_batches or self.removed_files)
+        return bool(self.killed_runs or self.released_batches or self.removed_files or self.settled_runs)
+
+
+@dataclass
+class Cleanup:
+    """What ending an abandoned retrain did: ``settled`` says how its gate's decision stood (None: nothing was
+    decided, the batch released), ``problems`` what could not be done, one line each."""
+
+    problems: list[str] = field(default_factory=list)
+    settled: str | None = None
 
 
 @contextmanager
@@ -65,21 +78,27 @@ def retrain_lock(settings: Settings, wait_seconds: float | None = None) -> Itera
 def recover_orphans(settings: Settings, current_batch: str | None, by: str) -> Recovery:
     """End every orphaned retrain of this home. Call only while holding ``retrain_lock``."""
     recovery = Recovery()
-    with CorrectionStore.from_settings(settings) as store:
-        for batch in store.claiming_batches() - {current_batch}:
-            recovery.released_batches[batch] = store.release(batch)
     client = tracking.client_for(settings)
     experiment = client.get_experiment_by_name(settings.experiment_name) if not settings.experiment_id else None
     experiment_id = settings.experiment_id or (experiment.experiment_id if experiment else None)
-    if experiment_id is not None:
+    if experiment_id is not None:  # runs first: a batch whose gate decided is settled, never released
         for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
-            if run.data.tags.get(tracking.FLOW_RUN_TAG) == current_batch:
+            batch = run.data.tags.get(tracking.FLOW_RUN_TAG)
+            if batch is not None and settle(client, settings, batch, run.info.run_id):
+                recovery.settled_runs.append(run.info.run_id)
+                continue
+            if batch == current_batch:  # this flow run's earlier attempt: this attempt may resume it
                 continue
             _end_run(client, settings, run.info.run_id, "KILLED", ORPHAN_REASON.format(by=by))
             recovery.killed_runs.append(run.info.run_id)
             for leftover in settings.runs_dir.glob(f"*-{run.info.run_id[:8]}"):
                 shutil.rmtree(leftover, ignore_errors=True)
                 recovery.removed_files.append(str(leftover))
+        if recovery.killed_runs:  # one may have died between installing the champion file and moving the alias
+            registry.restore_local_champion(client, settings)
+    with CorrectionStore.from_settings(settings) as store:
+        for batch in store.claiming_batches() - {current_batch}:
+            recovery.released_batches[batch] = store.release(batch)
     for partial in _partial_writes(settings):
         if partial.is_dir():
             shutil.rmtree(partial, ignore_errors=True)
@@ -89,27 +108,67 @@ def recover_orphans(settings: Settings, current_batch: str | None, by: str) -> R
     return recovery
 
 
-def end_abandoned_retrain(settings: Settings, batch_id: str, run_id: str | None, status: str, reason: str) -> list[str]:
-    """End a retrain that failed (``status`` FAILED) or was interrupted (KILLED): its corrections go back to
-    pending, its run (if one was opened) ends with ``status`` and tag ``failure_reason``, a version it registered
-    is tagged ``run_failed``.
+def end_abandoned_retrain(
+    settings: Settings, batch_id: str, run_id: str | None, status: str, reason: str, registered: bool = False
+) -> Cleanup:
+    """End a retrain that failed (``status`` FAILED) or was interrupted (KILLED).
+
+    If it registered a version (``registered``: its gate may have run) and the gate's decision took effect, the
+    decision stands (:func:`settle`). Otherwise its corrections go back to pending, the local champion file is
+    restored if the gate had replaced it, its run (if one was opened) ends with ``status`` and tag
+    ``failure_reason``, a version it registered is tagged ``run_failed``.
 
     Each part is attempted whatever happened to the other, and nothing is raised: the caller re-raises the
-    retrain's own error, which a cleanup error must never replace. Returns what could not be done, one line each;
-    the next retrain's recovery (or ``yolo-retrain doctor --fix``) finishes it.
+    retrain's own error, which a cleanup error must never replace. What could not be done is returned, one line
+    each; the next retrain's recovery (or ``yolo-retrain doctor --fix``) finishes it.
     """
-    problems = []
+    cleanup = Cleanup()
+    if run_id is not None and registered:
+        try:
+            client = tracking.client_for(settings)
+            cleanup.settled = settle(client, settings, batch_id, run_id, reason)
+            if cleanup.settled is None:
+                registry.restore_local_champion(client, settings, failed_run_id=run_id)
+        except Exception as exc:  # noqa: BLE001 — the decision unknown or half recorded: leave it to the recovery
+            cleanup.problems.append(
+                f"run {run_id} and batch {batch_id} left as they are (RUNNING, claimed) for the next retrain's recovery: "
+                f"the gate's decision could not be settled or undone: {_one_line(exc)}"
+            )
+            return cleanup
+        if cleanup.settled is not None:
+            return cleanup
     try:
         with CorrectionStore.from_settings(settings) as store:
             store.release(batch_id)
     except Exception as exc:  # noqa: BLE001 — reported to the caller, next to the retrain's own error
-        problems.append(f"corrections of batch {batch_id} not released: {_one_line(exc)}")
+        cleanup.problems.append(f"corrections of batch {batch_id} not released: {_one_line(exc)}")
     if run_id is not None:
         try:
             _end_run(tracking.client_for(settings), settings, run_id, status, reason)
         except Exception as exc:  # noqa: BLE001 — as above
-            problems.append(f"MLflow run {run_id} not ended {status}: {_one_line(exc)}")
-    return problems
+            cleanup.problems.append(f"MLflow run {run_id} not ended {status}: {_one_line(exc)}")
+    return cleanup
+
+
+def settle(client: MlflowClient, settings: Settings, batch_id: str, run_id: str, failure: str | None = None) -> str | None:
+    """If the gate's decision on ``run_id``'s version took effect (its alias moved), complete the retrain around it:
+    the batch takes the decision (accepted into the version, or rejected and held), the local champion file matches
+    the alias, the run ends FINISHED with ``failure`` (what stopped it after the gate) on record. Idempotent; each
+    write comes after the one it depends on, so a failure part way leaves it for the next recovery. Returns what
+    stood, None if no decision took effect."""
+    committed = registry.committed_decision(client, settings.model_name, run_id)
+    if committed is None:
+        return None
+    version, decision = committed
+    tags = {"gate_decision": decision.label, "gate_reason": decision.reason}
+    tracking.set_tags(client, run_id, tags | ({"failure_after_gate": failure[:4000]} if failure else {}))
+    with CorrectionStore.from_settings(settings) as store:
+        store.record_gate_decision(batch_id, str(version.version), decision)
+    registry.restore_local_champion(client, settings)
+    registry.clear_run_failed(client, settings.model_name, str(version.version))
+    tracking.end_run(client, run_id, "FINISHED")
+    status = "accepted" if decision.promote else "rejected"
+    return f"the gate's decision stands: version {version.version} {decision.label}, batch {batch_id} {status} into it"
 
 
 def _end_run(client: MlflowClient, settings: Settings, run_id: str, status: str, reason: str) -> None:

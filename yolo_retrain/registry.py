@@ -144,20 +144,29 @@ def _stderr_to_log() -> Iterator[None]:
                 log.info(said.getvalue().strip())
 
 
-def find_version_for_run(client: MlflowClient, model_name: str, run_id: str) -> ModelVersion | None:
-    """The version a run already registered (a retried task must not register a second one)."""
+def versions_for_run(client: MlflowClient, model_name: str, run_id: str) -> list[ModelVersion]:
+    """The versions a run registered (one, unless a retry trained other weights in the same run)."""
     try:
-        versions = client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
+        return client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
     except MlflowException:
-        return None
-    return versions[0] if versions else None
+        return []
+
+
+def find_version_for_run(
+    client: MlflowClient, model_name: str, run_id: str, weights_sha256: str | None = None
+) -> ModelVersion | None:
+    """The version a run already registered (a retried task must not register a second one); with
+    ``weights_sha256``, only a version of those very weights."""
+    for version in versions_for_run(client, model_name, run_id):
+        if weights_sha256 is None or version.tags.get("weights_sha256") == weights_sha256:
+            return version
+    return None
 
 
 def mark_run_failed(client: MlflowClient, model_name: str, run_id: str, reason: str) -> None:
     """A version registered by a run that then failed stays (a retry reuses it) but is tagged ``run_failed``,
     so nobody takes it for a finished retrain's model."""
-    version = find_version_for_run(client, model_name, run_id)
-    if version is not None:
+    for version in versions_for_run(client, model_name, run_id):
         client.set_model_version_tag(version.name, version.version, "run_failed", reason[:4000])
 
 
@@ -234,15 +243,22 @@ def verified_weights(settings: Settings, client: MlflowClient, version: ModelVer
     if local.exists() and file_sha256(local) == expected:
         return local
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{version.name}/{version.version}", dst_path=tmp))
-        fetched = next(model_dir.rglob("*.pt"), None)
-        if fetched is None or file_sha256(fetched) != expected:
-            raise RetrainError(
-                f"weights of {version.name} version {version.version} do not match weights_sha256 {expected}; "
-                "refusing to load them"
-            )
-        _atomic_copy(fetched, local)
+        _atomic_copy(fetch_weights(version, Path(tmp)), local)
     return local
+
+
+def fetch_weights(version: ModelVersion, folder: Path) -> Path:
+    """The version's weights as MLflow holds them (its logged model), downloaded into ``folder`` and checked against
+    its ``weights_sha256``; RetrainError if they differ."""
+    expected = version.tags.get("weights_sha256")
+    uri = f"models:/{version.name}/{version.version}"
+    model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(folder)))
+    fetched = next(model_dir.rglob("*.pt"), None)
+    if fetched is None or file_sha256(fetched) != expected:
+        raise RetrainError(
+            f"weights of {version.name} version {version.version} do not match weights_sha256 {expected}; refusing to load them"
+        )
+    return fetched
 
 
 def current_champion(client: MlflowClient, settings: Settings) -> Champion | None:
@@ -261,7 +277,10 @@ def install_champion(settings: Settings, weights: Path) -> Path:
 
 
 def apply_gate(client: MlflowClient, settings: Settings, version: ModelVersion, weights: Path, decision: GateDecision) -> None:
-    """Move ``champion`` to the version if the gate promotes it, else mark it ``challenger`` with the reason."""
+    """Move ``champion`` to the version if the gate promotes it, else mark it ``challenger`` with the reason.
+
+    The alias move is the commit point (:func:`committed_decision`): the tags and the local file come before it, so a
+    failure before it is undone by :func:`restore_local_champion`, and after it the decision stands."""
     name, number = version.name, version.version
     client.set_model_version_tag(name, number, "gate_decision", decision.label)
     client.set_model_version_tag(name, number, "gate_reason", decision.reason)
@@ -273,6 +292,37 @@ def apply_gate(client: MlflowClient, settings: Settings, version: ModelVersion, 
         client.set_registered_model_alias(name, "champion", number)
     else:
         client.set_registered_model_alias(name, "challenger", number)
+
+
+def committed_decision(client: MlflowClient, model_name: str, run_id: str) -> tuple[ModelVersion, GateDecision] | None:
+    """The gate's decision on a version ``run_id`` registered, if it took effect: the version holds the alias the
+    decision moves (``champion`` if promoted, else ``challenger``). None if the gate did not get that far."""
+    for found in client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'"):
+        version = client.get_model_version(model_name, found.version)  # with its aliases as they are now
+        label = version.tags.get("gate_decision")
+        decision = GateDecision(label == "promoted", version.tags.get("gate_reason", ""))
+        if label in ("promoted", "rejected") and decision.alias in version.aliases:
+            return version, decision
+    return None
+
+
+def restore_local_champion(client: MlflowClient, settings: Settings, failed_run_id: str | None = None) -> bool:
+    """Make the local champion file hold the ``champion`` alias's weights again (a gate that installed the file and
+    then failed before moving the alias). With no champion at all, a file holding weights of ``failed_run_id``'s
+    versions (a first promotion that never took effect) is removed. True if the file changed."""
+    local = settings.champion_weights
+    champion = version_by_alias(client, settings.model_name, "champion")
+    if champion is None:
+        stray = failed_run_id and local.is_file() and file_sha256(local) in {
+            v.tags.get("weights_sha256") for v in versions_for_run(client, settings.model_name, failed_run_id)
+        }
+        if stray:
+            local.unlink()
+        return bool(stray)
+    if local.is_file() and file_sha256(local) == champion.tags.get("weights_sha256"):
+        return False
+    install_champion(settings, verified_weights(settings, client, champion))
+    return True
 
 
 def rollback(client: MlflowClient, settings: Settings, to_version: str | None = None) -> ModelVersion:

@@ -172,22 +172,25 @@ def set_experiment_kind(client: MlflowClient, experiment_id: str) -> bool:
 def start_retrain_run(
     client: MlflowClient, experiment_id: str, flow_run_id: str, tags: dict[str, str], params: dict[str, Any]
 ) -> str:
-    """Open the run for this flow run, or resume the one a previous attempt of the same flow run opened."""
-    existing = client.search_runs(
-        [experiment_id], filter_string=f"tags.`{FLOW_RUN_TAG}` = '{flow_run_id}'", max_results=1
-    )
-    if existing:
-        run_id = existing[0].info.run_id
-        previous = existing[0].data.tags.get("failure_reason")
-        if previous:  # keep the earlier attempt's failure on record, but not as this attempt's
-            set_tags(client, run_id, {"previous_failure_reason": previous})
-            client.delete_tag(run_id, "failure_reason")
-        client.update_run(run_id, status="RUNNING")
-        return run_id
+    """Open the run for this flow run, or resume the one a previous attempt of the same flow run opened with the
+    same parameters (dataset digest included) and did not finish. An attempt with other inputs (corrections
+    arrived between the attempts) gets a run of its own: a run's parameters describe what it trained on."""
+    earlier = client.search_runs([experiment_id], filter_string=f"tags.`{FLOW_RUN_TAG}` = '{flow_run_id}'")
+    wanted = {k: str(v) for k, v in params.items()}
+    for run in earlier:
+        if run.info.status != "FINISHED" and all(run.data.params.get(k, v) == v for k, v in wanted.items()):
+            run_id = run.info.run_id
+            previous = run.data.tags.get("failure_reason")
+            if previous:  # keep the earlier attempt's failure on record, but not as this attempt's
+                set_tags(client, run_id, {"previous_failure_reason": previous})
+                client.delete_tag(run_id, "failure_reason")
+            client.update_run(run_id, status="RUNNING")
+            return run_id
+    attempts = {"previous_attempt_run_ids": ",".join(r.info.run_id for r in earlier)} if earlier else {}
     run = client.create_run(
         experiment_id,
         run_name=f"retrain-{flow_run_id[:8]}",
-        tags={"type": "retraining", "experiment_id": experiment_id, FLOW_RUN_TAG: flow_run_id, **tags},
+        tags={"type": "retraining", "experiment_id": experiment_id, FLOW_RUN_TAG: flow_run_id, **tags, **attempts},
     )
     log_params(client, run.info.run_id, params)
     return run.info.run_id
@@ -270,7 +273,7 @@ def log_dataset(client: MlflowClient, run_id: str, dataset: BuiltDataset) -> Non
 
 
 def log_training_artifacts(client: MlflowClient, run_id: str, trained: TrainOutput) -> None:
-    client.log_artifact(run_id, str(trained.best_weights), "training/weights")
+    """results.csv, args.yaml, plots and train.log. Not the weights: the run's logged model holds them (one copy)."""
     for path in (trained.results_csv, trained.args_yaml):
         if path.exists():
             client.log_artifact(run_id, str(path), "training")

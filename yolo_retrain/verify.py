@@ -39,7 +39,7 @@ DATASET_FILES = tuple(
     for name in ("corrections_applied.json", "retraining_dataset_metadata.json", "data.yaml", "manifest.json")
 )
 REQUIRED_PARAMS = ("epochs", "imgsz", "batch", "seed", "base_model", "dataset_digest")
-TRAINING_FILES = ("training/results.csv", "training/weights/best.pt", "train.log")
+TRAINING_FILES = ("training/results.csv", "train.log")  # the weights: the logged model (one copy of record)
 RERUN_FIX = "retrain again: `yolo-retrain run`"
 
 
@@ -239,6 +239,11 @@ def check_registry_version(t: _Target) -> str:
     names are the base data.yaml's."""
     version = t.need_version()
     path = registry.local_weights_path(t.settings, version.version)
+    if not path.exists():  # retired by the retention policy: MLflow's copy is the record, checked without keeping it
+        with tempfile.TemporaryDirectory() as tmp:
+            fetched = registry.fetch_weights(version, Path(tmp))
+            classes = classes_finding(t.settings, fetched)
+        return f"v{version.version}: no local copy (retired); MLflow's matches weights_sha256, {classes}"
     fix = f"restore it from the registry: `mlflow artifacts download -u models:/{version.name}/{version.version}`"
     expected = local_weights_match(version, [path], fix)
     classes = classes_finding(t.settings, path)
@@ -297,8 +302,8 @@ def check_corrections_applied(t: _Target) -> str:
     wrong = [f"{i} (not in the store)" for i, c in found.items() if c is None]
     for i in batch:
         c = found[i]
-        if c is None or c.reviewed_at is not None or c.status == "superseded":
-            continue  # reported above, or moved on since: a person's review, a newer accepted correction
+        if c is None or c.reviewed_at is not None or c.status == "superseded" or c.source_deleted_at is not None:
+            continue  # reported above, or moved on since: a person's review, a newer accepted correction, withdrawn
         if c.status in ("claimed", "pending") or (c.applied_version == number and c.status != expected):
             wrong.append(f"{i} ({c.status}, version {c.applied_version or '-'})")
     if wrong:

@@ -18,5 +18,5 @@ def _environment() -> None:
 
 
 app.add_typer(corrections.app, name="corrections")
-for command in (lifecycle.init, lifecycle.run, lifecycle.status, lifecycle.rollback, demo.demo, services.serve, services.intake, checks.doctor, checks.verify, labelstudio.labelstudio):
+for command in (lifecycle.init, lifecycle.run, lifecycle.status, lifecycle.rollback, demo.demo, services.serve, services.intake, checks.doctor, checks.verify, checks.housekeeping, labelstudio.labelstudio):
     app.command()(command)

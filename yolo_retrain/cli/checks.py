@@ -53,6 +53,7 @@ def _recover(settings) -> None:
     typer.echo(
         f"recovered: {len(recovery.killed_runs)} orphaned run(s) ended KILLED, "
         f"{sum(recovery.released_batches.values())} correction(s) released, {len(recovery.removed_files)} partial file(s) removed"
+        + (f", {len(recovery.settled_runs)} run(s) stopped after their gate completed" if recovery.settled_runs else "")
     )
     try:
         client = tracking.client_for(settings)
@@ -72,3 +73,17 @@ def verify(
     from yolo_retrain.verify import verify_run
 
     _report(verify_run(get_settings(), run_id))
+
+
+def housekeeping(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be removed and the space it frees.")] = False,
+) -> None:
+    """Retire old local outputs by the retention policy (YOLO_RETRAIN_KEEP_*): old Ultralytics folders, weights
+    files of old versions (kept in MLflow), unused dataset folders. Never the champion or a running retrain's."""
+    from yolo_retrain.recovery import retrain_lock
+    from yolo_retrain.retention import housekeeping as apply_policy
+
+    settings = get_settings()
+    with exit_on_error(), retrain_lock(settings, wait_seconds=0):  # refuses while a retrain is alive
+        result = apply_policy(settings, dry_run=dry_run)
+    typer.echo(result.text())

@@ -44,8 +44,12 @@ def add(
 ) -> None:
     """Add one corrected image and its labels."""
     with _store() as store:
-        correction = intake.add_correction(store, get_settings(), image, labels, author=author, source_model_version=source_model_version)
+        added = intake.add_correction(
+            store, get_settings(), image, labels, author=author, source_model_version=source_model_version
+        )
+    correction = added.correction
     typer.echo(f"added {correction.id} ({correction.original_name}, {correction.num_boxes} boxes)")
+    _warn(added.announcement)
 
 
 @app.command("import")
@@ -60,7 +64,11 @@ def import_(
     ],
     format: Annotated[
         str | None,
-        typer.Option("--format", help=f"The export's format, if detection guesses wrong: {', '.join(FORMAT_NAMES)}."),
+        typer.Option(
+            "--format",
+            help=f"The export's format, if detection guesses wrong: {', '.join(FORMAT_NAMES)}. Needed for an export "
+            "that names no classes (e.g. plain images/ + labels/): it says its ids are the project's.",
+        ),
     ] = None,
     images: Annotated[
         Path | None,
@@ -77,16 +85,30 @@ def import_(
             author=author, source_model_version=source_model_version,
         )
     typer.echo(f"imported {len(result.added)} corrections from {path} ({result.format})")
+    _warn(result.announcement)
+
+
+def _warn(announcement: intake.Announcement) -> None:
+    """What failed after the corrections were stored (they are): on stderr, the command still succeeds."""
+    if announcement.problem:
+        typer.echo(f"warning: {announcement.problem}", err=True)
 
 
 @app.command("list")
 def list_(
     status: Annotated[Status | None, typer.Option(help="Only corrections with this status.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Show at most this many, newest first.")] = 20,
+    source_deleted: Annotated[
+        bool,
+        typer.Option(
+            "--source-deleted",
+            help="Only corrections whose Label Studio annotation was deleted (accepted ones: a model learned them, review).",
+        ),
+    ] = False,
 ) -> None:
     """List corrections, newest first (rejected ones with the version and the gate's reason)."""
     with _store() as store:
-        rows = store.list(status=status, limit=limit)
+        rows = store.list(status=status, limit=limit, source_deleted=True if source_deleted else None)
     if not rows:
         typer.echo("no corrections")
         return

@@ -38,7 +38,8 @@ def load_base_dataset(base_data: Path) -> BaseDataset:
     Raises InvalidInput naming the data.yaml and the offending key or path.
     """
     data = load_data_yaml(base_data, "base data.yaml")
-    label_files: dict[str, tuple[str, frozenset[str]]] = {}  # image folder -> (label folder, its file names)
+    # image folder -> (label folder, its file names, its entries that could not be read: name -> why)
+    label_files: dict[str, tuple[str, frozenset[str], dict[str, str]]] = {}
     images: list[BaseImage] = []
     for split in SPLITS:
         files = data.images(split)
@@ -49,16 +50,38 @@ def load_base_dataset(base_data: Path) -> BaseDataset:
             labels = label_files.get(folder)
             if labels is None:  # one listing per folder, not one stat per image
                 label_folder = label_path(image).rpartition("/")[0]
-                labels = label_files[folder] = (f"{label_folder}/", _files_in(label_folder))
+                labels = label_files[folder] = (f"{label_folder}/", *_files_in(label_folder))
             label = f"{name.rpartition('.')[0]}.txt"
+            if label in labels[2]:  # an unreadable label is not "no objects"
+                raise InvalidInput(f"{labels[0]}{label}: cannot read base label file ({labels[2][label]})")
             images.append(BaseImage(split, image, name, labels[0] + label if label in labels[1] else None))
     return BaseDataset(data.path, data.names, images)
 
 
-def _files_in(folder: str) -> frozenset[str]:
-    """Names of the files in ``folder`` (none if it does not exist)."""
+def _files_in(folder: str) -> tuple[frozenset[str], dict[str, str]]:
+    """Names of the files in ``folder`` (none if there is no such folder: no label files, as Ultralytics reads it),
+    and the entries that could not be read (name -> why: a link loop, a link to nothing).
+
+    Any other failure to list it (a file or a dangling link in its place, a link loop, an I/O error) raises
+    InvalidInput naming it: read as "no label files", every image in it would train as a background image.
+    """
+    files: list[str] = []
+    unreadable: dict[str, str] = {}
     try:
         with os.scandir(folder) as it:
-            return frozenset(e.name for e in it if e.is_file())
-    except OSError:
-        return frozenset()
+            for entry in it:
+                try:
+                    if entry.is_file():
+                        files.append(entry.name)
+                    elif entry.is_symlink() and not entry.is_dir():
+                        unreadable[entry.name] = "a link to something that does not exist"
+                except OSError as exc:
+                    unreadable[entry.name] = exc.strerror or str(exc)
+    except FileNotFoundError as exc:
+        if os.path.lexists(folder):
+            why = "a link to something that does not exist"
+            raise InvalidInput(f"{folder}: cannot read base labels folder ({why})") from exc
+        return frozenset(), {}
+    except OSError as exc:
+        raise InvalidInput(f"{folder}: cannot read base labels folder ({exc.strerror or exc})") from exc
+    return frozenset(files), unreadable

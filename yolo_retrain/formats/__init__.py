@@ -15,6 +15,7 @@ from types import ModuleType
 from yolo_retrain.errors import InvalidInput
 from yolo_retrain.formats import cvat_ultralytics, cvat_yolo, label_studio, plain, roboflow, ultralytics
 from yolo_retrain.formats.archive import extract_zip, is_zip
+from yolo_retrain.formats.conflicts import refuse_conflicts
 from yolo_retrain.formats.mapping import ClassMapping
 from yolo_retrain.formats.records import Export, Record
 
@@ -42,8 +43,13 @@ def detect(root: Path) -> ModuleType:
     )
 
 
-def read_export(root: Path, format: str | None = None, images: Path | None = None) -> Export:
-    """Read the export at ``root`` (a folder or a data.yaml) as ``format``, detected when None."""
+def read_export(
+    root: Path, format: str | None = None, images: Path | None = None, within: Path | None = None
+) -> Export:
+    """Read the export at ``root`` (a folder or a data.yaml) as ``format``, detected when None.
+
+    ``within``: the folder a zip was extracted into; the paths its config files name must stay inside it.
+    """
     if not root.exists():
         raise InvalidInput(f"{root}: no such file or folder")
     candidates = (by_name(format),) if format is not None else FORMATS
@@ -52,7 +58,7 @@ def read_export(root: Path, format: str | None = None, images: Path | None = Non
     if images is not None and not getattr(module, "TAKES_IMAGES", False):
         takes = ", ".join(f.NAME for f in FORMATS if getattr(f, "TAKES_IMAGES", False))
         raise InvalidInput(f"--images {images}: a {module.NAME} export holds its images; --images is for {takes}")
-    return module.read(root, images)
+    return refuse_conflicts(module.read(root, images, within=within))
 
 
 @contextmanager
@@ -64,7 +70,7 @@ def open_export(path: Path, format: str | None = None, images: Path | None = Non
         return
     with tempfile.TemporaryDirectory(prefix="yolo-retrain-import-") as tmp:
         extract_zip(path, Path(tmp))
-        yield read_export(Path(tmp), format, images)
+        yield read_export(Path(tmp), format, images, within=Path(tmp))
 
 
 def _unwrap(root: Path, candidates: tuple[ModuleType, ...]) -> Path:

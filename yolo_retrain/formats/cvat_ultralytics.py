@@ -32,8 +32,8 @@ def detect(root: Path) -> bool:
     return bool(splits) and all(s.endswith(".txt") and (data_yaml.parent / s).is_file() for s in splits)
 
 
-def read(root: Path, images: Path | None = None) -> Export:
-    return ultralytics.read_dataset(root, NAME, clean=clean_labels)
+def read(root: Path, images: Path | None = None, within: Path | None = None) -> Export:
+    return ultralytics.read_dataset(root, NAME, clean=clean_labels, within=within)
 
 
 def clean_labels(text: str, source: str) -> str:

@@ -8,9 +8,10 @@ are listed and refused. An image without a label file has no objects.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from yolo_retrain.data_yaml import MAX_CONFIG_BYTES, is_image
+from yolo_retrain.data_yaml import MAX_CONFIG_BYTES, confine, is_image
 from yolo_retrain.errors import InvalidInput
 from yolo_retrain.files import read_text_bounded
 from yolo_retrain.formats.records import Export, ImageFinder, Record, labels_of, names_file, refuse_missing
@@ -24,9 +25,9 @@ def detect(root: Path) -> bool:
     return root.is_dir() and any((root / f).is_file() for f in ("obj.names", "obj.data"))
 
 
-def read(root: Path, images: Path | None = None) -> Export:
+def read(root: Path, images: Path | None = None, within: Path | None = None) -> Export:
     settings = _obj_data(root / "obj.data")
-    names_path = _in_export(root, settings.get("names", "obj.names"))
+    names_path = _in_export(root, settings.get("names", "obj.names"), within)
     names = names_file(names_path)
     if "classes" in settings and settings["classes"].strip() != str(len(names)):
         raise InvalidInput(
@@ -61,9 +62,11 @@ def _obj_data(path: Path) -> dict[str, str]:
     return {key.strip(): value.strip() for key, sep, value in pairs if sep and key.strip()}
 
 
-def _in_export(root: Path, relative: str) -> Path:
-    """A path ``obj.data`` names, relative to the export; CVAT writes them with a ``data/`` prefix."""
+def _in_export(root: Path, relative: str, within: Path | None) -> Path:
+    """A path ``obj.data`` names, relative to the export; CVAT writes them with a ``data/`` prefix. From a zip
+    (``within``), it must be inside the archive."""
     path = root / relative
     if not path.exists() and relative.startswith("data/"):
         path = root / relative.removeprefix("data/")
+    confine(os.path.normpath(path), within, f"{root / 'obj.data'}: names = {relative}")
     return path

@@ -37,7 +37,7 @@ def detect(root: Path) -> bool:
     return root.is_dir() and (root / "labels").is_dir() and any((root / f).is_file() for f in names)
 
 
-def read(root: Path, images: Path | None = None) -> Export:
+def read(root: Path, images: Path | None = None, within: Path | None = None) -> Export:
     names, names_source = _names(root)
     labels_dir, images_dir = root / "labels", root / "images"
     if not labels_dir.is_dir():

@@ -19,7 +19,7 @@ def detect(root: Path) -> bool:
     return root.is_dir() and (root / "images").is_dir() and (root / "labels").is_dir()
 
 
-def read(root: Path, images: Path | None = None) -> Export:
+def read(root: Path, images: Path | None = None, within: Path | None = None) -> Export:
     images_dir, labels_dir = root / "images", root / "labels"
     for sub in (images_dir, labels_dir):
         if not sub.is_dir():

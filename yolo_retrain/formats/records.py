@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ class Export:
     format: str
     root: Path
     class_names: list[str] | None
-    names_source: str | None  # the file the class names came from
+    names_source: str | None  # the file the class names came from (or that would name them: a data.yaml)
     records: list[Record] = field(default_factory=list)
 
 
@@ -46,10 +47,29 @@ def images_in(folder: Path) -> list[Path]:
 
 
 def labels_of(image: Path, label: Path) -> Record:
-    """The record of ``image``: its label file's text, or no objects when it has none."""
-    if label.exists() or label.is_symlink():
-        return Record(image, read_label_file(label), str(label))
-    return Record(image, "", f"{image}: no label file (no objects)")
+    """The record of ``image``: its label file's text, or no objects when it has none.
+
+    Only a label file that is not there means no objects: one (or its folder) that cannot be read (a file or a
+    dangling link where the folder should be, a link loop) is refused naming it, never stored as "no objects".
+    """
+    if _absent(label):
+        return Record(image, "", f"{image}: no label file (no objects)")
+    return Record(image, read_label_file(label), str(label))
+
+
+def _absent(label: Path) -> bool:
+    """True if neither ``label`` nor its folder is there; InvalidInput if either is there but cannot be read."""
+    try:
+        os.stat(label)
+        return False
+    except FileNotFoundError:
+        pass
+    except OSError as exc:  # ENOTDIR, ELOOP, EACCES, EIO: there is something, unreadable
+        raise InvalidInput(f"{label}: cannot read label file ({exc.strerror or exc})") from exc
+    for path in (label, label.parent):
+        if os.path.lexists(path) and not os.path.exists(path):
+            raise InvalidInput(f"{path}: cannot read label file or folder (a link to something that does not exist)")
+    return True
 
 
 def names_file(path: Path) -> list[str]:

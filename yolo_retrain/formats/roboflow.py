@@ -28,9 +28,9 @@ def detect(root: Path) -> bool:
     return root.is_dir() and any((root / s / "images").is_dir() for s in SUBSETS)
 
 
-def read(root: Path, images: Path | None = None) -> Export:
+def read(root: Path, images: Path | None = None, within: Path | None = None) -> Export:
     if find_yaml(root) is not None:
-        return ultralytics.read_dataset(root, NAME)
+        return ultralytics.read_dataset(root, NAME, within=within)
     records = [
         labels_of(image, root / subset / "labels" / f"{image.stem}.txt")
         for subset in SUBSETS

@@ -21,16 +21,19 @@ def detect(root: Path) -> bool:
     return find_yaml(root) is not None
 
 
-def read(root: Path, images: Path | None = None) -> Export:
-    return read_dataset(root, NAME)
+def read(root: Path, images: Path | None = None, within: Path | None = None) -> Export:
+    return read_dataset(root, NAME, within=within)
 
 
-def read_dataset(root: Path, name: str, clean: Callable[[str, str], str] | None = None) -> Export:
-    """Every image of every split of the export's data.yaml; ``clean(text, source)`` adjusts each label text."""
+def read_dataset(
+    root: Path, name: str, clean: Callable[[str, str], str] | None = None, within: Path | None = None
+) -> Export:
+    """Every image of every split of the export's data.yaml; ``clean(text, source)`` adjusts each label text;
+    ``within`` (an extracted zip): the yaml may name nothing outside it."""
     data_yaml = find_yaml(root)
     if data_yaml is None:
         raise InvalidInput(f"{root}: no data.yaml (expected {root}/data.yaml, or the path of the yaml itself)")
-    data = load_data_yaml(data_yaml, "export data.yaml", required=())
+    data = load_data_yaml(data_yaml, "export data.yaml", required=(), within=within)
     if not data.sources:
         raise InvalidInput(f"{data.describe()}: none of {', '.join(SPLIT_KEYS)} is set: no images to import")
     # A test split that is not there is no error: Roboflow writes ``test: ../test/images`` with or without one.
@@ -42,4 +45,4 @@ def read_dataset(root: Path, name: str, clean: Callable[[str, str], str] | None 
     if clean is not None:
         records = [Record(r.image, clean(r.label_text, r.label_source), r.label_source) for r in records]
     names = data.names if data.named else None
-    return Export(name, data.root, names, str(data.path) if names else None, records)
+    return Export(name, data.root, names, str(data.path), records)

@@ -3,7 +3,8 @@
 - ``GET /health``: liveness (no secret);
 - ``POST /setup``: Label Studio connecting a project; answers the champion's registry version;
 - ``POST /predict``: the champion's boxes for each task, as ``rectanglelabels`` pre-annotations;
-- ``POST /webhook``: annotation events -> corrections (see ``events``).
+- ``POST /webhook``: annotation events -> corrections, a deleted annotation -> its corrections withdrawn (see
+  ``events``).
 
 Every call but ``/health`` carries the shared secret: header ``X-Yolo-Retrain-Secret`` (a Label Studio
 project webhook's header), or as the password of basic auth (Label Studio's ML backend connection).
@@ -32,6 +33,7 @@ from yolo_retrain.labelstudio.client import LabelStudioClient
 from yolo_retrain.labelstudio.convert import box_to_region, result_to_boxes
 from yolo_retrain.labelstudio.events import Annotation, PredictedBoxes, correction_from_event
 from yolo_retrain.labelstudio.label_config import BoxTag, box_tag
+from yolo_retrain.origin import from_a_web_page
 from yolo_retrain.store import CorrectionStore
 
 SECRET_HEADER = "X-Yolo-Retrain-Secret"
@@ -63,7 +65,7 @@ class Backend:
         url = (task.get("data") or {}).get(tag.image_key)
         if not isinstance(url, str):
             raise InvalidInput(f"{where}: no image URL under data.{tag.image_key}")
-        prediction = self.predictor.predict(self.client.image(url))
+        prediction = self.predictor.predict(self.client.image(url), f"{where} image {url}")
         names = self.store.class_names
         shown = [b for b in prediction.boxes if names[b.box[0]] in tag.labels]  # the project may lack a class
         regions = [box_to_region(b, names, tag.from_name, tag.to_name, prediction.width, prediction.height) for b in shown]
@@ -80,7 +82,7 @@ class Backend:
                 return PredictedBoxes(stored.get("model_version"), boxes, f"label-studio prediction {annotation.parent_prediction}")
             except InvalidInput as exc:
                 log.warning("%s: cannot use its prediction (%s); diffing against the champion now", annotation.key, exc)
-        prediction = self.predictor.predict(image)
+        prediction = self.predictor.predict(image, f"{annotation.key} image {annotation.image_url}")
         return PredictedBoxes(prediction.model_version, [b.box for b in prediction.boxes], "champion on arrival")
 
 
@@ -89,7 +91,12 @@ def _backend(request: Request) -> Backend:
 
 
 def _require_secret(request: Request) -> None:
-    """The shared secret, in its header or as a basic auth password; compared in constant time."""
+    """The shared secret, in its header or as a basic auth password; compared in constant time. A request a web page
+    made is refused first: a browser that once logged in with basic auth would send the secret on another site's
+    form too. (Label Studio calls the backend server to server, with neither Origin nor Sec-Fetch-Site.)"""
+    why = from_a_web_page(request.headers, loopback_only=False)
+    if why is not None:
+        raise HTTPException(403, f"refused: {why}; the backend serves Label Studio's server, not browsers")
     secret: str = request.app.state.secret
     given = request.headers.get(SECRET_HEADER)
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
@@ -170,6 +177,13 @@ def create_backend_app(settings: Settings) -> FastAPI:
         body = await _json(request)
         if not isinstance(body, dict) or not isinstance(body.get("tasks"), list) or not isinstance(body.get("label_config"), str):
             return JSONResponse({"detail": "expected {'tasks': [...], 'label_config': '<View>...'}"}, 422)
+        if len(body["tasks"]) > settings.label_studio_max_predict_tasks:  # each is an image to fetch and predict
+            return JSONResponse(
+                {"detail": f"/predict: {len(body['tasks'])} tasks in one request, over the limit of "
+                 f"{settings.label_studio_max_predict_tasks} (YOLO_RETRAIN_LABEL_STUDIO_MAX_PREDICT_TASKS): "
+                 "retrieve predictions for fewer tasks at a time"},
+                413,
+            )
         try:
             results = await run_in_threadpool(_backend(request).predict, body["tasks"], body["label_config"])
         except InvalidInput as exc:

@@ -6,7 +6,6 @@ predictions at once; its weights are loaded once per version, after their sha256
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from typing import Any
 from yolo_retrain import registry, tracking
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import RetrainError
+from yolo_retrain.labels import decode_image
 from yolo_retrain.labelstudio.convert import ScoredBox
 
 log = logging.getLogger(__name__)
@@ -61,11 +61,10 @@ class ChampionPredictor:
         except Exception as exc:  # no champion yet, MLflow down: the first request says why
             log.warning("could not load the champion ahead of requests: %s", exc)
 
-    def predict(self, image: bytes) -> Prediction:
-        from PIL import Image
-
-        with Image.open(io.BytesIO(image)) as opened:
-            picture = opened.convert("RGB")
+    def predict(self, image: bytes, source: str = "image") -> Prediction:
+        """The champion's boxes on ``image`` (bytes from elsewhere: checked before they are decoded, naming
+        ``source`` if refused)."""
+        picture = decode_image(image, source)
         with self._lock:
             version, model = self._model()
             size = {"imgsz": self.settings.imgsz} if self.settings.imgsz else {}  # else the size the model was trained at

@@ -2,20 +2,21 @@
 
 Authentication: a legacy API token (``Authorization: Token <key>``) or a personal access token, which is a
 JWT refresh token exchanged at ``/api/token/refresh`` for a short-lived access token (``Bearer``), renewed on 401.
-Only URLs on Label Studio itself are fetched (``/data/upload/...``, ``/data/local-files/?d=...``): a task's
-data must not make the backend send the token, or any request, elsewhere.
+Only file URLs on Label Studio itself are fetched (``/data/upload/...``, ``/data/local-files/?d=...``): a task's
+data must not make the backend send the token, or any request, elsewhere, nor to Label Studio's API (the key
+would read or change anything its user may). Cloud storage (``/tasks/<id>/presign/``) is not supported.
 """
 
 from __future__ import annotations
 
 import threading
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 
 from yolo_retrain.errors import InvalidInput, TransientError
-from yolo_retrain.labels import MAX_IMAGE_BYTES
+from yolo_retrain.labels import IMAGE_SUFFIXES, MAX_IMAGE_BYTES, SIGNATURE_BYTES, image_format
 
 
 class LabelStudioUnavailable(TransientError):
@@ -72,15 +73,29 @@ class LabelStudioClient:
         return response
 
     # Reads ------------------------------------------------------------------------------------
-    def image(self, image_url: str) -> bytes:
-        """The bytes of a task's image (at most MAX_IMAGE_BYTES), from Label Studio itself only."""
+    def file_url(self, image_url: str) -> str:
+        """The absolute URL of a task's image if it is a file Label Studio serves (``/data/...``); InvalidInput
+        naming it otherwise, before any request is sent."""
         target = urljoin(self.url, image_url)
         ours, theirs = urlsplit(self.url), urlsplit(target)
-        if (theirs.scheme, theirs.netloc) != (ours.scheme, ours.netloc):
+        path = unquote(theirs.path)  # as Label Studio will read it: no ``..`` may hide behind %2e%2e or %2f
+        segments = path.split("/")
+        if (
+            (theirs.scheme, theirs.netloc) != (ours.scheme, ours.netloc)
+            or not path.startswith(f"{ours.path}data/")
+            or ".." in segments
+            or "\\" in path
+        ):
             raise InvalidInput(
-                f"task image {image_url!r} is not served by Label Studio at {self.url}: "
-                "only uploaded files and local storage (/data/...) are fetched"
+                f"task image {image_url!r} is not a file Label Studio at {self.url} serves: only uploaded files "
+                "and local storage (/data/upload/..., /data/local-files/?d=...) are fetched (cloud storage is not "
+                "supported)"
             )
+        return target
+
+    def image(self, image_url: str) -> bytes:
+        """The bytes of a task's image (at most MAX_IMAGE_BYTES), from Label Studio's own files only (``file_url``)."""
+        target = self.file_url(image_url)
         what = f"task image {image_url}"
         for attempt in range(2):
             headers = self._auth(renew=attempt == 1)
@@ -89,13 +104,21 @@ class LabelStudioClient:
                     if response.status_code == 401 and self._personal_token and attempt == 0:
                         continue
                     _check(response, what)
-                    chunks, size = [], 0
+                    declared = response.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > MAX_IMAGE_BYTES:  # refused before reading it
+                        raise InvalidInput(f"{what}: {declared} bytes, larger than {MAX_IMAGE_BYTES}")
+                    chunks, size, sniffed = [], 0, False
                     for chunk in response.iter_bytes():
                         size += len(chunk)
                         if size > MAX_IMAGE_BYTES:
                             raise InvalidInput(f"{what}: larger than {MAX_IMAGE_BYTES} bytes")
                         chunks.append(chunk)
-                    return b"".join(chunks)
+                        if not sniffed and size >= SIGNATURE_BYTES:  # not an image: refused before the rest is read
+                            sniffed = True
+                            _check_format(b"".join(chunks), what)
+                    data = b"".join(chunks)
+                    _check_format(data, what)
+                    return data
             except httpx.TransportError as exc:
                 raise LabelStudioUnavailable(f"Label Studio at {self.url} unreachable ({exc})") from exc
         raise InvalidInput(f"{what}: Label Studio refused the API key")
@@ -103,6 +126,12 @@ class LabelStudioClient:
     def prediction(self, prediction_id: int) -> dict[str, Any]:
         """One stored prediction (``result``, ``model_version``, ``score``)."""
         return self._get(f"api/predictions/{int(prediction_id)}/", f"prediction {prediction_id}").json()
+
+
+def _check_format(head: bytes, what: str) -> None:
+    """Refuse bytes that do not start like an accepted image format (``labels.image_format``)."""
+    if image_format(head) is None:
+        raise InvalidInput(f"{what}: not an image, or not one of the accepted formats ({', '.join(IMAGE_SUFFIXES)})")
 
 
 def _check(response: httpx.Response, what: str) -> None:

@@ -1,12 +1,16 @@
 """A Label Studio annotation event (webhook payload) -> a correction in the store, diffed against the model.
 
 ``ANNOTATION_CREATED`` and ``ANNOTATION_UPDATED`` become corrections through the same store and threshold
-announcement as every other correction (validated, counted toward the retrain threshold). A skipped task (``was_cancelled``) is no
-correction. The same annotation delivered twice is stored once (its source and content digest are kept with
-its diff; and the store refuses the same image with the same labels while it is pending); an update supersedes
-the earlier version (a newer correction of the same image does). Other events are acknowledged and ignored.
+announcement as every other correction (validated, counted toward the retrain threshold). A skipped task
+(``was_cancelled``) is no correction. Each stored correction keeps, beside it, the prediction it corrects and the
+per-class diff against it, written in the correction's own transaction: a failure (a busy database: 503, and Label
+Studio delivers again) stores neither. The same annotation delivered twice is stored once (its source and
+content digest are kept with its diff), whatever became of its correction since; an update supersedes the
+earlier version (a newer correction of the same image does).
 
-Each stored correction keeps, beside it, the prediction it corrects and the per-class diff against it.
+``ANNOTATIONS_DELETED`` (payload ``{"annotations": [{"id": A}], "project": {...}}``: ids only) withdraws the
+corrections of those annotations: not yet learned -> ``withdrawn``; accepted (a model learned it) -> listed for
+review (``corrections list --source-deleted``); see ``store.withdrawal``. Other events are acknowledged and ignored.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
@@ -27,13 +30,14 @@ from yolo_retrain.labels import Box, format_labels
 from yolo_retrain.labelstudio.convert import result_to_boxes
 from yolo_retrain.labelstudio.diff import BoxDiff, diff_boxes
 from yolo_retrain.labelstudio.label_config import box_tag
-from yolo_retrain.store import CorrectionDiff, CorrectionStore
+from yolo_retrain.store import CorrectionStore, SourceDiff
 
 ANNOTATION_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
+DELETED_EVENT = "ANNOTATIONS_DELETED"
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["stored", "duplicate", "skipped", "ignored", "refused"]
+Outcome = Literal["stored", "duplicate", "skipped", "ignored", "refused", "withdrawn"]
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,10 @@ def correction_from_event(
     find_prediction: PredictionFinder,
     iou_threshold: float = 0.5,
 ) -> EventResult:
-    """Store the correction an annotation event carries; every refusal is an EventResult naming the reason."""
+    """Store the correction an annotation event carries (or withdraw those of deleted annotations); every refusal
+    is an EventResult naming the reason."""
+    if isinstance(payload, dict) and payload.get("action") == DELETED_EVENT:
+        return withdraw_deleted(payload, store)
     try:
         action, annotation, reason = parse_event(payload)
         if annotation is None:
@@ -127,31 +134,28 @@ def correction_from_event(
         digest = hashlib.sha256(f"{annotation.image_url}\n{labels}".encode()).hexdigest()
         earlier = store.latest_diff_of_source(source_key)
         # The latest version of this annotation again: a redelivery, whatever became of its correction since. (An
-        # older version again is a reviewer's revert: stored, it supersedes the newer one.)
+        # older version again is a reviewer's revert: stored, it supersedes the newer one.) Checked here to spare
+        # fetching the image, and again by the store, inside the transaction that stores it.
         if earlier is not None and earlier.source_digest == digest:
             return EventResult("duplicate", f"{annotation.key}: already stored as correction {earlier.correction_id}", earlier.correction_id)
         image = fetch_image(annotation.image_url)
         predicted = find_prediction(annotation, image)
         diff = diff_boxes(predicted.boxes, boxes, store.class_names, iou_threshold)
+        predicted_labels = format_labels(predicted.boxes)
+        source = SourceDiff(source_key, digest, predicted.model_version, predicted.source, predicted_labels, diff.to_json())
         correction = store.add(
             image,
             labels,
             image_name=_image_name(annotation.image_url),
             author=annotation.author,
             source_model_version=predicted.model_version,
+            source=source,  # the diff, in the correction's transaction
         )
     except DuplicateCorrection as exc:
         return EventResult("duplicate", f"already stored with the same boxes, stored once ({exc})")
     except InvalidInput as exc:
         return EventResult("refused", str(exc))
-    # After the correction (its own transaction): a crash in between leaves a correction without its diff, never
-    # a diff without its correction. Then the threshold, as the intake does: a retrain it starts sees the diff.
-    store.record_diff(
-        CorrectionDiff(
-            correction.id, source_key, digest, predicted.model_version, predicted.source,
-            format_labels(predicted.boxes), diff.to_json(), datetime.now(timezone.utc),
-        )
-    )
+    # Then the threshold, as the intake does: a retrain it starts sees the diff.
     intake.announce_threshold(store, settings)
     log.info("%s: stored as correction %s (%s)", annotation.key, correction.id, predicted.source)
     return EventResult(
@@ -162,6 +166,41 @@ def correction_from_event(
         predicted,
         diff,
     )
+
+
+def withdraw_deleted(payload: dict[str, Any], store: CorrectionStore) -> EventResult:
+    """``ANNOTATIONS_DELETED``: withdraw the corrections of each deleted annotation (matched by project and annotation
+    id: the event names no task). Idempotent, so a redelivery changes nothing."""
+    annotations = payload.get("annotations")
+    project = payload.get("project") if isinstance(payload.get("project"), dict) else {}
+    project_id = project.get("id")
+    ids = [a.get("id") for a in annotations if isinstance(a, dict)] if isinstance(annotations, list) else []
+    if not ids:  # Label Studio's bulk deletion (Data Manager) sends none: nothing can be matched
+        log.warning("%s without annotation ids (enable 'send payload'): nothing withdrawn", DELETED_EVENT)
+        return EventResult("ignored", f"{DELETED_EVENT}: the event names no annotation ids, nothing withdrawn")
+    bad = [i for i in [*ids, project_id] if i is not None and (not isinstance(i, int) or isinstance(i, bool))]
+    if bad:
+        return EventResult("refused", f"{DELETED_EVENT}: ids must be integers, got {bad!r}")
+    withdrawn, in_retrain, learned, restored = [], [], [], []
+    for annotation_id in ids:
+        project_part = "%" if project_id is None else str(project_id)
+        why = f"annotation {annotation_id} deleted in Label Studio"
+        done = store.withdraw_source(f"label-studio project {project_part} task % annotation {annotation_id}", why)
+        withdrawn += done.withdrawn
+        in_retrain += done.in_retrain
+        learned += done.learned
+        restored += done.restored
+    parts = [f"{len(withdrawn)} correction(s) withdrawn"]
+    if restored:
+        parts.append(f"{len(restored)} earlier correction(s) they had superseded open again")
+    if in_retrain:
+        parts.append(f"{len(in_retrain)} in a running retrain (withdrawn unless its model is promoted)")
+    if learned:
+        names = ", ".join(c.id[:12] for c in learned)
+        parts.append(f"{len(learned)} already learned by a model, listed for review ({names})")
+        log.warning("deleted annotations %s: corrections %s already learned (corrections list --source-deleted)", ids, names)
+    reason = f"annotations {', '.join(map(str, ids))} deleted: " + "; ".join(parts)
+    return EventResult("withdrawn", reason, pending=store.pending_count())
 
 
 def _image_url(task: dict[str, Any], label_config: Any, key: str) -> str:
