@@ -29,7 +29,7 @@ from tasks.save_model import save_model
 from tasks.setup_mlflow import setup_mlflow
 from tasks.train_candidate import train_candidate
 from yolo_retrain.config import Settings, Trigger, configure_environment, get_settings
-from yolo_retrain.recipe import read_recipe_file
+from yolo_retrain.recipe import asked, read_recipe_file
 from yolo_retrain.recovery import end_abandoned_retrain, retrain_lock
 from yolo_retrain.summary import RetrainReport
 from yolo_retrain.tracking import RetrainRun
@@ -86,7 +86,7 @@ def _retrain(
         # 3-4. MLflow: tracking URI, the experiment (never created here), this retrain's run; the dataset in it.
         tags = {"trigger": trigger, "corrections_count": str(len(corrections))}
         params = {"trigger": trigger, "corrections": len(corrections), "dataset_digest": dataset.digest}
-        params |= _training_params(settings)  # a retry with other inputs gets a run of its own
+        params |= _training_params(settings, team_recipe)  # a retry with other inputs gets a run of its own
         run = setup_mlflow(settings, batch_id, tags, params)
         log_dataset(settings, run, dataset)
         diffs = log_reviewer_diffs(settings, run, corrections)  # what reviewers changed against the model, per class
@@ -171,9 +171,10 @@ def _end_abandoned(
         exc.add_note(f"cleanup incomplete (the next retrain's recovery finishes it): {problem}")
 
 
-def _training_params(settings: Settings) -> dict:
+def _training_params(settings: Settings, team_recipe: dict) -> dict:
     """The run's own params; the train arguments (epochs, imgsz, batch, ...) are logged with the recipe (step 5)."""
-    return {k: getattr(settings, k) for k in ("base_model", "gate_metric")}
+    own = {k: getattr(settings, k) for k in ("base_model", "gate_metric")}
+    return own | {"training_asked": asked(settings, team_recipe)}
 
 
 def _publish(report: RetrainReport) -> RetrainReport:

@@ -9,6 +9,7 @@ parameters. A recipe file is checked by Ultralytics' own argument checks before 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -241,6 +242,12 @@ def resolve(settings: Settings, team_recipe: Mapping[str, Any], start_weights: s
     layer("setting", _settings_arguments(settings))
     args["device"] = _device(args["device"])
     return Recipe(args, sources)
+
+
+def asked(settings: Settings, team_recipe: Mapping[str, Any]) -> str:
+    """What the settings (the flow's parameters among them) and the team's recipe ask of a retrain, as one param: an
+    attempt of the same flow run asked otherwise gets a run of its own (``tracking.start_retrain_run``)."""
+    return json.dumps({**_settings_arguments(settings), "recipe": dict(team_recipe)}, sort_keys=True, default=str)
 
 
 def _settings_arguments(settings: Settings) -> dict[str, Any]:
