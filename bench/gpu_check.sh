@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # GPU check of benchmark 1 (bench/overhead.py, docs/benchmarks.md): the whole retrain flow against a bare
 # Ultralytics script at a GPU size (640 px, 2500 + 300 generated images, 10 epochs, batch 32, 8 dataloader
-# workers, GPU 0), on a machine with an NVIDIA GPU and PyTorch but none of this project's other packages,
-# and no network. It installs from a folder of wheels, runs A B pairs within the time left, prints the
+# workers, GPU 0; both sides train with the flow's whole recipe and their args.yaml are compared), on a machine
+# with an NVIDIA GPU and PyTorch but none of this project's other packages, and no network. It installs from a folder of wheels, runs A B pairs within the time left, prints the
 # ratio, the difference, the allowed extra (5 s + 3 %) and GPU utilisation per side. Within 8 minutes.
 #
 #   bench/gpu_check.sh WHEELS_DIR [OUT_DIR]

@@ -8,13 +8,17 @@
     `--fresh-holdout` makes every pair evaluate the champion, as when a correction lands in the holdout.
 
 Same data (base + corrections for the flow; the same images with the corrected labels for the bare script),
-same start weights (the champion; rolled back between pairs so every pair starts from the same model),
-epochs, imgsz, batch, device, dataloader workers, seed; the Ultralytics args.yaml of both trainings is
-checked to agree. Both sides are timed as wall clock of the whole process, start-up imports included, with
+same start weights (the champion; rolled back between pairs so every pair starts from the same model), and the
+same recipe: the flow's effective one (yolo_retrain.recipe.resolve: the champion's recorded arguments, the
+continuation defaults, the settings) is handed to the bare script whole, and the Ultralytics args.yaml of both
+trainings is checked to be equal but for paths, names and how much they print. The "realistic" size sets no training setting at all
+(but for the champion's own training): the flow inherits the champion's 320 px and batch, and uses Ultralytics'
+choice of device and its default workers, as a team's retrain would. Both sides are timed as wall clock of the whole process, start-up imports included, with
 the GPU's utilisation sampled meanwhile where nvidia-smi exists. Each flow run is broken down from the
 Prefect API: start-up (process launch to the flow run Running), each task run, orchestration between
 tasks, and exit.
 
+    .venv/bin/python bench/overhead.py --sizes realistic --pairs 2 --out bench/results/overhead-realistic.json
     .venv/bin/python bench/overhead.py --sizes small large --pairs 3 --out bench/results/overhead.json
     .venv/bin/python bench/overhead.py --quick        # smoke run: a few images, 1 epoch, 1 pair
     .venv/bin/python bench/overhead.py --sizes gpu --pairs 2 --champion-epochs 1 --budget-s 400  # as gpu_check.sh
@@ -51,6 +55,9 @@ SIZES = {
     "quick": {"train": 16, "val": 8, "epochs": 1, **CPU},
     "small": {"train": 160, "val": 48, "epochs": 20, **CPU},
     "large": {"train": 480, "val": 96, "epochs": 70, **CPU},
+    # A team's retrain on this machine: a few hundred images at 320 px, nothing set but the epochs.
+    "realistic": {"train": 300, "val": 60, "epochs": 3, "imgsz": 320, "batch": 16, "device": None, "workers": None,
+                  "plots": True, "inherit": True},
     "gpu": {
         "train": 2500,
         "val": 300,
@@ -64,7 +71,9 @@ SIZES = {
 }
 SEED = 0
 SYNTHETIC_SIDE = 64  # image side of yolo_retrain.synthetic's images, which the CPU figures were measured on
-TRAIN_ARGS = ("epochs", "imgsz", "batch", "device", "workers", "plots")  # what both sides must train with
+TRAIN_ARGS = ("epochs", "imgsz", "batch", "device", "workers", "plots")  # what a size may set
+IDENTITY = ("data", "model", "project", "name", "save_dir", "exist_ok", "verbose")  # paths, names, output: may differ
+HARDWARE = ("imgsz", "batch", "device", "workers")  # training settings: the "inherit" sizes leave them unset
 GOAL_FIXED_S, GOAL_FRACTION = 5.0, 0.03
 TRAINING, VALIDATION = "training (train-candidate - bare train)", "post-evaluation (evaluate-post - bare val)"
 
@@ -85,15 +94,14 @@ class Bench:
             "PREFECT_API_URL": self.api_url,
             "YOLO_RETRAIN_HOME": str(home),
             "YOLO_CONFIG_DIR": str(home / "ultralytics"),
-            "YOLO_RETRAIN_IMGSZ": str(size["imgsz"]),
-            "YOLO_RETRAIN_BATCH": str(size["batch"]),
-            "YOLO_RETRAIN_DEVICE": str(size["device"]),
-            "YOLO_RETRAIN_WORKERS": str(size["workers"]),
+            **{f"YOLO_RETRAIN_{k.upper()}": str(size[k]) for k in HARDWARE if size[k] is not None and not size.get("inherit")},
             "YOLO_RETRAIN_PLOTS": str(size["plots"]).lower(),
             "YOLO_RETRAIN_SEED": str(SEED),
             "YOLO_RETRAIN_RETRAIN_THRESHOLD": "1000000",  # no threshold events: only the retrain is measured
         }
         for key in (
+            *(f"YOLO_RETRAIN_{k.upper()}" for k in HARDWARE if size.get("inherit") or size[k] is None),
+            "YOLO_RETRAIN_RECIPE",
             "YOLO_RETRAIN_TRACKING_URI",
             "YOLO_RETRAIN_BASE_DATA",
             "YOLO_RETRAIN_CORRECTIONS_DB_URL",
@@ -132,14 +140,30 @@ class Bench:
         self.client.__enter__()
         if self.champion_epochs > 0:
             # Experiment + a baseline champion (version 1) trained briefly on the base data: both sides start from it.
-            self.cli("init", "--epochs", str(self.champion_epochs), timeout=900)
+            # The champion's own size (what an "inherit" size's retrains then take from it).
+            champion_size = {f"YOLO_RETRAIN_{k.upper()}": str(self.size[k]) for k in ("imgsz", "batch") if self.size[k]}
+            self.group.env = {**self.env, **champion_size}
+            self.cli("init", "--epochs", str(self.champion_epochs), timeout=1800)
+            self.group.env = self.env
             self.start_weights = str(self.home / "bare-start" / "champion.pt")
             Path(self.start_weights).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.home / "models" / "champion.pt", self.start_weights)
         else:  # no champion: both sides train from the configured base model, and the flow skips the pre-evaluation
             self.cli("init", "--no-train-baseline")
             self.start_weights = "yolov8n.yaml"
+        self.recipe = self._flow_recipe()
         return self
+
+    def _flow_recipe(self) -> Path:
+        """The recipe the flow will train with (as its resolve-recipe step makes it), for the bare script."""
+        from yolo_retrain.config import Settings
+        from yolo_retrain.recipe import resolve
+
+        chosen = {k: self.size[k] for k in HARDWARE if self.size[k] is not None and not self.size.get("inherit")}
+        settings = Settings(home=self.home, epochs=self.size["epochs"], seed=SEED, plots=self.size["plots"], **chosen)
+        path = self.home / "bare-recipe.yaml"
+        path.write_text(yaml.safe_dump(resolve(settings, {}, self.start_weights).args))
+        return path
 
     def __exit__(self, *exc: object) -> None:
         self.client.__exit__(*exc)
@@ -153,10 +177,8 @@ class Bench:
         _drop_label_caches(self.home / "bare-data")
         cmd = [
             sys.executable, str(ROOT / "bench" / "bare_train.py"),
-            "--data", str(self.bare_data.data_yaml), "--model", self.start_weights,
-            "--epochs", str(self.size["epochs"]), "--imgsz", str(self.size["imgsz"]), "--batch", str(self.size["batch"]),
-            "--device", str(self.size["device"]), "--workers", str(self.size["workers"]), "--seed", str(SEED),
-            "--plots" if self.size["plots"] else "--no-plots", "--project", str(self.home / "bare-runs"), "--name", f"bare-{i}",
+            "--data", str(self.bare_data.data_yaml), "--model", self.start_weights, "--recipe", str(self.recipe),
+            "--project", str(self.home / "bare-runs"), "--name", f"bare-{i}",
         ]  # fmt: skip
         launched = time.time()
         wall, log, gpu = self._timed(cmd, f"bare-{i}")
@@ -244,12 +266,12 @@ class Bench:
 
 
 def _trained_with(runs: Path, since: float) -> dict:
-    """The settings in the args.yaml of the training Ultralytics started under ``runs`` after ``since``."""
+    """The args.yaml of the training Ultralytics started under ``runs`` after ``since``, but for paths and names."""
     written = [p for p in runs.glob("*/args.yaml") if p.stat().st_mtime >= since]
     if not written:
         raise RuntimeError(f"no Ultralytics training under {runs} since the side started")
     args = yaml.safe_load(max(written, key=lambda p: p.stat().st_mtime).read_text())
-    return {key: args[key] for key in TRAIN_ARGS}
+    return {key: value for key, value in args.items() if key not in IDENTITY}
 
 
 def _drop_label_caches(root: Path) -> None:
@@ -278,14 +300,17 @@ def extra_breakdown(bare: dict, flow: dict) -> dict[str, float]:
 
 
 def check_same_training(size: dict, bare: dict, flow: dict) -> None:
-    """Both sides trained with the requested settings (device: as Ultralytics canonicalised it, the same on both)."""
-    requested = {key: size[key] for key in TRAIN_ARGS if key != "device"}
+    """Both sides trained with the requested settings (device: as Ultralytics canonicalised it, the same on both), and
+    their whole args.yaml agree but for paths and names: the same recipe."""
+    requested = {key: size[key] for key in TRAIN_ARGS if key != "device" and size[key] is not None}
     for side in (bare, flow):
         used = {key: side["trained_with"][key] for key in requested}
         if used != requested:
             raise RuntimeError(f"a side trained with {side['trained_with']}, not the requested {requested}")
     if bare["trained_with"] != flow["trained_with"]:
-        raise RuntimeError(f"the sides trained differently: bare {bare['trained_with']}, flow {flow['trained_with']}")
+        differ = {k: (bare["trained_with"].get(k), flow["trained_with"].get(k)) for k in bare["trained_with"].keys() | flow["trained_with"].keys()
+                  if bare["trained_with"].get(k) != flow["trained_with"].get(k)}  # fmt: skip
+        raise RuntimeError(f"the sides trained differently (bare, flow): {differ}")
 
 
 def gpu_summary(results: list[dict]) -> dict | None:

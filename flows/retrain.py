@@ -25,11 +25,13 @@ from tasks.promote import promotion_gate
 from tasks.recover import recover_orphaned_retrains
 from tasks.register_model import register_model
 from tasks.resolve_champion import resolve_champion
+from tasks.resolve_recipe import resolve_recipe
 from tasks.save_model import save_model
 from tasks.screen_corrections import screen_corrections
 from tasks.setup_mlflow import setup_mlflow
 from tasks.train_candidate import train_candidate
 from yolo_retrain.config import Settings, Trigger, configure_environment, get_settings
+from yolo_retrain.recipe import asked, read_recipe_file
 from yolo_retrain.recovery import end_abandoned_retrain, retrain_lock
 from yolo_retrain.summary import RetrainReport
 from yolo_retrain.tracking import RetrainRun
@@ -51,16 +53,19 @@ def retrain(
         min_corrections: Skip (no MLflow run) with fewer pending corrections; default from settings.
         force: Retrain even below min_corrections (e.g. a first baseline with no corrections).
         epochs: Training epochs; default from settings.
-        imgsz: Training and evaluation image size; default from settings.
-        batch: Batch size; default from settings.
+        imgsz: Training and evaluation image size; default from settings, else the recipe's, else the champion's.
+        batch: Batch size; default from settings, else the recipe's, else the champion's.
     """
     overrides = {k: v for k, v in {"epochs": epochs, "imgsz": imgsz, "batch": batch}.items() if v is not None}
     settings = configure_environment(get_settings().model_copy(update=overrides))  # the flow is an entry point
+    team_recipe = read_recipe_file(settings)  # a recipe error refuses the retrain here, before anything runs
     with retrain_lock(settings):  # one retrain per home at a time, whoever started it
-        return _retrain(settings, flow_run.get_id() or "local", trigger, min_corrections, force)
+        return _retrain(settings, flow_run.get_id() or "local", trigger, min_corrections, force, team_recipe)
 
 
-def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_corrections: int | None, force: bool) -> RetrainReport:
+def _retrain(
+    settings: Settings, batch_id: str, trigger: Trigger, min_corrections: int | None, force: bool, team_recipe: dict
+) -> RetrainReport:
     """The steps in order; runs holding the retrain lock."""
     # 0. Whatever a killed retrain left behind (RUNNING run, claimed corrections, partial files) is cleaned up.
     recover_orphaned_retrains(settings, batch_id)
@@ -83,22 +88,25 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
         # 3-4. MLflow: tracking URI, the experiment (never created here), this retrain's run; the dataset in it.
         tags = {"trigger": trigger, "corrections_count": str(len(corrections))}
         params = {"trigger": trigger, "corrections": len(corrections), "dataset_digest": dataset.digest}
-        params |= _training_params(settings)  # a retry with other inputs gets a run of its own
+        params |= _training_params(settings, team_recipe)  # a retry with other inputs gets a run of its own
         run = setup_mlflow(settings, batch_id, tags, params)
         log_dataset(settings, run, dataset)
         diffs = log_reviewer_diffs(settings, run, corrections)  # what reviewers changed against the model, per class
 
-        # 5. The current champion on the holdout: the bar to clear (its recorded figures if the holdout is unchanged).
+        # 5. The current champion, and the recipe: how it was trained, then the team's recipe, settings, parameters.
+        #    The champion on the holdout at that recipe is the bar to clear (its recorded figures if unchanged).
         champion = resolve_champion(settings)
-        pre = evaluate_champion(settings, run, dataset, champion) if champion else None
+        start = str(champion.weights) if champion else settings.base_model
+        recipe = resolve_recipe(settings, run, team_recipe, start)
+        pre = evaluate_champion(settings, run, dataset, champion, recipe) if champion else None
 
-        # 6-7. Train from the champion, then validate the candidate on the same holdout.
-        trained = train_candidate(settings, run, dataset, str(champion.weights) if champion else settings.base_model)
-        post = evaluate_on_holdout(settings, run, dataset, str(trained.best_weights), "post")
+        # 6-7. Train from the champion with the recipe, then validate the candidate on the same holdout.
+        trained = train_candidate(settings, run, dataset, start, recipe)
+        post = evaluate_on_holdout(settings, run, dataset, str(trained.best_weights), "post", recipe)
 
         # 7b. Candidate − champion with the holdout's noise (paired bootstrap); each correction judged as data.
-        comparison = compare_on_holdout(settings, run, dataset, champion)
-        check = screen_corrections(settings, run, dataset, champion, str(trained.best_weights), comparison)
+        comparison = compare_on_holdout(settings, run, dataset, champion, recipe)
+        check = screen_corrections(settings, run, dataset, champion, str(trained.best_weights), recipe, comparison)
 
         # 8-10. Artifacts, the logged model (metrics on it) and its registry version, models/retrained_vN.pt.
         log_training_artifacts(settings, run, trained)
@@ -106,7 +114,7 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
             "dataset_digest": dataset.digest,
             "corrections_count": len(corrections),
             "parent_version": champion.version if champion else "none",
-            "evaluation_key": holdout_key(settings, dataset),
+            "evaluation_key": holdout_key(recipe, dataset),
         }
         version = register_model(settings, run, str(trained.best_weights), lineage, post, pre)
         weights = save_model(settings, run, version, str(trained.best_weights))
@@ -145,6 +153,7 @@ def _retrain(settings: Settings, batch_id: str, trigger: Trigger, min_correction
         accepted_now=outcome.accepted,
         suspicious=tuple(f"{i[:12]}: {why}" for i, why in outcome.held.items()),
         retention=check.retention_line(),
+        recipe=recipe.markdown(),
     )
     return _publish(report)
 
@@ -172,8 +181,10 @@ def _end_abandoned(
         exc.add_note(f"cleanup incomplete (the next retrain's recovery finishes it): {problem}")
 
 
-def _training_params(settings: Settings) -> dict:
-    return {k: getattr(settings, k) for k in ("epochs", "imgsz", "batch", "device", "seed", "base_model", "gate_metric", "plots")}
+def _training_params(settings: Settings, team_recipe: dict) -> dict:
+    """The run's own params; the train arguments (epochs, imgsz, batch, ...) are logged with the recipe (step 5)."""
+    own = {k: getattr(settings, k) for k in ("base_model", "gate_metric")}
+    return own | {"training_asked": asked(settings, team_recipe)}
 
 
 def _publish(report: RetrainReport) -> RetrainReport:

@@ -13,28 +13,34 @@ from yolo_retrain.config import Settings
 from yolo_retrain.data_yaml import read_class_names
 from yolo_retrain.dataset import BuiltDataset
 from yolo_retrain.per_image import ImageResults, per_image_path
+from yolo_retrain.recipe import Recipe
 from yolo_retrain.training import log_path
 
 
 @retrain_task("compare-on-holdout", resumable=True)
 def compare_on_holdout(
-    settings: Settings, run: tracking.RetrainRun, dataset: BuiltDataset, champion: registry.Champion | None
+    settings: Settings,
+    run: tracking.RetrainRun,
+    dataset: BuiltDataset,
+    champion: registry.Champion | None,
+    recipe: Recipe,
 ) -> Comparison | None:
     """Candidate − champion on the holdout with its 95 % interval (paired bootstrap over holdout images), logged as
     ``gate_delta``, ``gate_delta_low``, ``gate_delta_high`` (and per class); None before the first champion.
 
     Args:
-        settings: Resamples; image size, batch and device if the champion must be evaluated again.
+        settings: Resamples.
         run: The retrain's MLflow run; both evaluations' per-image results are beside its log.
         dataset: Its val split is the holdout.
         champion: The current champion; its per-image results come from this run's evaluation of it, else from
             the run that made it (its figures recorded on the same holdout), else a fresh evaluation.
+        recipe: Its image size, batch and device, if the champion must be evaluated again.
     """
     if champion is None:
         return None
     folder = log_path(settings, run.run_id).parent
     candidate = ImageResults.load(per_image_path(folder, "post"))
-    old = _champion_results(settings, run, dataset, champion, folder)
+    old = _champion_results(settings, run, dataset, champion, recipe, folder)
     names = dict(enumerate(read_class_names(dataset.data_yaml, "dataset")))
     comparison = paired_bootstrap(old, candidate, names, resamples=settings.gate_resamples, seed=settings.seed)
     tracking.log_metrics(tracking.client_for(settings), run.run_id, comparison.as_mlflow())
@@ -42,7 +48,12 @@ def compare_on_holdout(
 
 
 def _champion_results(
-    settings: Settings, run: tracking.RetrainRun, dataset: BuiltDataset, champion: registry.Champion, folder: Path
+    settings: Settings,
+    run: tracking.RetrainRun,
+    dataset: BuiltDataset,
+    champion: registry.Champion,
+    recipe: Recipe,
+    folder: Path,
 ) -> ImageResults:
     evaluated = per_image_path(folder, "pre")
     if evaluated.exists():  # this run evaluated the champion
@@ -54,5 +65,5 @@ def _champion_results(
                 return ImageResults.load(Path(path))
             except (MlflowException, OSError, ValueError):  # a version from before them, its artifacts gone: measure again
                 pass
-    _evaluate(settings, run, dataset, champion.weights, "pre")
+    _evaluate(settings, run, dataset, champion.weights, "pre", recipe)
     return ImageResults.load(evaluated)

@@ -9,6 +9,7 @@ from yolo_retrain import registry, tracking
 from yolo_retrain.config import Settings
 from yolo_retrain.hashing import file_sha256
 from yolo_retrain.metrics import EvalMetrics
+from yolo_retrain.recipe import trained_imgsz
 
 
 @retrain_task("register-model")
@@ -24,7 +25,7 @@ def register_model(
     metrics, and register it; a retry finds the version it made of these weights.
 
     Args:
-        settings: Registered model name, image size.
+        settings: Registered model name.
         run: The retrain's MLflow run.
         weights: The candidate's weights.
         lineage: Version tags: dataset digest, corrections count, parent version, evaluation key.
@@ -36,7 +37,7 @@ def register_model(
     existing = registry.find_version_for_run(client, settings.model_name, run.run_id, sha256)
     if existing is not None:
         return existing
-    model_id = registry.log_pyfunc_model(client, run.experiment_id, run.run_id, Path(weights), settings.imgsz)
+    model_id = registry.log_pyfunc_model(client, run.experiment_id, run.run_id, Path(weights), trained_imgsz(weights))
     registry.log_model_metrics(client, run.run_id, model_id, str(lineage["dataset_digest"]), {"post": post, "pre": pre})
     tags = {**lineage, "weights_sha256": sha256}
     return registry.register_version(settings.model_name, model_id, tags)

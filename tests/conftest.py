@@ -13,6 +13,10 @@ os.environ["YOLO_RETRAIN_HOME"] = str(_SESSION_HOME)
 os.environ["YOLO_RETRAIN_RETRY_DELAY_SECONDS"] = "0"
 os.environ["YOLO_RETRAIN_TASK_RETRIES"] = "1"
 os.environ["YOLO_RETRAIN_GATE_RESAMPLES"] = "100"  # the gate's bootstrap: its plumbing is tested here, its precision in bench/
+# The demo's small sizes, set explicitly (the product's defaults are the champion's recipe and Ultralytics' hardware
+# choice); tests of the recipe itself unset them.
+for _key, _value in {"IMGSZ": 64, "BATCH": 16, "DEVICE": "cpu", "WORKERS": 0}.items():
+    os.environ[f"YOLO_RETRAIN_{_key}"] = str(_value)
 
 from dataclasses import dataclass  # noqa: E402
 

@@ -20,6 +20,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
+# The demo's training sizes for a 2-core CPU, set explicitly by `yolo-retrain demo` (and the tests) where the user has
+# not set them: the product's defaults are the champion's recipe and Ultralytics' choice of hardware.
+DEMO_TRAINING = {"imgsz": 64, "batch": 16, "device": "cpu", "workers": 0}
+
 Trigger = Literal["manual", "schedule", "corrections-threshold", "baseline"]
 GateMetric = Literal["mAP50-95", "mAP50", "precision", "recall"]
 
@@ -51,13 +55,16 @@ class Settings(BaseSettings):
     retrain_threshold: int = Field(default=50, ge=1, description="Pending corrections that trigger a retrain.")
     min_corrections: int = Field(default=1, ge=0, description="Fewer pending corrections than this: the flow skips.")
 
-    # Training defaults
+    # Training: the champion's own recipe (imgsz, batch, hyperparameters) unless set here; see yolo_retrain/recipe.py.
     base_model: str = Field(default="yolov8n.yaml", description="Model (YAML or local .pt) for the first retrain.")
+    recipe: Path | None = Field(
+        default=None, description="The team's recipe: a YAML of Ultralytics train arguments (as `yolo train cfg=`)."
+    )
     epochs: int = Field(default=10, ge=1)
-    imgsz: int = Field(default=64, ge=32)
-    batch: int = Field(default=16, ge=1)
-    device: str = Field(default="cpu", description="Ultralytics device string: cpu, 0, 0,1 ...")
-    workers: int = Field(default=0, ge=0, description="Dataloader workers (0 = in-process, best on small CPUs).")
+    imgsz: int | None = Field(default=None, ge=32, description="Default: the champion's, else the recipe's, else 640.")
+    batch: int | None = Field(default=None, ge=-1, description="Default: the champion's; -1 is AutoBatch (GPU).")
+    device: str | None = Field(default=None, description="Ultralytics device: cpu, 0, 0,1 ...; default the first GPU, else cpu.")
+    workers: int | None = Field(default=None, ge=0, description="Dataloader workers; default Ultralytics' (8), capped by CPUs.")
     seed: int = 0
     plots: bool = Field(
         default=True, description="Ultralytics' training plots (results.png, PR curves, confusion matrix) logged with the run."
@@ -135,6 +142,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
+        if self.batch == 0:
+            raise ValueError("batch: 0 is no batch size (a whole number >= 1, or -1 for AutoBatch)")
         self.home = self.home.expanduser().resolve()
         if self.tracking_uri is None:
             self.tracking_uri = f"sqlite:///{self.home / 'mlflow.db'}"

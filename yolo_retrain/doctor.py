@@ -237,6 +237,17 @@ def check_base_dataset(settings: Settings) -> str:
     return f"{settings.base_data}: {counts} images, {len(base.names)} classes"
 
 
+@check("recipe", fix="fix the key named (Ultralytics train arguments: `yolo cfg`), or unset YOLO_RETRAIN_RECIPE")
+def check_recipe(settings: Settings) -> str:
+    """The team's recipe file passes Ultralytics' argument checks (the champion's own recipe needs none)."""
+    from yolo_retrain.recipe import read_recipe_file
+
+    if settings.recipe is None:
+        return "none set: retrains use the champion's own training arguments"
+    arguments = read_recipe_file(settings)
+    return f"{settings.recipe}: " + (", ".join(f"{k}={v}" for k, v in arguments.items()) or "empty")
+
+
 @check("corrections", fix="check YOLO_RETRAIN_CORRECTIONS_DB_URL and the base data.yaml (class names)")
 def check_corrections(settings: Settings) -> str:
     """The correction store opens and counts its corrections; held ones are pointed out for review."""
@@ -287,6 +298,7 @@ CHECKS: tuple[Callable[[Settings], CheckResult], ...] = (
     check_registry,
     check_champion,
     check_base_dataset,
+    check_recipe,
     check_corrections,
     check_disk,
     check_prefect,

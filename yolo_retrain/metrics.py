@@ -47,8 +47,10 @@ class EvalMetrics:
         return asdict(self)
 
 
-def evaluation_key(holdout_digest: str, imgsz: int, batch: int, device: str) -> str:
-    """Names one evaluation setup. Validation is deterministic: the same weights under the same key score the same,
-    so figures recorded under a key can stand in for evaluating again."""
+def evaluation_key(holdout_digest: str, imgsz: int | list[int], batch: int, device: str, single_cls: bool = False) -> str:
+    """Names one evaluation setup (the recipe's image size among it). Validation is deterministic: the same weights
+    under the same key score the same, so figures recorded under a key can stand in for evaluating again."""
     setup = {"holdout": holdout_digest, "imgsz": imgsz, "batch": batch, "device": device, "ultralytics": version("ultralytics")}
+    if single_cls:  # only when set: keys recorded before it existed stay valid
+        setup["single_cls"] = True
     return hashlib.sha256(json.dumps(setup, sort_keys=True).encode()).hexdigest()

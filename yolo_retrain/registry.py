@@ -30,6 +30,7 @@ from yolo_retrain.errors import RetrainError
 from yolo_retrain.gate import GateDecision
 from yolo_retrain.hashing import file_sha256
 from yolo_retrain.metrics import EvalMetrics
+from yolo_retrain.recipe import trained_imgsz
 
 log = logging.getLogger(__name__)
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
@@ -359,7 +360,7 @@ def register_initial_champion(client: MlflowClient, settings: Settings, experime
         raise RetrainError(f"{weights}: not loadable as YOLO weights ({exc})") from exc
     run_id = client.create_run(experiment_id, run_name="initial-champion", tags={"type": "baseline"}).info.run_id
     try:
-        model_id = log_pyfunc_model(client, experiment_id, run_id, weights, settings.imgsz)
+        model_id = log_pyfunc_model(client, experiment_id, run_id, weights, settings.imgsz or trained_imgsz(weights))
         version = register_version(settings.model_name, model_id, {"weights_sha256": file_sha256(weights), "parent_version": "none"})
         local = save_local_weights(settings, version, weights)
         apply_gate(client, settings, version, local, GateDecision(True, "initial champion from given weights"))

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -106,11 +107,13 @@ def check_batch(
     candidate_weights: str | Path,
     batch: Sequence[_Correction],
     accepted: Sequence[_Correction],
+    evaluation: Mapping[str, Any],
     manifest: Path | None = None,
     holdout: str | None = None,
 ) -> BatchCheck:
     """Screen ``batch`` and measure retention of a stable sample of ``accepted`` (at most
-    ``settings.forgetting_sample`` corrections), with both models predicting each image once. ``holdout``: the
+    ``settings.forgetting_sample`` corrections), with both models predicting each image once, at the holdout
+    evaluation's ``evaluation`` arguments (imgsz, device, batch: :meth:`Recipe.evaluation_args`). ``holdout``: the
     paired comparison's verdict on candidate − champion, which weighs each model's view (:mod:`screening`)."""
     names = read_class_names(data_yaml, "dataset")
     relabelled_now = {c.image_sha256 for c in batch}  # an image the batch labels anew: its older label is not a "fix" to keep
@@ -118,7 +121,7 @@ def check_batch(
     earlier = [by_id[i] for i in stable_sample(by_id, settings.forgetting_sample)]
     batch_images, earlier_images = _images(batch), _images(earlier)
     everything = batch_images + earlier_images
-    args = (data_yaml, everything, len(names), settings.imgsz, settings.device, settings.batch)
+    args = (data_yaml, everything, len(names), evaluation["imgsz"], evaluation["device"], evaluation["batch"])
     if not everything:  # nothing to screen or re-check (a first baseline): no model is loaded
         return BatchCheck(ScreeningResult([]), Retention(), Retention(), names)
     new = predict_confidences(candidate_weights, *args)

@@ -29,6 +29,7 @@ class RetrainReport:
     accepted_now: int = 0  # this batch's corrections accepted on their own merit
     suspicious: tuple[str, ...] = ()  # this batch's held corrections: "<id>: <reason>"
     retention: str = ""  # fixed / learned: what each model reproduces of earlier fixes and of this batch
+    recipe: str = ""  # markdown: the train arguments not at Ultralytics' default, and where each came from (#20)
 
     def corrections_line(self) -> str:
         """Where the dataset's corrections came from, and how many are held as rejected (a skipped retrain built none)."""
@@ -98,6 +99,8 @@ class RetrainReport:
             lines += ["", f"- {self.interval_line()}"]
         if self.screening_lines():
             lines += ["", "## Screening", ""] + [f"- {line}" for line in self.screening_lines()]
+        if self.recipe:
+            lines += ["", "Training recipe (arguments not at Ultralytics' default):", "", self.recipe.rstrip("\n")]
         if self.reviewer_diffs:
             lines += ["", self.reviewer_diffs.rstrip("\n")]
         return "\n".join(lines) + "\n"

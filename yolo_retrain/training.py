@@ -18,6 +18,7 @@ from yolo_retrain.config import Settings
 from yolo_retrain.data_yaml import class_names, read_class_names
 from yolo_retrain.metrics import EvalMetrics
 from yolo_retrain.model_classes import FIX_IN_RETRAIN, require_same_classes
+from yolo_retrain.recipe import Recipe
 from yolo_retrain.train_output import TrainOutput
 
 Hooks = dict[str, Callable]
@@ -65,12 +66,9 @@ def _add_hooks(model, hooks: Sequence[Hooks]) -> None:
             model.add_callback(event, fn)
 
 
-def _common_args(settings: Settings, imgsz: int | None, batch: int | None) -> dict:
+def _output_args(settings: Settings) -> dict:
+    """Where Ultralytics writes, and how much it says: never part of the recipe."""
     return {
-        "imgsz": imgsz or settings.imgsz,
-        "batch": batch or settings.batch,
-        "device": settings.device,
-        "workers": settings.workers,
         "project": str(settings.runs_dir),
         "exist_ok": True,
         "verbose": console.mode() != "plain",  # its per-class table: in train.log, not a plain console
@@ -82,42 +80,31 @@ def train(
     data_yaml: Path,
     start_weights: str | Path,
     name: str,
+    recipe: Recipe,
     *,
     run_id: str | None = None,
-    epochs: int | None = None,
-    imgsz: int | None = None,
-    batch: int | None = None,
     hooks: Sequence[Hooks] = (),
     log_file: Path | None = None,
 ) -> TrainOutput:
     """Train from ``start_weights`` (a .pt, or a model YAML for a from-scratch start) on ``data_yaml``.
 
     Args:
-        settings: Training defaults and output dirs.
+        settings: Output dirs and the tracking URI.
         data_yaml: The retraining dataset.
         start_weights: The champion's weights, or the configured base model.
         name: Output folder name under ``settings.runs_dir``.
+        recipe: Every train argument (epochs, image size, batch, device, hyperparameters): :mod:`recipe`.
         run_id: The retrain's MLflow run (at ``settings.tracking_uri``): per-epoch metrics go into it.
-        epochs: Overrides ``settings.epochs``; likewise ``imgsz`` and ``batch``.
         hooks: More Ultralytics callbacks (``{event: fn}``), e.g. a progress display of the caller's.
         log_file: Ultralytics' own output goes here (and to the console unless it is quiet).
     """
-    total = epochs or settings.epochs
-    with console.stage("training", total=total) as bar, console.library_output(log_file):
+    with console.stage("training", total=recipe.args["epochs"]) as bar, console.library_output(log_file):
         model = _yolo(start_weights, data_yaml)  # inside: a first import of Ultralytics prints about its settings file
         _add_hooks(model, [*hooks, console_progress.training(bar)])
         if run_id is not None:
             _add_hooks(model, [mlflow_run.callbacks(settings.tracking_uri, run_id)])
         with _heap_frozen():
-            model.train(
-                data=str(data_yaml),
-                epochs=total,
-                name=name,
-                seed=settings.seed,
-                deterministic=True,
-                plots=settings.plots,
-                **_common_args(settings, imgsz, batch),
-            )
+            model.train(data=str(data_yaml), name=name, **recipe.args, **_output_args(settings))
     trainer = model.trainer
     best = Path(trainer.best if Path(trainer.best).exists() else trainer.last)
     return TrainOutput(save_dir=Path(trainer.save_dir), best_weights=best, log_file=log_file)
@@ -141,20 +128,19 @@ def evaluate(
     weights: str | Path,
     data_yaml: Path,
     name: str,
-    imgsz: int | None = None,
-    batch: int | None = None,
+    recipe: Recipe,
     *,
     label: str = "evaluation",
     log_file: Path | None = None,
     hooks: Sequence[Hooks] = (),
 ) -> EvalMetrics:
-    """Validate ``weights`` on the dataset's val split (the holdout); the same call for champion and candidate.
-    ``hooks``: more validation callbacks (e.g. :func:`per_image.collector`)."""
+    """Validate ``weights`` on the dataset's val split (the holdout) at the recipe's size, batch and device; the same
+    call for champion and candidate. ``hooks``: more validation callbacks (e.g. :func:`per_image.collector`)."""
     with console.stage(label) as bar, console.library_output(log_file):
         model = _yolo(weights, data_yaml)
         _add_hooks(model, [*hooks, console_progress.validation(bar)])
         results = model.val(
-            data=str(data_yaml), split="val", name=name, plots=False, **_common_args(settings, imgsz, batch)
+            data=str(data_yaml), split="val", name=name, plots=False, **recipe.evaluation_args(), **_output_args(settings)
         )
     box = results.box
     names = results.names

@@ -31,6 +31,7 @@ from yolo_retrain.doctor import (
     short_http_timeouts,
 )
 from yolo_retrain.metrics import GATE_METRICS
+from yolo_retrain.recipe import RECIPE_ARTIFACT
 
 REQUIRED_TAGS = ("type", "trigger", "experiment_id", tracking.FLOW_RUN_TAG, "corrections_count", "dataset_digest")
 DATASET_FILES = tuple(
@@ -154,6 +155,30 @@ def check_training_artifacts(t: _Target) -> str:
     if missing:
         raise CheckFailed(f"missing artifacts: {', '.join(missing)}")
     return ", ".join(TRAINING_FILES) + " logged"
+
+
+@check("recipe", fix=RERUN_FIX)
+def check_recipe(t: _Target) -> str:
+    """The candidate was trained with the logged recipe: ``training/args.yaml`` (Ultralytics' own record) holds every
+    argument of ``recipe.yaml``, and each is the run's param of that name."""
+    import yaml
+
+    missing = _missing((RECIPE_ARTIFACT, "training/args.yaml"), t.artifacts)
+    if missing:
+        raise CheckFailed(f"missing artifacts: {', '.join(missing)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        recipe = yaml.safe_load(Path(t.client.download_artifacts(t.run_id, RECIPE_ARTIFACT, tmp)).read_text())
+        trained = yaml.safe_load(Path(t.client.download_artifacts(t.run_id, "training/args.yaml", tmp)).read_text())
+    params = t.run.data.params
+    wrong = [
+        f"{key}: recipe {value!r}, args.yaml {trained.get(key, 'missing')!r}, param {params.get(key, 'missing')!r}"
+        for key, value in recipe["args"].items()
+        if trained.get(key, KeyError) != value or params.get(key) != str(value)
+    ]
+    if wrong:
+        raise CheckFailed("trained otherwise than recorded: " + "; ".join(wrong))
+    inherited = sum(source == "champion" for source in recipe["sources"].values())
+    return f"args.yaml = recipe.yaml ({len(recipe['args'])} arguments, {inherited} from the champion)"
 
 
 @check("experiment kind")
@@ -297,6 +322,7 @@ CHECKS = (
     check_params,
     check_metrics,
     check_training_artifacts,
+    check_recipe,
     check_kind,
     check_logged_model,
     check_version_tags,

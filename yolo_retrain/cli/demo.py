@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
 
 from yolo_retrain.cli.common import VerboseOption, exit_on_error, use_console
-from yolo_retrain.config import get_settings
+from yolo_retrain.cli.refusals import refusals_in_one_line
+from yolo_retrain.config import DEMO_TRAINING, Settings, get_settings
+
+
+def demo_settings() -> Settings:
+    """The demo's small training sizes (:data:`DEMO_TRAINING`) wherever the user set none (environment or .env): put in
+    the environment, so the flows it runs read them too."""
+    chosen = get_settings().model_fields_set
+    for key, value in DEMO_TRAINING.items():
+        if key not in chosen:
+            os.environ[f"YOLO_RETRAIN_{key.upper()}"] = str(value)
+    get_settings.cache_clear()
+    return get_settings()
 
 
 def demo(
@@ -24,8 +37,8 @@ def demo(
         from yolo_retrain import tracking
         from yolo_retrain.store import CorrectionStore
 
-        settings = get_settings()
-        with exit_on_error():
+        settings = demo_settings()
+        with exit_on_error(), refusals_in_one_line():
             if reset:
                 steps.reset_home(settings)
             data = steps.prepare_data(settings, train_images, val_images, settings.imgsz)

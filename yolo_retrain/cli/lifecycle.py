@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from yolo_retrain.cli.common import VerboseOption, exit_on_error, use_console
+from yolo_retrain.cli.refusals import refusals_in_one_line
 from yolo_retrain.config import Trigger, get_settings
 
 
@@ -57,8 +58,8 @@ def run(
     min_corrections: Annotated[Optional[int], typer.Option(help="Skip with fewer pending corrections (default: settings).")] = None,
     force: Annotated[bool, typer.Option(help="Retrain even below --min-corrections.")] = False,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: settings).")] = None,
-    imgsz: Annotated[Optional[int], typer.Option(help="Image size (default: settings).")] = None,
-    batch: Annotated[Optional[int], typer.Option(help="Batch size (default: settings).")] = None,
+    imgsz: Annotated[Optional[int], typer.Option(help="Image size (default: settings, else the recipe's, else the champion's).")] = None,
+    batch: Annotated[Optional[int], typer.Option(help="Batch size (default: settings, else the recipe's, else the champion's).")] = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Run the retraining flow now, in this process: a progress bar per stage, then the summary."""
@@ -73,7 +74,7 @@ def _run_flow(trigger: Trigger, **params) -> None:
 
     # Prefect stops a temporary server the flow started at exit, with a log line: a refusal is printed after it.
     temporary = SubprocessASGIServer()
-    with exit_on_error(defer=lambda: temporary.running):
+    with exit_on_error(defer=lambda: temporary.running), refusals_in_one_line():
         report = retrain(trigger=trigger, **params)
     typer.echo(report.text())
     # Exit without the interpreter's final collections over everything torch, MLflow and Prefect left

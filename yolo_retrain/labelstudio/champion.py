@@ -67,7 +67,8 @@ class ChampionPredictor:
         picture = decode_image(image, source)
         with self._lock:
             version, model = self._model()
-            result = model.predict(picture, imgsz=self.settings.imgsz, conf=self.settings.label_studio_min_score, device=self.settings.device, verbose=False)[0]
+            size = {"imgsz": self.settings.imgsz} if self.settings.imgsz else {}  # else the size the model was trained at
+            result = model.predict(picture, **size, conf=self.settings.label_studio_min_score, device=self.settings.device, verbose=False)[0]
         boxes = []
         for cls, conf, xywhn in zip(result.boxes.cls.tolist(), result.boxes.conf.tolist(), result.boxes.xywhn.tolist()):
             name = result.names[int(cls)]
