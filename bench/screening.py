@@ -125,7 +125,9 @@ def main() -> None:
     os.environ["YOLO_RETRAIN_HOME"] = str(home)
     from yolo_retrain.config import configure_environment, get_settings
 
-    settings = configure_environment(get_settings())
+    from yolo_retrain.cli.demo import demo_settings  # the demo's sizes (64 px, batch 16, cpu), as measured
+
+    settings = configure_environment(demo_settings())
     from flows.retrain import retrain
     from yolo_retrain import demo, tracking
     from yolo_retrain.store import CorrectionStore

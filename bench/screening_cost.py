@@ -60,7 +60,9 @@ def main() -> None:
     from yolo_retrain.per_image import ImageResults
     from yolo_retrain.store import CorrectionStore
 
-    settings = configure_environment(get_settings())
+    from yolo_retrain.cli.demo import demo_settings  # the demo's sizes (64 px, batch 16, cpu), as measured
+
+    settings = configure_environment(demo_settings())
     client = MlflowClient(settings.tracking_uri)
     runs = sorted(client.search_runs(client.get_experiment_by_name(settings.experiment_name).experiment_id), key=lambda r: r.info.start_time)
     poisoned_run = runs[2]  # baseline, demo batch, poisoned
