@@ -239,9 +239,8 @@ def test_a_failure_after_the_gate_keeps_its_decision_and_the_batch_follows_it(mo
     registry.register_initial_champion(client, settings, experiment_id, untrained_weights(tmp_path / "v1.pt"))
     pre = EvalMetrics(map50=0.1, map50_95=0.1, precision=0.1, recall=0.1)
     post = EvalMetrics(map50=0.5, map50_95=0.4, precision=0.5, recall=0.5)  # better: the gate promotes
-    candidate, other = tmp_path / "candidate.pt", tmp_path / "other.pt"  # nothing here loads them: bytes do
-    candidate.write_bytes(b"candidate weights")
-    other.write_bytes(b"other weights")
+    # Real checkpoints (registration reads the size they were trained at), each its own bytes.
+    candidate, other = untrained_weights(tmp_path / "candidate.pt"), untrained_weights(tmp_path / "other.pt")
     db = Path(settings.corrections_db_url.removeprefix("sqlite:///"))
 
     # 1. The plot cannot be stored after the promotion: the cleanup settles it.

@@ -3,12 +3,13 @@
 A retried flow run (Prefect's *Retry*: the same flow run id) reuses the training and evaluation results of its
 earlier attempt; corrections may have arrived in between, or the champion changed. So each input counts by
 what it is, not by how it is named: a dataset by its content digest, a weights file by its bytes, the
-settings by every value, an MLflow run by its id, a champion by its version and weights hash.
+settings by every value, the recipe by its arguments, an MLflow run by its id, a champion by its version and weights hash.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ def inputs_digest(parameters: Mapping[str, Any]) -> str:
 def describe(value: Any) -> str:
     """One value as text that is equal exactly when the value means the same input."""
     from yolo_retrain.dataset import BuiltDataset  # here: importing the dataset package is not needed otherwise
+    from yolo_retrain.recipe import Recipe
     from yolo_retrain.registry import Champion
     from yolo_retrain.tracking import RetrainRun
 
@@ -42,6 +44,8 @@ def describe(value: Any) -> str:
         return f"dataset {value.digest}"
     if isinstance(value, RetrainRun):
         return f"run {value.run_id}"
+    if isinstance(value, Recipe):  # the train arguments the step uses (their sources change no result)
+        return f"recipe {json.dumps(value.args, sort_keys=True, default=repr)}"
     if isinstance(value, Champion):
         return f"champion v{value.version} {describe(value.weights)}"
     if isinstance(value, BaseModel):  # the settings: every value (epochs, image size, gate, paths ...)
