@@ -5,6 +5,7 @@ from conftest import use_home
 
 from yolo_retrain.dataset import build_dataset
 from yolo_retrain.inputs_digest import describe, inputs_digest
+from yolo_retrain.recipe import Recipe
 from yolo_retrain.registry import Champion
 from yolo_retrain.synthetic import make_dataset
 from yolo_retrain.tracking import RetrainRun
@@ -33,3 +34,12 @@ def test_the_cache_key_changes_with_the_dataset_the_weights_bytes_and_the_settin
     with pytest.raises(TypeError, match="no stable description of a list"):
         inputs_digest({"corrections": [1, 2]})  # never reused on a guess
 
+
+
+def test_the_cache_key_changes_with_the_recipes_arguments_not_their_sources():
+    recipe = Recipe({"imgsz": 96, "lr0": 0.003, "optimizer": "AdamW"}, {"imgsz": "champion", "lr0": "champion", "optimizer": "champion"})
+    key = inputs_digest({"recipe": recipe})
+    same_args = Recipe(dict(recipe.args), {k: "recipe" for k in recipe.args})  # the same arguments from another layer
+    assert inputs_digest({"recipe": same_args}) == key
+    assert inputs_digest({"recipe": Recipe({**recipe.args, "lr0": 0.0003}, recipe.sources)}) != key
+    assert inputs_digest({"recipe": Recipe({**recipe.args, "imgsz": 64}, recipe.sources)}) != key
