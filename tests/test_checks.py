@@ -157,6 +157,27 @@ def test_verify_names_a_missing_dataset_artifact(monkeypatch, tmp_path):
     assert any(line.startswith("✗ dataset input — no dataset input with digest 00000000") for line in lines)
 
 
+def test_verify_holds_args_yaml_against_the_recipe_only_where_one_was_recorded(monkeypatch, tmp_path):
+    """A version retrained before recipes were recorded (no `training_asked` param) passes the recipe check with
+    that said; a run recorded with recipes whose recipe.yaml is gone fails it, naming the file."""
+    settings = use_home(monkeypatch, tmp_path)
+    client = tracking.client_for(settings)
+    experiment_id = tracking.create_experiment(client, settings)
+
+    def run_with(params: dict) -> str:
+        run_id = tracking.start_retrain_run(
+            client, experiment_id, f"flow-run-{len(params)}", {"trigger": "manual", "corrections_count": "0"}, params
+        )
+        tracking.log_json(client, run_id, {"imgsz": 64}, "args.yaml", "training")
+        tracking.end_run(client, run_id, "FINISHED")
+        return run_id
+
+    older = {r.name: r for r in verify_run(settings, run_with({"epochs": 1}))}["recipe"]
+    assert older.ok and "before recipes were recorded" in older.detail
+    recorded = {r.name: r for r in verify_run(settings, run_with({"epochs": 1, "training_asked": "{}"}))}["recipe"]
+    assert not recorded.ok and recorded.detail == "missing artifacts: recipe.yaml"
+
+
 def _files(home) -> dict[str, tuple[int, int]]:
     """Every file's size and time, but the lock file (the command holds the retrain lock, writing its pid)."""
     return {str(p): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in home.rglob("*") if p.is_file() and p.name != "retrain.lock"}

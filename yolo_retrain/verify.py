@@ -163,6 +163,10 @@ def check_recipe(t: _Target) -> str:
     argument of ``recipe.yaml``, and each is the run's param of that name."""
     import yaml
 
+    if RECIPE_ARTIFACT not in t.artifacts and "training_asked" not in t.run.data.params:
+        # A version retrained before recipes were recorded (its run has no `training_asked` param): nothing to hold
+        # args.yaml against. A run that has the param and lost its recipe.yaml still fails below.
+        return "retrained before recipes were recorded: no recipe.yaml to check args.yaml against"
     missing = _missing((RECIPE_ARTIFACT, "training/args.yaml"), t.artifacts)
     if missing:
         raise CheckFailed(f"missing artifacts: {', '.join(missing)}")
