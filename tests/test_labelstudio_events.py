@@ -209,3 +209,28 @@ def test_an_annotation_deleted_during_a_retrain_is_withdrawn_unless_the_gate_pro
     assert store.get(kept.correction_id).status == "superseded"  # by the newer annotation of its image
     assert store.release("r4") == 1 and store.get(again.correction_id).status == "withdrawn"  # not pending again
     assert store.get(kept.correction_id).status == "rejected"  # what it had superseded: held for a person again
+
+
+def test_an_annotation_deleted_during_a_screened_retrain_is_withdrawn_unless_the_promoted_model_learned_it(setup):
+    """The flow records a batch by screening (each correction on its own merit): a source deleted meanwhile is
+    withdrawn, whether screening held it or passed it, unless the model that learned it was promoted; then it is
+    accepted and listed for review. The accepted correction it would have replaced stays accepted."""
+    _, store = setup
+    earlier = _deliver(setup, _event(0, 41, [_box("square", 20, 20)]))
+    store.claim("r1")
+    store.record_screened_batch("r1", "3", GateDecision(promote=True, reason="better"), {})
+    held = _deliver(setup, _event(1, 42, [_box("square", 20, 20)]))
+    passed = _deliver(setup, _event(0, 43, [_box("circle", 20, 20)]))  # the image of `earlier`, labelled anew
+    store.claim("r2")
+    _deliver(setup, _deleted(42, 43))
+    store.record_screened_batch("r2", "4", GateDecision(promote=False, reason="worse"), {held.correction_id: "box 1: why"})
+    status = {c.id: c.status for c in store.list()}
+    assert (status[held.correction_id], status[passed.correction_id]) == ("withdrawn", "withdrawn")
+    assert status[earlier.correction_id] == "accepted"  # not superseded by a correction no one stands by
+
+    learned = _deliver(setup, _event(2, 44, [_box("circle", 20, 20)]))
+    store.claim("r3")
+    _deliver(setup, _deleted(44))
+    store.record_screened_batch("r3", "5", GateDecision(promote=True, reason="better"), {})
+    assert store.get(learned.correction_id).status == "accepted"  # the champion learned it: listed for review
+    assert store.get(learned.correction_id).status_reason.endswith("its source was deleted while the retrain ran: review")

@@ -97,12 +97,21 @@ def record_gate_decision(session: Session, batch_id: str, model_version: str, de
 def record_screened_batch(session: Session, batch_id: str, model_version: str, decision: GateDecision, held: Mapping[str, str]) -> int:
     """Each claimed correction of the batch on its own merit: ``suspicious`` with its reason where ``held`` names it,
     else ``accepted`` whatever the gate decided of the model; both record ``model_version``. Returns how many were
-    accepted; 0 when called again (idempotent)."""
+    accepted; 0 when called again (idempotent).
+
+    A correction whose source was deleted while the retrain ran is ``withdrawn`` instead, unless the promoted model
+    learned it: then it is accepted and listed for review. Withdrawn before anything is accepted, so it supersedes
+    no earlier accepted correction of its image."""
     ids = claimed_ids(session, batch_id)
+    unlearned = [i for i in ids if i in held or not decision.promote]  # no model in use learned these
+    withdrawn = withdrawal.withdraw_deleted(session, unlearned)
+    ids = [i for i in ids if i not in withdrawn]
     for correction_id in (i for i in ids if i in held):
         _decide(session, [correction_id], "suspicious", model_version, f"screening v{model_version}: {held[correction_id]}")
     passed = [i for i in ids if i not in held]
-    return accept_into(session, passed, model_version, f"screened v{model_version}: accepted on its own merit (model {decision.label})")
+    accepted = accept_into(session, passed, model_version, f"screened v{model_version}: accepted on its own merit (model {decision.label})")
+    withdrawal.settle_decided(session, passed)  # accepted by the promoted model with its source deleted: for review
+    return accepted
 
 
 def accept_into(session: Session, ids: Iterable[str], model_version: str, reason: str) -> int:

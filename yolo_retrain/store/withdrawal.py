@@ -98,6 +98,20 @@ def settle_decided(session: Session, ids: Iterable[str]) -> None:
         session.execute(update(CorrectionRow).where(*accepted).values(status_reason=review))
 
 
+def withdraw_deleted(session: Session, ids: Iterable[str]) -> set[str]:
+    """Of the claimed corrections ``ids``, those whose source was deleted while the retrain ran: ``withdrawn`` (what
+    they had superseded open again). Returns their ids."""
+    ids, found = list(ids), set()
+    for start in range(0, len(ids), 500):
+        mine = (CorrectionRow.id.in_(ids[start : start + 500]), CorrectionRow.status == "claimed", CorrectionRow.source_deleted_at.is_not(None))
+        chunk = list(session.scalars(select(CorrectionRow.id).where(*mine)))
+        withdrawn = CorrectionRow.status_reason + "; its source was deleted while the retrain ran: withdrawn"
+        session.execute(update(CorrectionRow).where(*mine).values(status="withdrawn", batch_id=None, status_reason=withdrawn))
+        found.update(chunk)
+    restore_predecessors(session, sorted(found))
+    return found
+
+
 def release_withdrawn(session: Session, batch_id: str) -> int:
     """A failed retrain's claimed corrections whose source was deleted meanwhile: ``withdrawn``, not pending again."""
     mine = (CorrectionRow.status == "claimed", CorrectionRow.batch_id == batch_id, CorrectionRow.source_deleted_at.is_not(None))
