@@ -233,7 +233,7 @@ def test_a_failure_after_the_gate_keeps_its_decision_and_the_batch_follows_it(mo
     settings = use_home(monkeypatch, tmp_path, **TINY)
     data = make_dataset(tmp_path / "demo", train=16, val=4, size=64, seed=5)
     names = sorted(p.stem for p in (data.corrections_dir / "labels").glob("*.txt"))
-    assert len(names) >= 3
+    assert len(names) >= 4
     client = tracking.client_for(settings)
     experiment_id = tracking.create_experiment(client, settings)
     registry.register_initial_champion(client, settings, experiment_id, untrained_weights(tmp_path / "v1.pt"))
@@ -287,6 +287,23 @@ def test_a_failure_after_the_gate_keeps_its_decision_and_the_batch_follows_it(mo
         version.name, version.version
     ).tags
     assert _batch(settings, batch) == {("pending", None)}
+
+    # 4. A screened retrain (its run has the screening metrics) whose screening.json cannot be read: its batch is
+    #    never settled as if unscreened (all accepted); it stays claimed for the next recovery.
+    _add_corrections(settings, data.corrections_dir, names[3:4])
+    with CorrectionStore.from_settings(settings) as store:
+        batch = store.claim("batch-4")  # this one and batch-3's, released to pending above
+    run_id = tracking.start_retrain_run(client, experiment_id, "batch-4", {"type": "retraining"}, {"dataset_digest": "4"})
+    run = tracking.RetrainRun(run_id, experiment_id, "batch-4")
+    version, weights = _registered(settings, run, candidate, post, pre)
+    tracking.log_metrics(client, run.run_id, {"screened_corrections": 1.0, "suspicious_corrections": 0.0})
+    _artifact_refused(client, run.run_id, "champion_vs_candidate.png")
+    with pytest.raises(OSError, match="Is a directory"):
+        promotion_gate.fn(settings, run, version, weights, post, pre)
+    cleanup = end_abandoned_retrain(settings, "batch-4", run.run_id, "FAILED", why, registered=True)
+    (problem,) = cleanup.problems
+    assert "screening.json" in problem and cleanup.settled is None
+    assert _batch(settings, batch) == {("claimed", None)}
 
 
 def _assert_decision_stands(settings: Settings, client, run: tracking.RetrainRun, version, batch) -> None:

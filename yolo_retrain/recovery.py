@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 
 from yolo_retrain import registry, tracking
 from yolo_retrain.config import Settings
@@ -182,15 +181,16 @@ def settle(client: MlflowClient, settings: Settings, batch_id: str, run_id: str,
 
 
 def _screened_held(client: MlflowClient, run_id: str) -> dict[str, str] | None:
-    """The suspicious corrections (id -> reasons) the run's screening recorded, None if it logged no screening."""
+    """The suspicious corrections (id -> reasons) the run's screening recorded, None for a run from before screening
+    (no ``screened_corrections`` metric). A screened run whose screening.json cannot be read raises: its batch is
+    never settled as if unscreened (the next recovery tries again)."""
     import json
     import tempfile
 
+    if "screened_corrections" not in client.get_run(run_id).data.metrics:
+        return None
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = client.download_artifacts(run_id, "screening.json", tmp)
-        except (MlflowException, OSError):
-            return None
+        local = client.download_artifacts(run_id, "screening.json", tmp)
         verdicts = json.loads(Path(local).read_text())["verdicts"]
     return {v["correction_id"]: "; ".join(v["reasons"]) for v in verdicts if v["suspicious"]}
 
