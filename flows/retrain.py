@@ -30,6 +30,7 @@ from tasks.save_model import save_model
 from tasks.screen_corrections import screen_corrections
 from tasks.setup_mlflow import setup_mlflow
 from tasks.train_candidate import train_candidate
+from yolo_retrain import events
 from yolo_retrain.config import Settings, Trigger, configure_environment, get_settings
 from yolo_retrain.recipe import asked, read_recipe_file
 from yolo_retrain.recovery import end_abandoned_retrain, retrain_lock
@@ -135,7 +136,7 @@ def _retrain(
     retire_old_outputs(settings)
 
     report = RetrainReport(
-        outcome="promoted" if decision.promote else "rejected",
+        outcome=decision.label,  # promoted, rejected, or awaiting-approval (a person decides: approval.py)
         trigger=trigger,
         corrections=len(corrections),
         message=decision.reason,
@@ -179,6 +180,7 @@ def _end_abandoned(
     for problem in cleanup.problems:
         get_run_logger().error(f"Cleanup after {type(exc).__name__} incomplete: {problem}")
         exc.add_note(f"cleanup incomplete (the next retrain's recovery finishes it): {problem}")
+    events.retrain_outcome("failed", f"yolo-retrain: retrain {batch_id} ended {status}: {reason}", status=status, batch_id=batch_id)
 
 
 def _training_params(settings: Settings, team_recipe: dict) -> dict:
@@ -191,6 +193,7 @@ def _publish(report: RetrainReport) -> RetrainReport:
     """Summary in the Prefect UI (markdown artifact) and in the flow's log."""
     create_markdown_artifact(report.markdown(), key="retrain-summary", description=f"Retrain {report.outcome}")
     print(report.text())
+    events.announce_report(report)  # Prefect events: any automation can tell people (yolo-retrain notify)
     return report
 
 

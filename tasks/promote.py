@@ -6,7 +6,7 @@ from pathlib import Path
 from mlflow.entities.model_registry import ModelVersion
 
 from tasks import retrain_task
-from yolo_retrain import registry, tracking
+from yolo_retrain import approval, registry, tracking
 from yolo_retrain.bootstrap import Comparison
 from yolo_retrain.config import Settings
 from yolo_retrain.forgetting import forgetting_reason
@@ -28,7 +28,8 @@ def promotion_gate(
     check: BatchCheck | None = None,
 ) -> GateDecision:
     """``champion`` moves to the version only if it is not worse on the holdout beyond noise (and the margin), its
-    batch is not too suspicious and it kept the earlier fixes; else ``challenger``.
+    batch is not too suspicious and it kept the earlier fixes; else ``challenger``. With approval required, a
+    candidate that passes is held instead (alias ``awaiting-approval``) for a person to decide (approval.py).
 
     Args:
         settings: Gate metric, tolerance, largest allowed per-class drop.
@@ -47,6 +48,8 @@ def promotion_gate(
     refusal = _data_refusal(settings, check) if champion is not None else None
     if refusal:  # said even when the holdout refused it too: what the data shows is the first thing to read
         decision = decision.refused(f"{refusal} (holdout: {decision.reason})")
+    if decision.promote and approval.required(settings, champion is not None):  # a person decides: held, not installed
+        decision = decision.awaiting(f"{decision.reason}; awaiting a person's approval (YOLO_RETRAIN_APPROVAL=required)")
     client = tracking.client_for(settings)
     if comparison is not None and (model_id := registry.logged_model_id(version)):
         dataset = tracking.DatasetRef.of(version.tags.get("dataset_digest", ""))

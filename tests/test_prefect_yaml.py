@@ -13,6 +13,8 @@ from yolo_retrain.config import PROJECT_ROOT
 
 def test_variants_share_schedule_trigger_and_limit():
     specs = deployment_specs()
+    review = specs.pop("review-candidate")  # a person's decision: no schedule, no trigger, no GPU
+    assert review["entrypoint"] == "flows/review.py:review_candidate" and not review.get("schedules") and not review.get("triggers")
     assert set(specs) == {"yolo-retrain", "yolo-retrain-docker", "yolo-retrain-kubernetes"}
     base = specs["yolo-retrain"]
     for spec in specs.values():

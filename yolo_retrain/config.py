@@ -120,6 +120,14 @@ class Settings(BaseSettings):
         default=0.05, ge=0.0, le=1.0, description="Share of those boxes the candidate may un-learn before it is refused."
     )
 
+    # A person's approval (approval.py): a candidate that passes the gate waits for `yolo-retrain approve` / `refuse`
+    approval: Literal["none", "required"] = Field(
+        default="none", description="required: a candidate that passes the gate waits for a person before it becomes champion."
+    )
+    approval_timeout_hours: float = Field(
+        default=72, gt=0, description="A candidate nobody approved within this many hours counts as refused."
+    )
+
     # Disk: a retrain refused up front when a filesystem it writes to would keep less than this free
     min_free_disk_mb: int = Field(
         default=200, ge=0, description="Free space (MB) a retrain must leave on each filesystem it writes; checked before training."

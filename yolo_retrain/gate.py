@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from yolo_retrain.bootstrap import Comparison
 from yolo_retrain.metrics import EvalMetrics
 
+AWAITING_APPROVAL = "awaiting-approval"  # the gate_decision tag and the alias of a candidate a person decides on
+
 
 @dataclass(frozen=True)
 class GateDecision:
@@ -20,15 +22,29 @@ class GateDecision:
     reason: str
     dropped_classes: tuple[str, ...] = ()  # classes whose AP drop refused the candidate
     comparison: Comparison | None = None
+    awaiting_approval: bool = False  # passed, but a person decides (YOLO_RETRAIN_APPROVAL=required): approval.py
 
     @property
     def alias(self) -> str:
+        if self.awaiting_approval:
+            return AWAITING_APPROVAL
         return "champion" if self.promote else "challenger"
 
     @property
     def label(self) -> str:
         """The ``gate_decision`` tag on both the run and the version."""
+        if self.awaiting_approval:
+            return AWAITING_APPROVAL
         return "promoted" if self.promote else "rejected"
+
+    @classmethod
+    def from_tags(cls, label: str, reason: str) -> GateDecision:
+        """The decision a ``gate_decision`` tag records."""
+        return cls(label == "promoted", reason, awaiting_approval=label == AWAITING_APPROVAL)
+
+    def awaiting(self, reason: str) -> GateDecision:
+        """Passed the gate, held for a person: not promoted (no model in use learned its batch) until approved."""
+        return GateDecision(False, reason, self.dropped_classes, self.comparison, awaiting_approval=True)
 
     def refused(self, reason: str) -> GateDecision:
         """The same comparison, refused for ``reason`` (the data's checks: suspicious corrections, forgetting)."""

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from yolo_retrain import registry, tracking
+from yolo_retrain import approval, registry, tracking
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import RetrainError
 from yolo_retrain.store import CorrectionStore
@@ -38,9 +38,10 @@ class Recovery:
     released_batches: dict[str, int] = field(default_factory=dict)
     removed_files: list[str] = field(default_factory=list)
     settled_runs: list[str] = field(default_factory=list)  # stopped after their gate's decision took effect: completed
+    approvals: list[str] = field(default_factory=list)  # held candidates decided (timeout, superseded) or carried out
 
     def __bool__(self) -> bool:
-        return bool(self.killed_runs or self.released_batches or self.removed_files or self.settled_runs)
+        return bool(self.killed_runs or self.released_batches or self.removed_files or self.settled_runs or self.approvals)
 
 
 @dataclass
@@ -96,6 +97,8 @@ def recover_orphans(settings: Settings, current_batch: str | None, by: str) -> R
                 recovery.removed_files.append(str(leftover))
         if recovery.killed_runs:  # one may have died between installing the champion file and moving the alias
             registry.restore_local_champion(client, settings)
+        # A candidate awaiting approval past its deadline counts as refused; a decision half carried out is finished.
+        recovery.approvals = approval.reconcile(client, settings)
     with CorrectionStore.from_settings(settings) as store:
         for batch in store.claiming_batches() - {current_batch}:
             recovery.released_batches[batch] = store.release(batch)

@@ -27,7 +27,7 @@ from mlflow.exceptions import MlflowException
 from yolo_retrain import tracking
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import RetrainError
-from yolo_retrain.gate import GateDecision
+from yolo_retrain.gate import AWAITING_APPROVAL, GateDecision
 from yolo_retrain.hashing import file_sha256
 from yolo_retrain.metrics import EvalMetrics
 from yolo_retrain.recipe import trained_imgsz
@@ -286,6 +286,11 @@ def apply_gate(client: MlflowClient, settings: Settings, version: ModelVersion, 
 
     The alias move is the commit point (:func:`committed_decision`): the tags and the local file come before it, so a
     failure before it is undone by :func:`restore_local_champion`, and after it the decision stands."""
+    if decision.awaiting_approval:  # a person decides: the candidate is held (alias awaiting-approval), nothing installed
+        from yolo_retrain import approval
+
+        approval.hold(client, settings, version, decision)
+        return
     name, number = version.name, version.version
     client.set_model_version_tag(name, number, "gate_decision", decision.label)
     client.set_model_version_tag(name, number, "gate_reason", decision.reason)
@@ -304,10 +309,12 @@ def committed_decision(client: MlflowClient, model_name: str, run_id: str) -> tu
     decision moves (``champion`` if promoted, else ``challenger``). None if the gate did not get that far."""
     for found in client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'"):
         version = client.get_model_version(model_name, found.version)  # with its aliases as they are now
-        label = version.tags.get("gate_decision")
-        decision = GateDecision(label == "promoted", version.tags.get("gate_reason", ""))
-        if label in ("promoted", "rejected") and decision.alias in version.aliases:
+        label = version.tags.get("gate_decision", "")
+        decision = GateDecision.from_tags(label, version.tags.get("gate_reason", ""))
+        if label in ("promoted", "rejected", AWAITING_APPROVAL) and decision.alias in version.aliases:
             return version, decision
+        if label in ("promoted", "rejected") and version.tags.get("approval"):  # held, then a person (or the timeout)
+            return version, decision  # decided: the gate's own decision had taken effect (approval.py)
     return None
 
 

@@ -11,7 +11,7 @@ from yolo_retrain.metrics import GATE_METRICS, EvalMetrics
 
 @dataclass(frozen=True, kw_only=True)  # ten fields: built by name, never by position
 class RetrainReport:
-    outcome: str  # skipped | promoted | rejected
+    outcome: str  # skipped | promoted | rejected | awaiting-approval
     trigger: str
     corrections: int
     message: str = ""
@@ -47,6 +47,16 @@ class RetrainReport:
             f"{self.accepted_now} of this batch's corrections accepted on their own merit, {len(self.suspicious)} held as "
             f"suspicious: `yolo-retrain corrections list --status suspicious` shows why, then `yolo-retrain corrections "
             f"requeue --batch {batch}` (or `accept` / `drop`, by id)"
+        )
+
+    def approval_hint(self) -> str | None:
+        """How a person decides on a candidate held for approval."""
+        if self.outcome != "awaiting-approval":
+            return None
+        return (
+            f"a person decides: `yolo-retrain approve {self.version}` or `yolo-retrain refuse {self.version} --reason ...` "
+            f"(or in Prefect: deployment review-candidate, version={self.version}); no decision before "
+            f"YOLO_RETRAIN_APPROVAL_TIMEOUT_HOURS counts as refused"
         )
 
     def screening_lines(self) -> list[str]:
@@ -85,6 +95,8 @@ class RetrainReport:
             lines.append(f"- {self.message}")
         if self.review_hint():
             lines.append(f"- {self.review_hint()}")
+        if self.approval_hint():
+            lines.append(f"- **{self.approval_hint()}**")
         if self.version:
             lines.append(f"- model version: **{self.version}**")
         if self.run_url:
@@ -113,6 +125,8 @@ class RetrainReport:
             lines.append(f"  {self.message}")
         if self.review_hint():
             lines.append(f"  {self.review_hint()}")
+        if self.approval_hint():
+            lines.append(f"  {self.approval_hint()}")
         if self.post is not None:
             lines.append(f"  {'metric':<22}{'champion':>10}{'candidate':>11}{'delta':>9}")
             for name, old, new, delta in self.metric_rows():

@@ -265,6 +265,14 @@ def check_gate(t: _Target) -> str:
         raise CheckFailed(f"gate decision of v{number} is {decision!r} but the run's tag says {run_tag!r}")
     champion = registry.version_by_alias(t.client, version.name, "champion")
     champion_number = str(champion.version) if champion else None
+    if decision == "awaiting-approval":  # held for a person (approval.py): holds that alias, not the champion's
+        holder = registry.version_by_alias(t.client, version.name, "awaiting-approval")
+        if holder is None or str(holder.version) != number or champion_number == number:
+            raise CheckFailed(
+                f"v{number} is tagged awaiting approval but does not hold the alias awaiting-approval (or is the champion)",
+                "`yolo-retrain doctor --fix` settles a decision left part way",
+            )
+        return f"awaiting approval until {version.tags.get('approval_deadline', '?')}; v{number} is not the champion"
     if decision == "rejected":
         if champion_number == number:
             raise CheckFailed(f"the gate rejected v{number}, yet it is the champion")

@@ -55,6 +55,8 @@ def _recover(settings) -> None:
         f"{sum(recovery.released_batches.values())} correction(s) released, {len(recovery.removed_files)} partial file(s) removed"
         + (f", {len(recovery.settled_runs)} run(s) stopped after their gate completed" if recovery.settled_runs else "")
     )
+    for line in recovery.approvals:  # held candidates timed out, superseded, or decisions carried out
+        typer.echo(f"approval: {line}")
     try:
         client = tracking.client_for(settings)
         experiment_id = tracking.resolve_experiment(client, settings)

@@ -101,6 +101,10 @@ def status(
         else:
             metric = registry.model_metrics(client, champion).get(f"post_{settings.gate_metric}", "?")
             typer.echo(f"champion: {settings.model_name} v{champion.version}  {settings.gate_metric}={metric}  -> {settings.champion_weights}")
+        held = registry.version_by_alias(client, settings.model_name, "awaiting-approval")
+        if held is not None:
+            deadline = held.tags.get("approval_deadline", "?")
+            typer.echo(f"awaiting approval: v{held.version} until {deadline} (`yolo-retrain candidate` shows the comparison)")
         experiment_id = tracking.resolve_experiment(client, settings)
         runs = client.search_runs(
             [experiment_id], "tags.type = 'retraining'", order_by=["attributes.start_time DESC"], max_results=last
