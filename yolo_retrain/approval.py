@@ -52,7 +52,7 @@ def hold(client: MlflowClient, settings: Settings, version: ModelVersion, decisi
     client.set_model_version_tag(name, number, "gate_reason", decision.reason)
     client.set_model_version_tag(name, number, "approval_deadline", _iso(deadline))
     client.set_registered_model_alias(name, AWAITING_APPROVAL, number)
-    reconcile(client, settings)  # the candidate held before this one, if any: superseded
+    reconcile(client, settings, spare=number)  # the candidate held before this one, if any: superseded
 
 
 def awaiting(client: MlflowClient, settings: Settings) -> ModelVersion | None:
@@ -77,15 +77,17 @@ def refuse(client: MlflowClient, settings: Settings, number: str, reason: str, b
     return carry_out(client, settings, _reread(client, version))
 
 
-def reconcile(client: MlflowClient, settings: Settings) -> list[str]:
+def reconcile(client: MlflowClient, settings: Settings, spare: str | None = None) -> list[str]:
     """Carry out every decision recorded but not carried out; a held candidate past its deadline counts as refused
     (timed-out), and one whose champion changed since it was compared, or that a newer held candidate displaced,
-    as superseded. Returns one line per version it changed."""
+    as superseded (``spare``: a version just held, left alone). Returns one line per version it changed."""
     changed = []
     holder = awaiting(client, settings)
     champion = registry.version_by_alias(client, settings.model_name, "champion")
     for version in _undecided_or_unfinished(client, settings.model_name):
         number = str(version.version)
+        if number == spare:
+            continue
         if not version.tags.get("approval"):
             why = _why_it_ends(client, settings, version, holder, champion)
             if why is None:
@@ -143,6 +145,8 @@ def describe(version: ModelVersion) -> str:
         reason = tags.get("approval_reason")
         outcome = "champion since" if kind == "approved" else "not promoted"
         return f"{said}{f' ({reason})' if reason else ''}: {outcome}"
+    if tags.get("run_failed"):
+        return f"its retrain failed ({tags['run_failed'][:200]}): never held for approval"
     if tags.get("gate_decision") == AWAITING_APPROVAL:
         return f"awaiting approval until {tags.get('approval_deadline', '?')}"
     return f"gate decision {tags.get('gate_decision', 'none')}"

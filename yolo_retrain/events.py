@@ -50,10 +50,14 @@ def candidate_decision(decision: str, summary: str, **details: Any) -> bool:
 
 def announce(event: str, resource_id: str, summary: str, **payload: Any) -> bool:
     """Emit ``event`` on ``resource_id`` with ``payload`` and the ``summary``; False (logged) where it cannot be sent:
-    no Prefect server configured, or the emitter refused it. Events leave on Prefect's background worker, which
+    no Prefect server configured (never a throwaway temporary one started for it), or the emitter refused it. Events leave on Prefect's background worker, which
     sends what is queued before the process exits."""
     from prefect.events import emit_event
+    from prefect.settings import get_current_settings
 
+    if not get_current_settings().api.url:  # a temporary server dies with this process: nobody could be told
+        log.info("event %s not sent: no Prefect server configured (PREFECT_API_URL)", event)
+        return False
     try:
         sent = emit_event(
             event=event,
