@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from conftest import TINY, use_home
 from mlflow import MlflowClient
 from typer.testing import CliRunner
+from webhook_receiver import WebhookReceiver
 
 from flows.retrain import retrain
 from yolo_retrain import registry, tracking
@@ -65,7 +67,22 @@ def _swap_classes(labels: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def history(prefect_server, tmp_path_factory) -> History:
+def webhook(prefect_server) -> Iterator[WebhookReceiver]:
+    """A team's webhook, wired with `yolo-retrain notify` to every retrain of the history (#23 item 3)."""
+    from prefect import get_client
+
+    receiver = WebhookReceiver()
+    wired = CliRunner().invoke(app, ["notify", "--webhook", receiver.url])
+    assert wired.exit_code == 0 and "automation 'yolo-retrain-notify'" in wired.output, wired.output
+    yield receiver
+    with get_client(sync_client=True) as client:  # later tests' retrains tell nobody
+        for automation in client.read_automations_by_name(name="yolo-retrain-notify"):
+            client.delete_automation(automation.id)
+    receiver.close()
+
+
+@pytest.fixture(scope="module")
+def history(prefect_server, webhook, tmp_path_factory) -> History:
     home = tmp_path_factory.mktemp("lifecycle")
     with pytest.MonkeyPatch.context() as mp:
         settings = use_home(mp, home, **TINY, **ALWAYS_PROMOTE)
@@ -99,6 +116,17 @@ def lived(history: History, monkeypatch: pytest.MonkeyPatch) -> History:
 
 def _ids(corrections: list[Correction]) -> set[str]:
     return {c.id for c in corrections}
+
+
+def test_a_rejected_retrain_and_its_suspicious_batch_reach_the_teams_webhook(lived, webhook):
+    """The Prefect events of each outcome, forwarded by the automation `yolo-retrain notify` made, arrive at the
+    webhook (a real Prefect server's trigger and action services, a Custom Webhook block)."""
+    rejected = webhook.wait_for("yolo-retrain.retrain.rejected")
+    assert f"registered version {lived.poisoned.version}" in rejected["text"] and lived.poisoned.message in rejected["text"]
+    held = webhook.wait_for("yolo-retrain.corrections.suspicious")
+    assert "held as suspicious" in held["text"] and lived.poisoned.batch_id in held["text"]
+    promoted = webhook.wait_for("yolo-retrain.retrain.promoted")
+    assert f"registered version {lived.first.version}" in promoted["text"] or f"registered version {lived.third.version}" in promoted["text"]
 
 
 def test_the_next_retrain_keeps_the_earlier_batch_labels(lived):
