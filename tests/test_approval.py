@@ -14,6 +14,7 @@ from conftest import TINY, use_home
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
+from flows.review import review_candidate
 from tasks.finish import finish_retrain
 from tasks.promote import promotion_gate
 from tasks.register_model import register_model
@@ -125,14 +126,16 @@ def test_a_held_candidate_waits_and_an_approval_makes_it_champion_with_who_and_w
         approval.approve(h.client, h.settings, number, by="bob")
 
 
-def test_a_refusal_keeps_the_champion_and_needs_a_reason(at_home):
+def test_a_refusal_from_the_review_flow_keeps_the_champion_and_needs_a_reason(at_home):
     h = at_home
     before = h.champion()
     version, _, correction, run = h.held()
     number = str(version.version)
     with pytest.raises(InvalidInput, match="a reason is required"):
         approval.refuse(h.client, h.settings, number, reason=" ", by="ana")
-    refused = approval.refuse(h.client, h.settings, number, reason="misses small boxes on site B", by="ana")
+    said = review_candidate(version=number, decision="refuse", by="ana", reason="misses small boxes on site B")  # the UI's way
+    refused = h.version(number)
+    assert said == approval.describe(refused) and said.startswith("refused by ana at ")
     assert h.champion() == before
     assert refused.tags["approval"] == "refused" and refused.tags["approval_reason"] == "misses small boxes on site B"
     assert refused.tags["gate_decision"] == "rejected" and "challenger" in refused.aliases and "awaiting-approval" not in refused.aliases
