@@ -112,8 +112,11 @@ def test_a_held_candidate_waits_and_an_approval_makes_it_champion_with_who_and_w
     assert h.champion() == before
     assert h.client.get_run(run.run_id).info.status == "FINISHED"
     assert _status(h.settings, correction) == ("accepted", number)
-    shown = candidate_summary(h.client, version)
-    assert f"Candidate version {number}: awaiting approval until" in shown and "+0.3000" in shown  # mAP50-95 0.1 -> 0.4
+    shown = CliRunner().invoke(app, ["candidate"])  # what a person reads before deciding
+    assert shown.exit_code == 0 and candidate_summary(h.client, version) in shown.output, shown.output
+    assert f"Candidate version {number}: awaiting approval until" in shown.output
+    assert "mAP50-95                  0.1000     0.4000  +0.3000" in shown.output  # champion, candidate, delta
+    assert f"yolo-retrain approve {number}" in shown.output
 
     approved = approval.approve(h.client, h.settings, number, by="ana", note="checked the night camera")
     assert h.champion() == (number, version.tags["weights_sha256"])
