@@ -83,6 +83,9 @@ def recover_orphans(settings: Settings, current_batch: str | None, by: str) -> R
     experiment = client.get_experiment_by_name(settings.experiment_name) if not settings.experiment_id else None
     experiment_id = settings.experiment_id or (experiment.experiment_id if experiment else None)
     if experiment_id is not None:  # runs first: a batch whose gate decided is settled, never released
+        # Before them, a person's decision half carried out is finished (the runs then read its final tags); a
+        # candidate awaiting approval past its deadline counts as refused.
+        recovery.approvals = approval.reconcile(client, settings)
         for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'"):
             batch = run.data.tags.get(tracking.FLOW_RUN_TAG)
             if batch is not None and settle(client, settings, batch, run.info.run_id):
@@ -97,8 +100,6 @@ def recover_orphans(settings: Settings, current_batch: str | None, by: str) -> R
                 recovery.removed_files.append(str(leftover))
         if recovery.killed_runs:  # one may have died between installing the champion file and moving the alias
             registry.restore_local_champion(client, settings)
-        # A candidate awaiting approval past its deadline counts as refused; a decision half carried out is finished.
-        recovery.approvals = approval.reconcile(client, settings)
     with CorrectionStore.from_settings(settings) as store:
         for batch in store.claiming_batches() - {current_batch}:
             recovery.released_batches[batch] = store.release(batch)
