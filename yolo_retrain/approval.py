@@ -143,7 +143,7 @@ def describe(version: ModelVersion) -> str:
     if kind and tags.get("gate_decision") != AWAITING_APPROVAL:
         said = f"{kind} by {tags.get('approval_by', '?')} at {tags.get('approval_at', '?')}"
         reason = tags.get("approval_reason")
-        outcome = "champion since" if kind == "approved" else "not promoted"
+        outcome = "made champion" if kind == "approved" else "not promoted"
         return f"{said}{f' ({reason})' if reason else ''}: {outcome}"
     if tags.get("run_failed"):
         return f"its retrain failed ({tags['run_failed'][:200]}): never held for approval"
