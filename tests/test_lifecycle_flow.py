@@ -129,6 +129,18 @@ def test_a_rejected_retrain_and_its_suspicious_batch_reach_the_teams_webhook(liv
     assert f"registered version {lived.first.version}" in promoted["text"] or f"registered version {lived.third.version}" in promoted["text"]
 
 
+def test_notify_refuses_what_it_cannot_wire(prefect_server):
+    runner = CliRunner()
+    for args, said in (
+        (["notify"], "give either --webhook URL or --block TYPE/NAME"),
+        (["notify", "--webhook", "ftp://example.org/x"], "--webhook 'ftp://example.org/x': not an http(s) URL"),
+        (["notify", "--block", "custom-webhook/no-such-block"], "--block 'custom-webhook/no-such-block': no such block"),
+    ):
+        result = runner.invoke(app, args)
+        last = result.output.strip().splitlines()[-1]
+        assert result.exit_code == 2 and last.startswith("error: ") and said in last, result.output
+
+
 def test_the_next_retrain_keeps_the_earlier_batch_labels(lived):
     assert (lived.first.outcome, lived.poisoned.outcome, lived.third.outcome) == ("promoted", "rejected", "promoted")
     applied = lived.artifact(lived.poisoned, "corrections_applied.json")
