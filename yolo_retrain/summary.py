@@ -65,6 +65,15 @@ class RetrainReport:
             f"{self.comparison.resamples} paired bootstrap draws): {iv.verdict}"
         )
 
+    def slice_lines(self) -> list[str]:
+        """Each slice of the holdout (camera=cam2...): its images, both models' mAP50-95 and the interval, or that
+        it is too small to judge (reported, not gated)."""
+        pieces = self.comparison.slices if self.comparison is not None else ()
+        # the judged ones that dropped most first: what a person reads when the gate refused for a slice
+        ordered = sorted(pieces, key=lambda p: (p.interval is None, p.interval.low if p.interval else 0.0))
+        lines = [f"slice {piece.text()}" for piece in ordered[:30]]
+        return lines + ([f"... and {len(ordered) - 30} more slices (holdout/slices.json in the run)"] if len(ordered) > 30 else [])
+
     def metric_rows(self) -> list[tuple[str, float | None, float, float | None]]:
         """(metric, champion, candidate, delta) for the headline metrics and every class's AP50-95."""
         if self.post is None:
@@ -97,6 +106,8 @@ class RetrainReport:
                 lines.append(f"| {name} | {_fmt(old)} | {new:.4f} | {_fmt(delta, signed=True)} | {self._interval(name)} |")
         if self.interval_line():
             lines += ["", f"- {self.interval_line()}"]
+        if self.slice_lines():
+            lines += ["", "## Slices (mAP50-95, champion -> candidate)", ""] + [f"- {line}" for line in self.slice_lines()]
         if self.screening_lines():
             lines += ["", "## Screening", ""] + [f"- {line}" for line in self.screening_lines()]
         if self.recipe:
@@ -119,6 +130,8 @@ class RetrainReport:
                 lines.append(f"  {name:<22}{_fmt(old):>10}{new:>11.4f}{_fmt(delta, signed=True):>9}  {self._interval(name)}")
         if self.interval_line():
             lines.append(f"  {self.interval_line()}")
+        for line in self.slice_lines():
+            lines.append(f"  {line}")
         for line in self.screening_lines():
             lines.append(f"  {line}")
         if self.version:
