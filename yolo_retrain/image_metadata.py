@@ -125,7 +125,7 @@ def read_sidecar(path: Path, images: Iterable[str], what: str) -> dict[str, Meta
         raise InvalidInput(f"{path}: line 1: a column name repeats ({', '.join(names)})")
     check_metadata(dict.fromkeys(names, ""), f"{path}: line 1")
     folder = path.parent
-    by_path = {os.path.normpath(i): i for i in images}
+    by_path = {os.path.abspath(i): i for i in images}
     by_name: dict[str, list[str]] = {}
     for image in by_path.values():
         by_name.setdefault(os.path.basename(image), []).append(image)
@@ -144,7 +144,7 @@ def read_sidecar(path: Path, images: Iterable[str], what: str) -> dict[str, Meta
 
 
 def _match(name: str, folder: Path, by_path: dict[str, str], by_name: dict[str, list[str]], where: str, what: str) -> str:
-    found = by_path.get(os.path.normpath(os.path.join(folder, name)))
+    found = by_path.get(os.path.abspath(os.path.join(folder, name)))
     if found is not None:
         return found
     if "/" not in name and len(by_name.get(name, [])) == 1:
@@ -152,6 +152,15 @@ def _match(name: str, folder: Path, by_path: dict[str, str], by_name: dict[str, 
     if len(by_name.get(name, [])) > 1:
         raise InvalidInput(f"{where}: {name!r} names {len(by_name[name])} images of the {what}; give its path")
     raise InvalidInput(f"{where}: {name!r} is no image of the {what} (paths are relative to {folder})")
+
+
+def task_metadata(data: Any, fields: str, source: str) -> Metadata:
+    """The metadata of a labelling task: its ``data`` fields named in ``fields`` (comma-separated, e.g. the setting
+    ``label_studio_metadata_fields``) that it has; a field that is not a string is refused, naming it."""
+    wanted = [f.strip() for f in fields.split(",") if f.strip()]
+    if not wanted or not isinstance(data, dict):
+        return {}
+    return check_metadata({f: data[f] for f in wanted if f in data and data[f] is not None}, f"{source}: task data")
 
 
 def sidecar_beside(path: Path) -> Path | None:
