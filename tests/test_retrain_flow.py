@@ -15,7 +15,7 @@ from ultralytics import YOLO
 from flows.retrain import retrain
 from yolo_retrain import registry, tracking
 from yolo_retrain.cli import app
-from yolo_retrain.config import Settings
+from yolo_retrain.config import Settings, get_settings
 from yolo_retrain.data_yaml import label_path
 from yolo_retrain.errors import TrackingSetupError
 from yolo_retrain.hashing import file_sha256
@@ -267,9 +267,10 @@ def test_a_corrected_holdout_image_means_the_champion_is_evaluated_again(world, 
     champion = registry.version_by_alias(client, world_copy.model_name, "champion")
     val_images = sorted((world.data.data_yaml.parent / "images" / "val").glob("*.png"))
     val_image = val_images[0]
-    rows = [f"images/val/{p.name},cam{1 + i % 2}" for i, p in enumerate(val_images)]
+    rows = [f"{p},cam{1 + i % 2}" for i, p in enumerate(val_images)]  # absolute: the copy's data.yaml names the world's
     (world_copy.base_data.parent / "metadata.csv").write_text("image,camera\n" + "\n".join(rows) + "\n")
     monkeypatch.setenv("YOLO_RETRAIN_GATE_SLICE_MIN_IMAGES", "4")
+    get_settings.cache_clear()
     with CorrectionStore.from_settings(world_copy) as store:
         fix = store.add(val_image, "0 0.5 0.5 0.25 0.25\n", author="test", metadata={"site": "south"})
     report = retrain(trigger="manual")
@@ -288,9 +289,12 @@ def test_a_corrected_holdout_image_means_the_champion_is_evaluated_again(world, 
     model = {m.key for m in client.get_logged_model(registry.logged_model_id(version)).metrics}
     assert {"slice_delta_low/camera/cam1", "post_slice_mAP50-95/site/south"} <= model
     assert "slice site=south (1 holdout images):" in report.text() and "too few images to judge (not gated)" in report.text()
-    slices = json.loads(Path(client.download_artifacts(report.run_id, "holdout/slices.json", str(world_copy.home))).read_text())
-    assert [(s["column"], s["value"], s["images"]) for s in slices] == [("camera", "cam1", len(val_images) - cams), ("camera", "cam2", cams), ("site", "south", 1)]
-    manifest = json.loads(Path(client.download_artifacts(report.run_id, "dataset/manifest.json", str(world_copy.home))).read_text())
+    slices_path = client.download_artifacts(report.run_id, "holdout/slices.json", str(world_copy.home))
+    slices = json.loads(Path(slices_path).read_text())
+    expected = [("camera", "cam1", len(val_images) - cams), ("camera", "cam2", cams), ("site", "south", 1)]
+    assert [(s["column"], s["value"], s["images"]) for s in slices] == expected
+    manifest_path = client.download_artifacts(report.run_id, "dataset/manifest.json", str(world_copy.home))
+    manifest = json.loads(Path(manifest_path).read_text())
     (fixed,) = [e for e in manifest if e["correction_id"] == fix.id]
     assert fixed["metadata"] == {"camera": "cam1", "site": "south"}  # the sidecar's camera, the correction's site
 
