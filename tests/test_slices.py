@@ -79,6 +79,13 @@ def test_metadata_travels_from_every_intake_to_the_store_and_the_manifest(projec
     rebuilt = build_dataset(settings.base_data, store_batch, tmp_path / "out", 0.5)
     assert rebuilt.digest != built.digest and rebuilt.holdout_digest == built.holdout_digest
 
+    # the command line's --meta, as the form field
+    (labels := tmp_path / "fix.txt").write_text("1 0.5 0.5 0.2 0.2\n")
+    result = CliRunner().invoke(app, ["corrections", "add", str(val[2]), str(labels), "--meta", "camera=cam3", "--meta", "site=west"])
+    assert result.exit_code == 0, result.output
+    with CorrectionStore.from_settings(get_settings()) as store:
+        assert store.list(limit=1)[0].metadata == {"camera": "cam3", "site": "west"}
+
 
 def test_bad_metadata_is_refused_naming_the_input_and_nothing_is_stored(project, tmp_path):
     settings, data, val = project
