@@ -47,15 +47,15 @@ def compare_on_holdout(
     old = _champion_results(settings, run, dataset, champion, recipe, folder)
     names = dict(enumerate(read_class_names(dataset.data_yaml, "dataset")))
     comparison = paired_bootstrap(old, candidate, names, resamples=settings.gate_resamples, seed=settings.seed)
+    client = tracking.client_for(settings)
     by_slice = holdout_slices(dataset.manifest_path)
-    if by_slice:
+    if by_slice:  # the same per-image results, slice by slice: nothing is evaluated again
         pieces = compare_slices(
             old, candidate, names, by_slice, settings.gate_slice_min_images, settings.gate_resamples, settings.seed
         )
         comparison = replace(comparison, slices=pieces)
-        client = tracking.client_for(settings)
         tracking.log_json(client, run.run_id, [p.as_json() for p in pieces], "slices.json", "holdout")
-    tracking.log_metrics(tracking.client_for(settings), run.run_id, comparison.as_mlflow())
+    tracking.log_metrics(client, run.run_id, comparison.as_mlflow())
     return comparison
 
 

@@ -85,6 +85,8 @@ def test_metadata_travels_from_every_intake_to_the_store_and_the_manifest(projec
     assert result.exit_code == 0, result.output
     with CorrectionStore.from_settings(get_settings()) as store:
         assert store.list(limit=1)[0].metadata == {"camera": "cam3", "site": "west"}
+    listing = CliRunner().invoke(app, ["corrections", "list", "--limit", "1"]).output
+    assert "METADATA" in listing and "camera=cam3,site=west" in listing
 
 
 def test_bad_metadata_is_refused_naming_the_input_and_nothing_is_stored(project, tmp_path):

@@ -134,6 +134,8 @@ def list_(
         ("BATCH", lambda c: (c.batch_id or "-")[:8]),
         ("VERSION", lambda c: c.applied_version or "-"),
     ]
+    if any(c.image_metadata for c in rows):  # camera, site...: the gate's slices
+        columns.append(("METADATA", lambda c: ",".join(f"{k}={v}" for k, v in c.metadata.items()) or "-"))
     if any(c.status_reason for c in rows):
         columns.append(("WHY", lambda c: c.status_reason or "-"))
     table = [[title for title, _ in columns]] + [[cell(c) for _, cell in columns] for c in rows]

@@ -184,12 +184,11 @@ def content_digest(names: list[str], entries: Iterable[Entry], with_metadata: bo
     its metadata where it has some (so a dataset without metadata keeps the digest it had before metadata existed).
     ``with_metadata=False``: what an evaluation sees (metadata only groups its per-image results into slices)."""
     content = hashlib.sha256(json.dumps(names).encode())
-    content.update(
-        "".join(
-            f"\n{e.split}\t{e.name}\t{e.image_sha256}\t{e.label_sha256}" + (f"\t{e.metadata}" if with_metadata and e.metadata else "")
-            for e in entries
-        ).encode()
+    lines = (
+        f"\n{e.split}\t{e.name}\t{e.image_sha256}\t{e.label_sha256}" + (f"\t{e.metadata}" if with_metadata and e.metadata else "")
+        for e in entries
     )
+    content.update("".join(lines).encode())
     return content.hexdigest()
 
 
