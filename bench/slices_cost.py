@@ -49,6 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, nargs="+", default=[200, 1000])
     parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--min-images", type=int, default=30, help="GATE_SLICE_MIN_IMAGES: smaller slices are not judged")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     from yolo_retrain.bootstrap import paired_bootstrap
@@ -64,7 +65,7 @@ def main() -> None:
         paired_bootstrap(champion, candidate, names, resamples=args.resamples)
         overall = time.perf_counter() - started
         started = time.perf_counter()
-        pieces = compare_slices(champion, candidate, names, slices, min_images=30, resamples=args.resamples)
+        pieces = compare_slices(champion, candidate, names, slices, min_images=args.min_images, resamples=args.resamples)
         sliced = time.perf_counter() - started
         case = {"images": n, "slices": len(pieces), "judged": sum(p.interval is not None for p in pieces),
                 "overall_s": round(overall, 3), "slices_s": round(sliced, 3), "ratio": round(sliced / overall, 2)}  # fmt: skip
