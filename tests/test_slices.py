@@ -163,8 +163,8 @@ def test_a_drop_on_one_camera_is_refused_while_the_overall_holds_and_a_small_sli
     slices = {key: {f"{name}#{k}" for name in names_in for k in range(5)} for key, names_in in slices.items()}
     on_cam1 = np.array([tiled.images[i] in slices[("camera", "cam1")] for i in tiled.target_image])
     champion, candidate = _predicting(tiled, on_cam1), _predicting(tiled, ~on_cam1)
-    overall = paired_bootstrap(champion, candidate, names, resamples=200)
-    pieces = compare_slices(champion, candidate, names, slices, min_images=12, resamples=200)
+    overall = paired_bootstrap(champion, candidate, names, resamples=100)
+    pieces = compare_slices(champion, candidate, names, slices, min_images=12, resamples=100)
     comparison = replace(overall, slices=pieces)
     figures = EvalMetrics(map50=0.5, map50_95=0.5, precision=0.5, recall=0.5, per_class_ap={})
 
@@ -184,7 +184,7 @@ def test_a_drop_on_one_camera_is_refused_while_the_overall_holds_and_a_small_sli
 
     # too few images for cam1 to be judged: the same candidate passes, and the summary says why cam1 was not gated
     cam1_only = {("camera", "cam1"): slices[("camera", "cam1")]}
-    small = compare_slices(champion, candidate, names, cam1_only, min_images=5 * len(cam1) + 1, resamples=200)
+    small = compare_slices(champion, candidate, names, cam1_only, min_images=5 * len(cam1) + 1, resamples=100)
     comparison = replace(overall, slices=small)
     decision = decide(figures, figures, gate.gate_metric, gate.gate_tolerance, gate.gate_max_class_drop, comparison,
                       gate.gate_margin, gate.gate_slice_max_drop)  # fmt: skip
