@@ -271,6 +271,7 @@ def test_a_corrected_holdout_image_means_the_champion_is_evaluated_again(world, 
     rows = [f"{p},cam{1 + i % 2}" for i, p in enumerate(val_images)]  # absolute: the copy's data.yaml names the world's
     (world_copy.base_data.parent / "metadata.csv").write_text("image,camera\n" + "\n".join(rows) + "\n")
     monkeypatch.setenv("YOLO_RETRAIN_GATE_SLICE_MIN_IMAGES", "4")
+    monkeypatch.setenv("YOLO_RETRAIN_GATE_RESAMPLES", "200")  # three bootstraps now (overall, two cameras): kept cheap
     get_settings.cache_clear()
     with CorrectionStore.from_settings(world_copy) as store:
         fix = store.add(val_image, "0 0.5 0.5 0.25 0.25\n", author="test", metadata={"site": "south"})
