@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from mlflow.exceptions import MlflowException
@@ -14,6 +15,7 @@ from yolo_retrain.data_yaml import read_class_names
 from yolo_retrain.dataset import BuiltDataset
 from yolo_retrain.per_image import ImageResults, per_image_path
 from yolo_retrain.recipe import Recipe
+from yolo_retrain.slices import compare_slices, holdout_slices
 from yolo_retrain.training import log_path
 
 
@@ -26,12 +28,14 @@ def compare_on_holdout(
     recipe: Recipe,
 ) -> Comparison | None:
     """Candidate − champion on the holdout with its 95 % interval (paired bootstrap over holdout images), logged as
-    ``gate_delta``, ``gate_delta_low``, ``gate_delta_high`` (and per class); None before the first champion.
+    ``gate_delta``, ``gate_delta_low``, ``gate_delta_high`` (and per class); on each slice of the holdout
+    (``camera=cam2``: the images' metadata in the manifest) too, from the same per-image results, logged as
+    ``slice_*`` metrics and ``holdout/slices.json``; None before the first champion.
 
     Args:
-        settings: Resamples.
+        settings: Resamples; the images a slice needs to be judged.
         run: The retrain's MLflow run; both evaluations' per-image results are beside its log.
-        dataset: Its val split is the holdout.
+        dataset: Its val split is the holdout; its manifest gives each image's metadata.
         champion: The current champion; its per-image results come from this run's evaluation of it, else from
             the run that made it (its figures recorded on the same holdout), else a fresh evaluation.
         recipe: Its image size, batch and device, if the champion must be evaluated again.
@@ -43,7 +47,15 @@ def compare_on_holdout(
     old = _champion_results(settings, run, dataset, champion, recipe, folder)
     names = dict(enumerate(read_class_names(dataset.data_yaml, "dataset")))
     comparison = paired_bootstrap(old, candidate, names, resamples=settings.gate_resamples, seed=settings.seed)
-    tracking.log_metrics(tracking.client_for(settings), run.run_id, comparison.as_mlflow())
+    client = tracking.client_for(settings)
+    by_slice = holdout_slices(dataset.manifest_path)
+    if by_slice:  # the same per-image results, slice by slice: nothing is evaluated again
+        pieces = compare_slices(
+            old, candidate, names, by_slice, settings.gate_slice_min_images, settings.gate_resamples, settings.seed
+        )
+        comparison = replace(comparison, slices=pieces)
+        tracking.log_json(client, run.run_id, [p.as_json() for p in pieces], "slices.json", "holdout")
+    tracking.log_metrics(client, run.run_id, comparison.as_mlflow())
     return comparison
 
 

@@ -32,18 +32,19 @@ def promotion_gate(
     candidate that passes is held instead (alias ``awaiting-approval``) for a person to decide (approval.py).
 
     Args:
-        settings: Gate metric, tolerance, largest allowed per-class drop.
+        settings: Gate metric, tolerance, largest allowed per-class and per-slice drop.
         run: The retrain's MLflow run (gets the decision as tags).
         version: The candidate's registered version.
         weights: Its local weights (become the local champion file if promoted).
         candidate: Its holdout metrics.
         champion: The champion's holdout metrics, None before the first champion.
-        comparison: Candidate − champion with 95 % intervals (paired bootstrap); also logged on the logged model.
+        comparison: Candidate − champion with 95 % intervals (paired bootstrap), per class and per slice; also
+            logged on the logged model.
         check: The batch's screening and the earlier fixes' retention.
     """
     decision = decide(
         candidate, champion, settings.gate_metric, settings.gate_tolerance, settings.gate_max_class_drop,
-        comparison, settings.gate_margin,
+        comparison, settings.gate_margin, settings.gate_slice_max_drop,
     )
     refusal = _data_refusal(settings, check) if champion is not None else None
     if refusal:  # said even when the holdout refused it too: what the data shows is the first thing to read

@@ -92,6 +92,14 @@ def test_correction_is_stored_and_counted(client: TestClient, settings: Settings
         "threshold": settings.retrain_threshold,
     }
 
+    # the image's metadata (#23): a JSON object of strings in the form field; anything else refused, nothing stored
+    response = client.post("/corrections", **form(png(5)), data={"metadata": '{"camera": "cam2", "site": "north"}'})
+    assert response.status_code == 201 and response.json()["correction"]["metadata"] == {"camera": "cam2", "site": "north"}
+    assert store_of(client).get(response.json()["correction"]["id"]).metadata == {"camera": "cam2", "site": "north"}
+    response = client.post("/corrections", **form(png(6)), data={"metadata": '{"camera": 2}'})
+    assert response.status_code == 422 and "form field metadata: metadata 'camera': the value must be a string" in response.text
+    assert store_of(client).stats()["total"] == 3
+
 
 def _chunked_multipart(client: TestClient) -> httpx.Response:
     """A valid multipart body over the limit, sent without Content-Length."""

@@ -151,3 +151,13 @@ def test_gpu_sampler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with GpuSampler("0") as none:
         pass
     assert none.summary() is None
+
+
+def test_slices_cost_smoke(tmp_path: Path) -> None:
+    figures = run_bench(
+        "slices_cost.py", "--images", "40", "--resamples", "100", "--min-images", "12", out=tmp_path / "slices.json",
+        timeout=120,
+    )  # fmt: skip
+    (case,) = figures["cases"]
+    assert (case["images"], case["slices"], case["judged"]) == (40, 6, 2)  # 4 cameras of 10 (not judged), 2 sites of 20
+    assert case["overall_s"] > 0 and case["slices_s"] > 0 and case["ratio"] > 0

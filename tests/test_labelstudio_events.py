@@ -234,3 +234,19 @@ def test_an_annotation_deleted_during_a_screened_retrain_is_withdrawn_unless_the
     store.record_screened_batch("r3", "5", GateDecision(promote=True, reason="better"), {})
     assert store.get(learned.correction_id).status == "accepted"  # the champion learned it: listed for review
     assert store.get(learned.correction_id).status_reason.endswith("its source was deleted while the retrain ran: review")
+
+
+def test_task_data_fields_named_in_the_setting_become_the_images_metadata(setup):
+    settings, store = setup
+    settings = settings.model_copy(update={"label_studio_metadata_fields": "camera, site"})
+    event = _event(1, 6, [_box("square", 20, 20)])
+    event["task"]["data"] |= {"camera": "cam2", "site": "north", "other": "not kept"}
+    result = correction_from_event(event, store, settings, IMAGES.__getitem__, lambda annotation, image: PREDICTED)
+    assert result.outcome == "stored", result.reason
+    assert store.get(result.correction_id).metadata == {"camera": "cam2", "site": "north"}
+    # a field that is not a string is refused, naming the annotation and the field; nothing stored
+    event = _event(2, 7, [_box("square", 20, 20)])
+    event["task"]["data"]["camera"] = 3
+    refused = correction_from_event(event, store, settings, IMAGES.__getitem__, lambda annotation, image: PREDICTED)
+    assert refused.outcome == "refused" and "task 2 annotation 7: task data: metadata 'camera'" in refused.reason
+    assert store.stats()["total"] == 1

@@ -15,7 +15,7 @@ from ultralytics import YOLO
 from flows.retrain import retrain
 from yolo_retrain import registry, tracking
 from yolo_retrain.cli import app
-from yolo_retrain.config import Settings
+from yolo_retrain.config import Settings, get_settings
 from yolo_retrain.data_yaml import label_path
 from yolo_retrain.errors import TrackingSetupError
 from yolo_retrain.hashing import file_sha256
@@ -61,7 +61,8 @@ def test_retrain_run_is_fully_recorded(in_world):
     # the manifest as a table: its columns and its number of rows (one per image)
     manifest = json.loads(Path(in_world.client.download_artifacts(run.info.run_id, "dataset/manifest.json")).read_text())
     columns = json.loads(dataset_input.dataset.schema)["mlflow_colspec"]
-    assert [c["name"] for c in columns] == list(manifest[0]) and {c["type"] for c in columns} == {"string"}
+    assert [c["name"] for c in columns] == list(manifest[0])
+    assert {c["name"]: c["type"] for c in columns if c["type"] != "string"} == {"metadata": "map"}  # camera, site...
     assert json.loads(dataset_input.dataset.profile)["num_rows"] == len(manifest)
     assert dataset_input.dataset.source_type == "local"
 
@@ -260,19 +261,44 @@ def test_champion_figures_are_reused_while_the_holdout_is_unchanged(in_world):
     assert champion.recorded_metrics("another holdout") is None
 
 
-def test_a_corrected_holdout_image_means_the_champion_is_evaluated_again(world, world_copy):
-    """On a copy of the trained world (one training here, not three): a correction of a holdout image."""
+def test_a_corrected_holdout_image_means_the_champion_is_evaluated_again(world, world_copy, monkeypatch):
+    """On a copy of the trained world (one training here, not three): a correction of a holdout image. Its images
+    have metadata too (#23): a camera per base holdout image (the base data's sidecar), a site from the correction."""
     client = tracking.client_for(world_copy)
     champion = registry.version_by_alias(client, world_copy.model_name, "champion")
-    val_image = sorted((world.data.data_yaml.parent / "images" / "val").glob("*.png"))[0]
+    val_images = sorted((world.data.data_yaml.parent / "images" / "val").glob("*.png"))
+    val_image = val_images[0]
+    rows = [f"{p},cam{1 + i % 2}" for i, p in enumerate(val_images)]  # absolute: the copy's data.yaml names the world's
+    (world_copy.base_data.parent / "metadata.csv").write_text("image,camera\n" + "\n".join(rows) + "\n")
+    monkeypatch.setenv("YOLO_RETRAIN_GATE_SLICE_MIN_IMAGES", "4")
+    monkeypatch.setenv("YOLO_RETRAIN_GATE_RESAMPLES", "200")  # three bootstraps now (overall, two cameras): kept cheap
+    get_settings.cache_clear()
     with CorrectionStore.from_settings(world_copy) as store:
-        store.add(val_image, "0 0.5 0.5 0.25 0.25\n", author="test")
+        fix = store.add(val_image, "0 0.5 0.5 0.25 0.25\n", author="test", metadata={"site": "south"})
     report = retrain(trigger="manual")
 
     assert client.get_run(report.run_id).data.tags["pre_metrics_source"] == "evaluated"
     second = client.get_model_version(world_copy.model_name, report.version).tags
     assert champion.tags["evaluation_key"] != second["evaluation_key"]  # the holdout's labels changed
     assert (world_copy.runs_dir / f"pre-{report.run_id[:8]}").is_dir()  # Ultralytics' validation folder: it ran
+
+    # each slice of the holdout judged (from 4 images) or reported, on the run, on the logged model, in the summary
+    cams = len(val_images) // 2
+    metrics = client.get_run(report.run_id).data.metrics
+    assert metrics["slice_images/camera/cam1"] == len(val_images) - cams and metrics["slice_images/site/south"] == 1
+    assert "slice_delta_low/camera/cam2" in metrics and "slice_delta_low/site/south" not in metrics
+    version = client.get_model_version(world_copy.model_name, report.version)
+    model = {m.key for m in client.get_logged_model(registry.logged_model_id(version)).metrics}
+    assert {"slice_delta_low/camera/cam1", "post_slice_mAP50-95/site/south"} <= model
+    assert "slice site=south (1 holdout images):" in report.text() and "too few images to judge (not gated)" in report.text()
+    slices_path = client.download_artifacts(report.run_id, "holdout/slices.json", str(world_copy.home))
+    slices = json.loads(Path(slices_path).read_text())
+    expected = [("camera", "cam1", len(val_images) - cams), ("camera", "cam2", cams), ("site", "south", 1)]
+    assert [(s["column"], s["value"], s["images"]) for s in slices] == expected
+    manifest_path = client.download_artifacts(report.run_id, "dataset/manifest.json", str(world_copy.home))
+    manifest = json.loads(Path(manifest_path).read_text())
+    (fixed,) = [e for e in manifest if e["correction_id"] == fix.id]
+    assert fixed["metadata"] == {"camera": "cam1", "site": "south"}  # the sidecar's camera, the correction's site
 
 
 def test_training_leaves_the_garbage_collector_as_it_was(in_world):

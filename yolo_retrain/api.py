@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from yolo_retrain import intake, registry, tracking
 from yolo_retrain.config import Settings, Trigger, configure_environment
 from yolo_retrain.errors import DuplicateCorrection, InvalidInput, TrackingSetupError, TransientError
+from yolo_retrain.image_metadata import parse_json
 from yolo_retrain.labels import MAX_IMAGE_BYTES, MAX_LABEL_BYTES, decode_labels
 from yolo_retrain.origin import from_a_web_page, is_loopback
 from yolo_retrain.store import CorrectionStore, Status
@@ -60,6 +61,7 @@ class CorrectionOut(BaseModel):
     )
     num_boxes: int
     created_at: datetime
+    metadata: dict[str, str] = Field(default_factory=dict, description="The image's metadata (camera, site...), as stored.")
 
 
 class CorrectionCreated(BaseModel):
@@ -260,6 +262,11 @@ def submit_correction(
     source_model_version: Annotated[
         str | None, Form(description="Model version whose predictions were corrected.")
     ] = None,
+    metadata: Annotated[
+        str | None,
+        Form(description='The image\'s metadata as a JSON object of strings, e.g. {"camera": "cam2", "site": "north"}: '
+             "the promotion gate compares the models on each slice of the holdout it defines."),
+    ] = None,
 ) -> CorrectionCreated:
     declared = (image.content_type or "").lower()
     if not (declared.startswith("image/") or declared == "application/octet-stream"):
@@ -278,6 +285,7 @@ def submit_correction(
             image_name=image.filename,
             author=author,
             source_model_version=source_model_version,
+            metadata=parse_json(metadata, "form field metadata"),
         )
     except DuplicateCorrection as exc:
         raise HTTPException(409, str(exc)) from exc

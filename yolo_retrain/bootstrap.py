@@ -11,10 +11,14 @@ holds each image), which gives the same AP as copying the images, without copyin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from yolo_retrain.per_image import ImageResults
+
+if TYPE_CHECKING:
+    from yolo_retrain.slices import SliceComparison
 
 _AP_X = np.linspace(0, 1, 101)
 _EPS = 1e-16
@@ -81,17 +85,21 @@ class Interval:
 
 @dataclass(frozen=True)
 class Comparison:
-    """The paired bootstrap's result: the headline mAP50-95 difference and each class's AP50-95 difference."""
+    """The paired bootstrap's result: the headline mAP50-95 difference and each class's AP50-95 difference (and
+    each slice's, when the holdout's images have metadata: :mod:`slices`)."""
 
     map50_95: Interval
     per_class: dict[str, Interval] = field(default_factory=dict)
     images: int = 0
     resamples: int = 0
+    slices: tuple[SliceComparison, ...] = ()
 
     def as_mlflow(self) -> dict[str, float]:
         out = {"gate_delta": self.map50_95.delta, "gate_delta_low": self.map50_95.low, "gate_delta_high": self.map50_95.high}
         for name, iv in self.per_class.items():
             out |= {f"gate_delta_AP50-95_{name}": iv.delta, f"gate_delta_low_AP50-95_{name}": iv.low, f"gate_delta_high_AP50-95_{name}": iv.high}
+        for piece in self.slices:
+            out |= piece.as_mlflow()
         return out
 
 

@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     label_studio_backend_port: int = Field(default=9090, ge=1, le=65535)
     label_studio_min_score: float = Field(default=0.25, ge=0.0, le=1.0, description="Champion boxes below this confidence are not pre-annotated.")
     label_studio_diff_iou: float = Field(default=0.5, gt=0.0, le=1.0, description="IoU below which a kept box counts as moved.")
+    label_studio_metadata_fields: str = Field(
+        default="", description="Task data fields kept as image metadata (comma-separated, e.g. camera,site): the gate's slices."
+    )
     label_studio_max_predict_tasks: int = Field(
         default=100, ge=1, description="Most tasks one /predict request may carry (each: an image fetched, predicted)."
     )
@@ -102,6 +105,12 @@ class Settings(BaseSettings):
     gate_max_class_drop: float = Field(default=0.05, ge=0.0, description="Largest allowed drop of any class's AP50-95.")
     gate_margin: float = Field(
         default=0.02, ge=0.0, description="Non-inferiority margin: promoted when the 95% interval of the mAP50-95 difference ends above -margin."
+    )
+    gate_slice_max_drop: float = Field(
+        default=0.05, ge=0.0, description="Largest allowed mAP50-95 drop on any slice (camera=cam2...) judged, by its 95% interval."
+    )
+    gate_slice_min_images: int = Field(
+        default=30, ge=1, description="Holdout images a slice needs to be judged; a smaller one is reported, not gated."
     )
     gate_resamples: int = Field(default=1000, ge=100, le=100_000, description="Paired bootstrap draws of the holdout's images.")
     screen_confidence: float = Field(default=0.5, gt=0.0, le=1.0, description="A model sees a class at a box from this confidence up.")

@@ -2,7 +2,8 @@
 
 With per-image results of both models (the default mAP50-95 metric), the decision is a non-inferiority test on the
 paired bootstrap's 95 % interval (:mod:`bootstrap`): promoted when the interval of candidate − champion ends above
-``-margin``, and every class's AP50-95 interval above ``-max_class_drop``. Without them (another gate metric, or
+``-margin``, every class's AP50-95 interval above ``-max_class_drop``, and every judged slice's (``camera=cam2``:
+:mod:`slices`) mAP50-95 interval above ``-max_slice_drop``. Without them (another gate metric, or
 figures recorded before per-image results existed) the point figures are compared with ``tolerance``.
 """
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from yolo_retrain.bootstrap import Comparison
 from yolo_retrain.metrics import EvalMetrics
+from yolo_retrain.slices import slice_refusal
 
 AWAITING_APPROVAL = "awaiting-approval"  # the gate_decision tag and the alias of a candidate a person decides on
 
@@ -22,6 +24,7 @@ class GateDecision:
     reason: str
     dropped_classes: tuple[str, ...] = ()  # classes whose AP drop refused the candidate
     comparison: Comparison | None = None
+    dropped_slices: tuple[str, ...] = ()  # slices (camera=cam2) whose mAP50-95 drop refused the candidate
     awaiting_approval: bool = False  # passed, but a person decides (YOLO_RETRAIN_APPROVAL=required): approval.py
 
     @property
@@ -44,11 +47,11 @@ class GateDecision:
 
     def awaiting(self, reason: str) -> GateDecision:
         """Passed the gate, held for a person: not promoted (no model in use learned its batch) until approved."""
-        return GateDecision(False, reason, self.dropped_classes, self.comparison, awaiting_approval=True)
+        return GateDecision(False, reason, self.dropped_classes, self.comparison, self.dropped_slices, awaiting_approval=True)
 
     def refused(self, reason: str) -> GateDecision:
         """The same comparison, refused for ``reason`` (the data's checks: suspicious corrections, forgetting)."""
-        return GateDecision(False, reason, self.dropped_classes, self.comparison)
+        return GateDecision(False, reason, self.dropped_classes, self.comparison, self.dropped_slices)
 
 
 def decide(
@@ -59,6 +62,7 @@ def decide(
     max_class_drop: float,
     comparison: Comparison | None = None,
     margin: float = 0.0,
+    max_slice_drop: float = 0.05,
 ) -> GateDecision:
     """Compare ``candidate`` with ``champion`` (both measured on the same holdout).
 
@@ -70,11 +74,13 @@ def decide(
         max_class_drop: How far any one class's AP50-95 may fall below the champion's.
         comparison: The paired bootstrap of mAP50-95 (candidate − champion), when there is one.
         margin: Non-inferiority margin on the interval's lower end.
+        max_slice_drop: How far any judged slice's mAP50-95 interval may reach below zero (slices too small to
+            judge are in the comparison, reported, not gated).
     """
     if champion is None:
         return GateDecision(True, "no champion yet")
     if comparison is not None and metric == "mAP50-95":
-        return _decide_with_interval(comparison, max_class_drop, margin)
+        return _decide_with_interval(comparison, max_class_drop, margin, max_slice_drop)
     new, old = candidate.value(metric), champion.value(metric)
     if new < old - tolerance:
         return GateDecision(False, f"{metric} {new:.4f} < champion {old:.4f} - tolerance {tolerance}")
@@ -93,7 +99,7 @@ def decide(
     return GateDecision(True, f"{metric} {new:.4f} >= champion {old:.4f} - tolerance {tolerance}")
 
 
-def _decide_with_interval(comparison: Comparison, max_class_drop: float, margin: float) -> GateDecision:
+def _decide_with_interval(comparison: Comparison, max_class_drop: float, margin: float, max_slice_drop: float) -> GateDecision:
     head = comparison.map50_95
     said = f"mAP50-95 {head.text()}: {head.verdict}"
     if head.low <= -margin:
@@ -108,4 +114,9 @@ def _decide_with_interval(comparison: Comparison, max_class_drop: float, margin:
             tuple(sorted(drops)),
             comparison,
         )
-    return GateDecision(True, f"{said}; not worse than the champion beyond margin {margin}", comparison=comparison)
+    slice_reason, dropped_slices = slice_refusal(comparison.slices, max_slice_drop)
+    if slice_reason:  # as good overall, worse on one camera or site
+        return GateDecision(False, f"{said}; {slice_reason}", comparison=comparison, dropped_slices=dropped_slices)
+    judged = sum(s.interval is not None for s in comparison.slices)
+    slices = f", nor on any of {judged} slice(s) beyond {max_slice_drop}" if judged else ""
+    return GateDecision(True, f"{said}; not worse than the champion beyond margin {margin}{slices}", comparison=comparison)

@@ -19,6 +19,7 @@ from pathlib import Path
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import InvalidInput, TransientError
 from yolo_retrain.formats import ClassMapping, Export, open_export
+from yolo_retrain.image_metadata import read_sidecar, sidecar_beside
 from yolo_retrain.store import Correction, CorrectionStore, Submission
 
 THRESHOLD_EVENT = "yolo-retrain.corrections.threshold-reached"
@@ -70,13 +71,15 @@ def import_corrections(
     format: str | None = None,
     images: Path | None = None,
     report: Callable[[str], None] | None = None,
+    metadata: Path | None = None,
     **meta,
 ) -> ImportResult:
     """Import a labelling tool's export (folder, data.yaml or .zip; ``format`` detected when None), all or nothing.
 
     Its class ids are mapped to the project's by name (``report`` gets the mapping when it is not the identity);
     every image and label is read, mapped and validated before anything is stored. Then the threshold is announced
-    if this reached it.
+    if this reached it. Image metadata (the gate's slices) comes from the CSV ``metadata`` names, else from the
+    export's own ``metadata.csv`` (:mod:`image_metadata`); a row naming no image of the export refuses the import.
     """
     with open_export(Path(path), format, images) as export:
         if export.class_names is None and format is None:
@@ -84,8 +87,13 @@ def import_corrections(
         mapping = ClassMapping.between(
             export.class_names, export.names_source, store.class_names, f"base data.yaml {settings.base_data}"
         )
+        sidecar = metadata if metadata is not None else sidecar_beside(export.root)
+        by_image = read_sidecar(sidecar, [str(r.image) for r in export.records], "export") if sidecar else {}
         submissions = [
-            Submission(r.image, mapping.apply(r.label_text, r.label_source), labels_source=r.label_source)
+            Submission(
+                r.image, mapping.apply(r.label_text, r.label_source), labels_source=r.label_source,
+                metadata=by_image.get(str(r.image)),
+            )
             for r in export.records
         ]
         if report is not None and not mapping.identity:

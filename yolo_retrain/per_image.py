@@ -50,6 +50,18 @@ class ImageResults:
         )
 
 
+    def subset(self, images: set[str]) -> ImageResults:
+        """The results of ``images`` alone (a slice of the holdout), re-indexed; names not evaluated are ignored."""
+        keep = np.array([name in images for name in self.images], dtype=bool)
+        new_index = np.cumsum(keep) - 1
+        preds, targets = keep[self.pred_image], keep[self.target_image]
+        return ImageResults(
+            tuple(n for n, k in zip(self.images, keep) if k),
+            self.tp[preds], self.conf[preds], self.pred_cls[preds], new_index[self.pred_image[preds]],
+            self.target_cls[targets], new_index[self.target_image[targets]],
+        )  # fmt: skip
+
+
 def per_image_path(folder: Path, prefix: str) -> Path:
     """Where a retrain keeps one evaluation's per-image results (``pre``: champion, ``post``: candidate); the
     same name under the run's ``holdout/`` artifacts."""

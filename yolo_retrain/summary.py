@@ -75,6 +75,15 @@ class RetrainReport:
             f"{self.comparison.resamples} paired bootstrap draws): {iv.verdict}"
         )
 
+    def slice_lines(self) -> list[str]:
+        """Each slice of the holdout (camera=cam2...): its images, both models' mAP50-95 and the interval, or that
+        it is too small to judge (reported, not gated)."""
+        pieces = self.comparison.slices if self.comparison is not None else ()
+        # the judged ones that dropped most first: what a person reads when the gate refused for a slice
+        ordered = sorted(pieces, key=lambda p: (p.interval is None, p.interval.low if p.interval else 0.0))
+        lines = [f"slice {piece.text()}" for piece in ordered[:30]]
+        return lines + ([f"... and {len(ordered) - 30} more slices (holdout/slices.json in the run)"] if len(ordered) > 30 else [])
+
     def metric_rows(self) -> list[tuple[str, float | None, float, float | None]]:
         """(metric, champion, candidate, delta) for the headline metrics and every class's AP50-95."""
         if self.post is None:
@@ -109,6 +118,8 @@ class RetrainReport:
                 lines.append(f"| {name} | {_fmt(old)} | {new:.4f} | {_fmt(delta, signed=True)} | {self._interval(name)} |")
         if self.interval_line():
             lines += ["", f"- {self.interval_line()}"]
+        if self.slice_lines():
+            lines += ["", "## Slices (mAP50-95, champion -> candidate)", ""] + [f"- {line}" for line in self.slice_lines()]
         if self.screening_lines():
             lines += ["", "## Screening", ""] + [f"- {line}" for line in self.screening_lines()]
         if self.recipe:
@@ -133,6 +144,8 @@ class RetrainReport:
                 lines.append(f"  {name:<22}{_fmt(old):>10}{new:>11.4f}{_fmt(delta, signed=True):>9}  {self._interval(name)}")
         if self.interval_line():
             lines.append(f"  {self.interval_line()}")
+        for line in self.slice_lines():
+            lines.append(f"  {line}")
         for line in self.screening_lines():
             lines.append(f"  {line}")
         if self.version:
@@ -163,7 +176,8 @@ def comparison_plot(
 ) -> Path:
     """A bar chart of champion vs candidate on the holdout: headline metrics and per-class AP50-95; with a paired
     bootstrap, the candidate's mAP50-95 and per-class bars carry the 95 % interval (champion + interval of the
-    difference) and the title says better / worse / within noise."""
+    difference) and the title says better / worse / within noise; then the judged slices' mAP50-95 (worst first,
+    at most 12), with their intervals."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -174,6 +188,12 @@ def comparison_plot(
     old = None
     if champion is not None:
         old = [champion.value(n) for n in GATE_METRICS] + [champion.per_class_ap.get(c, 0.0) for c in candidate.per_class_ap]
+    # the judged slices (mAP50-95 on camera=cam2...), worst first, at most 12: all of them are in holdout/slices.json
+    judged = [p for p in comparison.slices if p.interval is not None] if comparison is not None and old else []
+    pieces = sorted(judged, key=lambda p: p.interval.low)[:12]
+    names += [f"{p.column}=\n{p.value}" for p in pieces]
+    new += [p.candidate for p in pieces]
+    old = old + [p.champion for p in pieces] if old is not None else None
     fig, ax = plt.subplots(figsize=(1.3 * len(names) + 2, 4))
     x = range(len(names))
     if old is not None:
@@ -181,11 +201,11 @@ def comparison_plot(
     bars = ax.bar([i + (0.2 if old is not None else 0) for i in x], new, width=0.4, label="candidate (post)", color="#2f80ed")
     if comparison is not None and old is not None:
         intervals = [comparison.map50_95 if n == "mAP50-95" else None for n in GATE_METRICS]
-        intervals += [comparison.per_class.get(c) for c in candidate.per_class_ap]
+        intervals += [comparison.per_class.get(c) for c in candidate.per_class_ap] + [p.interval for p in pieces]
         for bar, base, value, iv in zip(bars, old, new, intervals):
             if iv is not None:  # where the candidate may be, given the holdout's noise
                 centre = bar.get_x() + bar.get_width() / 2
-                ax.errorbar(centre, value, yerr=[[value - (base + iv.low)], [base + iv.high - value]], color="black", capsize=4)
+                ax.errorbar(centre, value, yerr=[[max(0.0, value - base - iv.low)], [max(0.0, base + iv.high - value)]], color="black", capsize=4)
         title = f"{title} (mAP50-95 {comparison.map50_95.text()}: {comparison.map50_95.verdict})"
     ax.set_xticks(list(x), names)
     ax.set_ylim(0, 1)

@@ -17,7 +17,8 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.types import ColSpec, Schema
+from mlflow.types import ColSpec, DataType, Schema
+from mlflow.types.schema import Map
 
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import TrackingSetupError
@@ -241,7 +242,8 @@ def log_dataset_input(client: MlflowClient, run_id: str, rows: int, digest: str,
     3.5 s a retrain at 105 000 images, for a schema that never changes."""
     from yolo_retrain.dataset import MANIFEST_FIELDS  # here: the dataset package is not needed to read runs
 
-    schema = Schema([ColSpec("string", field, required=field != "correction_id") for field in MANIFEST_FIELDS])
+    columns = [ColSpec("string", field, required=field != "correction_id") for field in MANIFEST_FIELDS if field != "metadata"]
+    schema = Schema([*columns, ColSpec(Map(DataType.string), "metadata", required=False)])
     dataset = Dataset(
         name=name,
         digest=digest[:MLFLOW_DIGEST_LENGTH],

@@ -13,6 +13,7 @@ from yolo_retrain import intake
 from yolo_retrain.cli.common import exit_on_error
 from yolo_retrain.config import get_settings
 from yolo_retrain.formats import FORMAT_NAMES
+from yolo_retrain.image_metadata import parse_pairs
 from yolo_retrain.store import Correction, CorrectionStore, Status
 
 app = typer.Typer(
@@ -41,11 +42,16 @@ def add(
     labels: Annotated[Path, typer.Argument(help="YOLO label file for the image: one 'class cx cy w h' line per box.")],
     author: AuthorOption = None,
     source_model_version: VersionOption = None,
+    meta: Annotated[
+        list[str] | None,
+        typer.Option("--meta", help="Image metadata NAME=VALUE (e.g. camera=cam2), repeatable: the gate's slices."),
+    ] = None,
 ) -> None:
     """Add one corrected image and its labels."""
     with _store() as store:
         added = intake.add_correction(
-            store, get_settings(), image, labels, author=author, source_model_version=source_model_version
+            store, get_settings(), image, labels, author=author, source_model_version=source_model_version,
+            metadata=parse_pairs(meta or [], "--meta"),
         )
     correction = added.correction
     typer.echo(f"added {correction.id} ({correction.original_name}, {correction.num_boxes} boxes)")
@@ -75,13 +81,18 @@ def import_(
         typer.Option("--images", help="Folder with the images of an export without them (Label Studio YOLO, CVAT "
                      "annotations only): matched by file name."),
     ] = None,
+    metadata: Annotated[
+        Path | None,
+        typer.Option("--metadata", help="A CSV of image metadata (image,camera,site...: image paths relative to the "
+                     "CSV, or file names); default the export's own metadata.csv, if it has one."),
+    ] = None,
     author: AuthorOption = None,
     source_model_version: VersionOption = None,
 ) -> None:
     """Import a whole export of corrections, classes matched by name: all of them, or none if any is refused."""
     with _store() as store:
         result = intake.import_corrections(
-            store, get_settings(), path, format=format, images=images, report=typer.echo,
+            store, get_settings(), path, format=format, images=images, report=typer.echo, metadata=metadata,
             author=author, source_model_version=source_model_version,
         )
     typer.echo(f"imported {len(result.added)} corrections from {path} ({result.format})")
@@ -123,6 +134,8 @@ def list_(
         ("BATCH", lambda c: (c.batch_id or "-")[:8]),
         ("VERSION", lambda c: c.applied_version or "-"),
     ]
+    if any(c.image_metadata for c in rows):  # camera, site...: the gate's slices
+        columns.append(("METADATA", lambda c: ",".join(f"{k}={v}" for k, v in c.metadata.items()) or "-"))
     if any(c.status_reason for c in rows):
         columns.append(("WHY", lambda c: c.status_reason or "-"))
     table = [[title for title, _ in columns]] + [[cell(c) for _, cell in columns] for c in rows]

@@ -15,6 +15,7 @@ from yolo_retrain.dataset.base import SPLITS, BaseDataset
 from yolo_retrain.dataset.hash_cache import BaseFile, count_boxes
 from yolo_retrain.errors import InvalidInput
 from yolo_retrain.files import read_bounded
+from yolo_retrain.image_metadata import from_json, merged, to_json
 from yolo_retrain.labels import MAX_LABEL_BYTES
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -48,6 +49,7 @@ class Entry(NamedTuple):
     correction_id: str | None
     label_path: str | None  # the base label file, read only if this image anchors a split
     label_text: bytes | None  # a correction's labels
+    metadata: str = ""  # canonical JSON of the image's metadata (camera, site...), "" when none
 
     def label_bytes(self) -> bytes:
         if self.label_text is not None:
@@ -127,6 +129,7 @@ def assemble(
             None,
             item.label,
             None,
+            to_json(base.metadata.get(item.image, {})) or "",
         )
 
     winners, superseded = newest_per_image(corrections)
@@ -137,8 +140,12 @@ def assemble(
         source = old.source if old else os.path.abspath(corr.image_path)
         text = corr.label_text.encode()
         label_sha = hashlib.sha256(text).hexdigest()
+        # the correction's metadata over its base image's (a reviewer may say which camera; the sidecar says the rest)
+        own = from_json(getattr(corr, "image_metadata", None))
+        metadata = to_json(merged(from_json(old.metadata) if old else {}, own)) or ""
         entries[sha] = Entry(
-            split, _link_name(sha, source), source, sha, label_sha, count_boxes(text), "correction", corr.id, None, text
+            split, _link_name(sha, source), source, sha, label_sha, count_boxes(text), "correction", corr.id, None, text,
+            metadata,
         )
         origin = "batch" if corr.id in batch_ids else "earlier"
         applied.append(AppliedCorrection(corr.id, sha, split, old is not None, origin))
@@ -172,10 +179,16 @@ def hash_split(image_sha256: str, holdout_fraction: float) -> str:
     return "val" if int(image_sha256[:8], 16) / 2**32 < holdout_fraction else "train"
 
 
-def content_digest(names: list[str], entries: Iterable[Entry]) -> str:
-    """sha256 of the dataset's content: class names and each image's split, name, image hash and label hash."""
+def content_digest(names: list[str], entries: Iterable[Entry], with_metadata: bool = True) -> str:
+    """sha256 of the dataset's content: class names and each image's split, name, image hash and label hash, and
+    its metadata where it has some (so a dataset without metadata keeps the digest it had before metadata existed).
+    ``with_metadata=False``: what an evaluation sees (metadata only groups its per-image results into slices)."""
     content = hashlib.sha256(json.dumps(names).encode())
-    content.update("".join(f"\n{e.split}\t{e.name}\t{e.image_sha256}\t{e.label_sha256}" for e in entries).encode())
+    lines = (
+        f"\n{e.split}\t{e.name}\t{e.image_sha256}\t{e.label_sha256}" + (f"\t{e.metadata}" if with_metadata and e.metadata else "")
+        for e in entries
+    )
+    content.update("".join(lines).encode())
     return content.hexdigest()
 
 

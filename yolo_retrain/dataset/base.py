@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
 from yolo_retrain.data_yaml import label_path, load_data_yaml
 from yolo_retrain.errors import InvalidInput
+from yolo_retrain.image_metadata import Metadata, read_sidecar, sidecar_beside
 
 SPLITS = ("train", "val")
 
@@ -29,13 +30,16 @@ class BaseDataset:
     data_yaml: Path
     names: list[str]
     images: list[BaseImage]
+    metadata: dict[str, Metadata] = field(default_factory=dict)  # image path -> camera, site... (metadata.csv)
 
 
 def load_base_dataset(base_data: Path) -> BaseDataset:
     """Read and validate a detection data.yaml (resolved as Ultralytics does: ``yolo_retrain.data_yaml``); list its
     train and val images with their label files (the Ultralytics way: last ``/images/`` -> ``/labels/``, .txt).
 
-    Raises InvalidInput naming the data.yaml and the offending key or path.
+    A ``metadata.csv`` beside the data.yaml gives images metadata (``image_metadata``: the gate's slices).
+
+    Raises InvalidInput naming the data.yaml and the offending key or path (or the metadata file and its line).
     """
     data = load_data_yaml(base_data, "base data.yaml")
     # image folder -> (label folder, its file names, its entries that could not be read: name -> why)
@@ -55,7 +59,9 @@ def load_base_dataset(base_data: Path) -> BaseDataset:
             if label in labels[2]:  # an unreadable label is not "no objects"
                 raise InvalidInput(f"{labels[0]}{label}: cannot read base label file ({labels[2][label]})")
             images.append(BaseImage(split, image, name, labels[0] + label if label in labels[1] else None))
-    return BaseDataset(data.path, data.names, images)
+    sidecar = sidecar_beside(Path(data.path))
+    metadata = read_sidecar(sidecar, [i.image for i in images], "base data") if sidecar else {}
+    return BaseDataset(data.path, data.names, images, metadata)
 
 
 def _files_in(folder: str) -> tuple[frozenset[str], dict[str, str]]:

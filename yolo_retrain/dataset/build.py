@@ -126,7 +126,7 @@ def build_dataset(
             data_yaml=root / "data.yaml",
             manifest_path=root / "manifest.json",
             digest=digest,
-            holdout_digest=content_digest(base.names, content.val),
+            holdout_digest=content_digest(base.names, content.val, with_metadata=False),
             base_data=base.data_yaml,
             names=base.names,
             holdout_fraction=holdout_fraction,

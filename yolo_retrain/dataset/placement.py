@@ -16,9 +16,10 @@ from yolo_retrain.data_yaml import label_path
 from yolo_retrain.dataset.assembly import Entry
 
 CORRECTED_DIR = "corrected"
-# The fields of each manifest entry, in order (``manifest_text``); all strings, correction_id null for base labels.
+# The fields of each manifest entry, in order (``manifest_text``); all strings, correction_id null for base labels,
+# except metadata: an object of strings (camera, site...), {} when the image has none.
 MANIFEST_FIELDS = (
-    "split", "image", "source_image", "image_sha256", "label_sha256", "label_source", "correction_id", "path",
+    "split", "image", "source_image", "image_sha256", "label_sha256", "label_source", "correction_id", "path", "metadata",
 )  # fmt: skip
 
 
@@ -94,7 +95,8 @@ def image_list(root: Path, listed: list[str]) -> bytes:
 
 def manifest_text(ordered: list[Entry], listed: list[str]) -> str:
     """The manifest as JSON, one entry per line: split, image (the file name as listed), source_image, image_sha256,
-    label_sha256, label_source (base or correction), correction_id, path (as listed, relative to the folder).
+    label_sha256, label_source (base or correction), correction_id, path (as listed, relative to the folder),
+    metadata (the image's camera, site...: an object, already canonical JSON).
 
     Written line by line with the json module's own string escaping: 2-3 times faster than encoding dicts, which
     counts at 100 000 images; a test checks that ``json.loads`` reads back every entry."""
@@ -105,7 +107,8 @@ def manifest_text(ordered: list[Entry], listed: list[str]) -> str:
             f'{{"split": "{e.split}", "image": {q(e.name)}, "source_image": {q(e.source)},'
             f' "image_sha256": "{e.image_sha256}", "label_sha256": "{e.label_sha256}",'
             f' "label_source": "{e.label_source}",'
-            f' "correction_id": {"null" if e.correction_id is None else q(e.correction_id)}, "path": {q(path)}}}'
+            f' "correction_id": {"null" if e.correction_id is None else q(e.correction_id)}, "path": {q(path)},'
+            f' "metadata": {e.metadata or "{}"}}}'
             for e, path in zip(ordered, listed, strict=True)
         )
         + "\n]\n"

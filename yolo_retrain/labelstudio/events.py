@@ -6,7 +6,9 @@ announcement as every other correction (validated, counted toward the retrain th
 per-class diff against it, written in the correction's own transaction: a failure (a busy database: 503, and Label
 Studio delivers again) stores neither. The same annotation delivered twice is stored once (its source and
 content digest are kept with its diff), whatever became of its correction since; an update supersedes the
-earlier version (a newer correction of the same image does).
+earlier version (a newer correction of the same image does). The task data fields named in
+``YOLO_RETRAIN_LABEL_STUDIO_METADATA_FIELDS`` (e.g. ``camera,site``) are kept as the image's metadata (the gate's
+slices); one that is not a string refuses the event, naming it.
 
 ``ANNOTATIONS_DELETED`` (payload ``{"annotations": [{"id": A}], "project": {...}}``: ids only) withdraws the
 corrections of those annotations: not yet learned -> ``withdrawn``; accepted (a model learned it) -> listed for
@@ -26,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 from yolo_retrain import intake
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import DuplicateCorrection, InvalidInput
+from yolo_retrain.image_metadata import task_metadata
 from yolo_retrain.labels import Box, format_labels
 from yolo_retrain.labelstudio.convert import result_to_boxes
 from yolo_retrain.labelstudio.diff import BoxDiff, diff_boxes
@@ -58,6 +61,7 @@ class Annotation:
     result: list[dict[str, Any]]
     parent_prediction: int | None
     author: str | None
+    task_data: dict[str, Any] | None = None  # the task's data: fields named in a setting become image metadata
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,8 @@ def parse_event(payload: Any) -> tuple[str, Annotation | None, str]:
         raise InvalidInput(f"{key}: annotation has no 'result' list")
     image_url = _image_url(task, project.get("label_config"), key)
     parent = annotation.get("parent_prediction")
-    return action, Annotation(key, image_url, result, parent if isinstance(parent, int) else None, _author(annotation)), ""
+    parent = parent if isinstance(parent, int) else None
+    return action, Annotation(key, image_url, result, parent, _author(annotation), task.get("data")), ""
 
 
 def correction_from_event(
@@ -129,6 +134,7 @@ def correction_from_event(
         if annotation is None:
             return EventResult("skipped" if action in ANNOTATION_EVENTS else "ignored", reason)
         boxes = result_to_boxes(annotation.result, store.class_names, annotation.key)
+        metadata = task_metadata(annotation.task_data, settings.label_studio_metadata_fields, annotation.key)
         labels = format_labels(boxes)
         source_key = f"label-studio {annotation.key}"
         digest = hashlib.sha256(f"{annotation.image_url}\n{labels}".encode()).hexdigest()
@@ -150,6 +156,7 @@ def correction_from_event(
             author=annotation.author,
             source_model_version=predicted.model_version,
             source=source,  # the diff, in the correction's transaction
+            metadata=metadata,
         )
     except DuplicateCorrection as exc:
         return EventResult("duplicate", f"already stored with the same boxes, stored once ({exc})")

@@ -176,6 +176,7 @@ def new_row(c: Candidate, path: Path, provenance: Provenance) -> CorrectionRow:
         reviewed_by=None,
         reviewed_at=None,
         source_deleted_at=None,
+        image_metadata=c.metadata,
     )
 
 

@@ -86,15 +86,17 @@ class CorrectionStore:
         author: str | None = None,
         created_at: datetime | None = None,
         source: SourceDiff | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> Correction:
         """Store one correction: an image (path or bytes) and its YOLO label text (text or a ``.txt`` path).
 
         Everything is validated before anything is written. Raises InvalidInput naming the bad file (and line),
         DuplicateCorrection if the same image with the same labels is already pending or claimed, or if ``source``
         (where it comes from, with its diff against the model: stored in the same transaction) delivered the same
-        content before. Older pending corrections of the same image become ``superseded``.
+        content before. Older pending corrections of the same image become ``superseded``. ``metadata`` (camera,
+        site...: names to strings) is checked and kept with it: the gate slices the holdout by it.
         """
-        candidate = validate(image, labels, image_name, None, len(self.class_names))
+        candidate = validate(image, labels, image_name, None, len(self.class_names), metadata)
         return self._store([candidate], source_model_version, author, created_at, source)[0]
 
     def add_many(
@@ -106,7 +108,10 @@ class CorrectionStore:
         created_at: datetime | None = None,
     ) -> builtins.list[Correction]:
         """Store several corrections, all or nothing: every one is validated before anything is written."""
-        candidates = [validate(s.image, s.labels, s.image_name, s.labels_source, len(self.class_names)) for s in submissions]
+        candidates = [
+            validate(s.image, s.labels, s.image_name, s.labels_source, len(self.class_names), s.metadata)
+            for s in submissions
+        ]
         return self._store(candidates, source_model_version, author, created_at)
 
     def import_dir(

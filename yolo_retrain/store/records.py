@@ -35,6 +35,12 @@ class Correction:
     reviewed_by: str | None = None
     reviewed_at: datetime | None = None
     source_deleted_at: datetime | None = None  # its source (a Label Studio annotation) was deleted: see withdrawal
+    image_metadata: str | None = None  # JSON {name: value} (camera, site...): the holdout's slices
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The image's metadata (camera, site...): what the gate slices the holdout by."""
+        return json.loads(self.image_metadata) if self.image_metadata else {}
 
 
 _FIELDS = [f.name for f in dataclasses.fields(Correction)]
@@ -93,6 +99,7 @@ class AcceptedCorrection(NamedTuple):
     image_path: str
     label_text: str
     created_at: datetime
+    image_metadata: str | None = None  # JSON, as stored
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ class CorrectionRow(Base):
     reviewed_by: Mapped[str | None] = mapped_column(Text)  # who requeued, accepted or dropped it
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     source_deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # its annotation was deleted (withdrawal)
+    image_metadata: Mapped[str | None] = mapped_column(Text)  # JSON {name: value} (camera, site...): the gate's slices
 
 
 class FlagRow(Base):

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from yolo_retrain.image_metadata import check_metadata, to_json
 from yolo_retrain.labels import (
     check_image,
     format_labels,
@@ -28,6 +29,7 @@ class Submission:
     labels: str | Path
     image_name: str | None = None
     labels_source: str | None = None
+    metadata: dict[str, str] | None = None  # camera, site...: checked by image_metadata.check_metadata
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,16 @@ class Candidate:
     num_boxes: int
     width: int
     height: int
+    metadata: str | None = None  # canonical JSON, None when there is none
 
 
 def validate(
-    image: Path | bytes, labels: str | Path, image_name: str | None, labels_source: str | None, class_count: int
+    image: Path | bytes,
+    labels: str | Path,
+    image_name: str | None,
+    labels_source: str | None,
+    class_count: int,
+    metadata: dict[str, str] | None = None,
 ) -> Candidate:
     """Read and check one image and its labels (class ids below ``class_count``); InvalidInput naming the bad file
     (and line). Nothing is written."""
@@ -63,4 +71,5 @@ def validate(
     else:
         text, label_source = labels, labels_source or f"labels of {source}"
     boxes = parse_labels(text, label_source, class_count)
-    return Candidate(data, sha, suffix, name, format_labels(boxes), len(boxes), width, height)
+    meta = to_json(check_metadata(metadata, f"metadata of {source}"))
+    return Candidate(data, sha, suffix, name, format_labels(boxes), len(boxes), width, height, meta)
