@@ -11,6 +11,7 @@ from yolo_retrain.config import Settings
 from yolo_retrain.dataset import BuiltDataset
 from yolo_retrain.exports.verify import ExportReport, export_and_verify
 from yolo_retrain.recipe import trained_imgsz
+from yolo_retrain.training import log_path
 
 
 @retrain_task("export-model")
@@ -28,7 +29,10 @@ def export_model(
         dataset: Its val split is the holdout the export is checked on.
     """
     client = tracking.client_for(settings)
-    report = export_and_verify(settings, client, version, Path(weights), dataset.data_yaml, trained_imgsz(weights), run.run_id)
+    report = export_and_verify(
+        settings, client, version, Path(weights), dataset.data_yaml, trained_imgsz(weights), run.run_id,
+        log_file=log_path(settings, run.run_id),
+    )
     for outcome in report.outcomes:
         level = get_run_logger().info if outcome.deployable else get_run_logger().warning
         level(f"v{version.version} {outcome.format} export {outcome.tag()}")

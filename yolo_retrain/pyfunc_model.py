@@ -134,9 +134,10 @@ def _read_path(value: str, what: str) -> bytes:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise _refuse(f"{what}: {path}: cannot open ({exc.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a folder, a device, a pipe: never read
+        os.close(fd)
+        raise _refuse(f"{what}: {path}: not a regular file")
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise _refuse(f"{what}: {path}: not a regular file")
         return handle.read(MAX_IMAGE_BYTES + 1)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
+from yolo_retrain import console
 from yolo_retrain.config import Settings
 from yolo_retrain.data_yaml import load_data_yaml
 from yolo_retrain.exports.agreement import Agreement, compare_boxes, holdout_map, predict_boxes
@@ -70,31 +71,41 @@ def version_folder(settings: Settings, version: str | int) -> Path:
 
 def export_and_verify(
     settings: Settings, client: MlflowClient, version: ModelVersion, weights: Path, data_yaml: Path, imgsz: int,
-    run_id: str | None = None,
+    run_id: str | None = None, log_file: Path | None = None,
 ) -> ExportReport:
     """Export ``weights`` (the version's) to each of ``settings.export_format_list``, check each against them on
-    ``data_yaml``'s val split (the holdout) at ``imgsz``, and record the outcomes (tags, artifacts, local folder)."""
+    ``data_yaml``'s val split (the holdout) at ``imgsz``, and record the outcomes (tags, artifacts, local folder).
+    Ultralytics' output goes to ``log_file`` (default ``runs/exports-v<N>.log``); a bar shows the formats done."""
     report = ExportReport(str(version.version), version.tags.get("weights_sha256", ""))
     formats = settings.export_format_list
     if not formats:
         return report
+    log_file = log_file or settings.runs_dir / f"exports-v{version.version}.log"
+    with console.stage("exports", total=len(formats) + 1) as bar, console.library_output(log_file):
+        _export_all(settings, client, version, weights, data_yaml, imgsz, run_id, report, bar)
+    for outcome in report.outcomes:
+        (log.info if outcome.deployable else log.warning)("version %s %s export %s", version.version, outcome.format, outcome.tag())
+    return report
+
+
+def _export_all(settings, client, version, weights, data_yaml, imgsz, run_id, report: ExportReport, bar) -> None:
+    formats = settings.export_format_list
     holdout = load_data_yaml(data_yaml, "holdout data.yaml", required=("val",)).images("val")
     folder = version_folder(settings, version.version)
     staging = Path(tempfile.mkdtemp(prefix=f".v{version.version}-", dir=_ensure(settings.exports_dir)))
     scratch = Path(tempfile.mkdtemp(prefix="exports-val-", dir=_ensure(settings.runs_dir)))  # the validators' output
     try:
         reference = _Reference(weights, holdout, data_yaml, imgsz, scratch)
-        for fmt in formats:
+        bar.update(1, info=".pt on the holdout")
+        for done, fmt in enumerate(formats, start=2):
             report.outcomes.append(_one_format(settings, fmt, reference, staging))
+            bar.update(done, info=fmt)
         (staging / MANIFEST).write_text(json.dumps(report.manifest(), indent=2))
         _record(client, version, report, staging, run_id or version.run_id)
         _replace_folder(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
-    for outcome in report.outcomes:
-        (log.info if outcome.deployable else log.warning)("version %s %s export %s", version.version, outcome.format, outcome.tag())
-    return report
 
 
 class _Reference:
