@@ -1,7 +1,7 @@
-"""The champion where production runs it (#24): MLflow's own scoring server on the registry alias, answering image
-bytes; the champion's ONNX export, checked against its .pt on the holdout and recorded with the version; the local
-champion folder following promotion and rollback. Real MLflow (SQLite, `mlflow models serve`), real Ultralytics and
-ONNX Runtime; weights that detect without training (test_pyfunc_model.detecting_weights), a 64 px holdout."""
+"""The champion where production runs it (#24): the pyfunc loaded from the registry, and MLflow's own scoring server
+on the registry alias answering image bytes; the champion's ONNX export, checked against its .pt on the holdout and
+recorded with the version; the local champion folder following promotion and rollback. Real MLflow (SQLite,
+`mlflow models serve`), real Ultralytics and ONNX Runtime; weights that detect without training, a 64 px holdout."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ import pytest
 from conftest import TINY, use_home
 from mlflow.exceptions import MlflowException
 from PIL import Image
-from test_pyfunc_model import detecting_weights
 from typer.testing import CliRunner
 from ultralytics import YOLO
 
@@ -31,9 +30,19 @@ from yolo_retrain.cli import app
 from yolo_retrain.exports.agreement import Boxes, compare_boxes
 from yolo_retrain.exports.champion_folder import champion_folder_version
 from yolo_retrain.exports.verify import export_and_verify
-from yolo_retrain.synthetic import make_dataset
+from yolo_retrain.synthetic import make_dataset, untrained_weights
 
 pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def detecting_weights(path: Path) -> Path:
+    """YOLO weights that detect without any training: class 0's score bias is so high that every image gets
+    class-0 boxes at the default confidence (an untrained model, like a 1-epoch one, detects nothing)."""
+    model = YOLO(str(untrained_weights(path)))  # the project's classes: init refuses others
+    for branch in model.model.model[-1].cv3:  # the detection head's class-score convolutions, one per scale
+        branch[-1].bias.data[0] = 10.0
+    model.save(path)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +76,27 @@ def direct_boxes(weights: Path, image: Path, imgsz: int = 64) -> pd.DataFrame:
             k: result.boxes.xyxy[:, i].tolist() for i, k in enumerate(("x1", "y1", "x2", "y2"))
         }}
     )
+
+
+def test_champion_loads_as_pyfunc_and_predicts_boxes_from_paths_and_bytes(in_champion_home):
+    settings, data, _ = in_champion_home
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@champion")
+    images = holdout_images(data)[:2]
+    by_path = model.predict(pd.DataFrame({"image": [str(p) for p in images]}))
+    by_bytes = model.predict(pd.DataFrame({"image_bytes": [p.read_bytes() for p in images]}))
+
+    assert list(by_path.columns) == pyfunc_model.COLUMNS
+    pd.testing.assert_frame_equal(by_path, by_bytes)  # the same image, however it is sent
+    assert sorted(set(by_path["image"])) == [0, 1]  # boxes on each image, rows numbered by input row
+    for index, image in enumerate(images):  # exactly the boxes the champion's own weights detect there
+        direct = direct_boxes(settings.champion_weights, image)
+        rows = by_path[by_path["image"] == index]
+        assert len(rows) == len(direct) > 0
+        assert rows["class_id"].tolist() == direct["class_id"].tolist()
+        assert set(rows["class_name"]) == {"square"}
+        assert rows[["x1", "y1", "x2", "y2"]].to_numpy() == pytest.approx(direct[["x1", "y1", "x2", "y2"]].to_numpy(), abs=1e-3)
+        assert rows["confidence"].to_numpy() == pytest.approx(direct["confidence"].to_numpy(), abs=1e-4)
 
 
 def test_init_exports_the_champion_to_onnx_checked_against_its_pt(in_champion_home):
