@@ -37,7 +37,6 @@ def _timed(fn) -> float:
 
 def _forward_latency(weights: Path, onnx: Path, size: int, rounds: int, calls: int) -> dict:
     """Model-only latency (ms) of PyTorch and ONNX Runtime on the same random 1×3×size×size input, interleaved."""
-    import numpy as np
     import onnxruntime
     import torch
     from ultralytics import YOLO
