@@ -6,6 +6,7 @@ recorded with the version; the local champion folder following promotion and rol
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import os
@@ -68,9 +69,15 @@ def holdout_images(data) -> list[Path]:
     return sorted((data.data_yaml.parent / "images" / "val").glob("*.png"))
 
 
+@functools.lru_cache(maxsize=4)
+def _loaded(path: str, modified_ns: int) -> YOLO:
+    return YOLO(path, task="detect")
+
+
 def direct_boxes(weights: Path, image: Path, imgsz: int = 64) -> pd.DataFrame:
     """What the weights themselves find on the image, at the pyfunc's documented confidence."""
-    result = YOLO(str(weights)).predict(str(image), imgsz=imgsz, conf=0.25, verbose=False)[0]
+    model = _loaded(str(weights), weights.stat().st_mtime_ns)  # loaded once per file as it is now
+    result = model.predict(str(image), imgsz=imgsz, conf=0.25, verbose=False)[0]
     return pd.DataFrame(
         {"class_id": result.boxes.cls.int().tolist(), "confidence": result.boxes.conf.tolist(), **{
             k: result.boxes.xyxy[:, i].tolist() for i, k in enumerate(("x1", "y1", "x2", "y2"))
