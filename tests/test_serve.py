@@ -133,6 +133,24 @@ def test_init_exports_the_champion_to_onnx_checked_against_its_pt(in_champion_ho
     assert logged == {"exports/v1/onnx", "exports/v1/exports.json"}
 
 
+def test_verify_checks_the_versions_exports_and_the_champion_folder(in_champion_home):
+    from yolo_retrain.verify import _Target, check_exports
+
+    settings, _, _ = in_champion_home
+    client = tracking.client_for(settings)
+    version = client.get_model_version(settings.model_name, "1")
+    target = _Target(settings, client, client.get_run(version.run_id), version)
+    assert check_exports(target).detail == "v1: onnx deployable"
+
+    link = settings.champion_exports
+    os.replace(link, link.with_name("champion-moved"))  # the champion's folder gone missing
+    try:
+        result = check_exports(target)
+        assert not result.ok and "v1 is the champion but" in result.detail and "rollback --to 1" in result.fix
+    finally:
+        os.replace(link.with_name("champion-moved"), link)
+
+
 def test_a_format_that_cannot_export_is_reported_and_not_deployable_and_nothing_is_installed(in_champion_home, monkeypatch):
     settings, data, _ = in_champion_home
     settings = use_home(monkeypatch, settings.home, **TINY, export_formats="openvino")  # its package is not installed
