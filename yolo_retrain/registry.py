@@ -368,10 +368,13 @@ def restore_local_champion(client: MlflowClient, settings: Settings, failed_run_
         }
         if stray:
             local.unlink()
+            if settings.champion_exports.is_symlink():  # its exports' folder went up with it
+                settings.champion_exports.unlink()
         return bool(stray)
     from yolo_retrain.exports.champion_folder import champion_folder_version
 
-    if champion_folder_version(settings) != str(champion.version):
+    configured = bool(settings.export_format_list)  # else no folder: a link left from before goes
+    if (champion_folder_version(settings) != str(champion.version)) if configured else settings.champion_exports.is_symlink():
         try:
             _point_champion_folder(settings, client, champion)
         except Exception as exc:  # the exports' folder must not stop a recovery: the file and the alias matter first

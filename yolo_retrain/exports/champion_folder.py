@@ -4,7 +4,8 @@ It is a link to the version's folder (``models/exports/v<N>/``), replaced by ren
 sees the old champion's exports or the new one's, never a mix. ``exports.json`` names the version and its weights'
 sha256, so a service can check that the export it loaded belongs to the ``champion.pt`` it expects. A version whose
 folder is not here (retired, another machine, a rollback) gets it from its run's artifacts; a version made before
-exports, or none passed, gets a manifest that lists no deployable format.
+exports, or none passed, gets a manifest that lists no deployable format. With no export formats configured
+(``YOLO_RETRAIN_EXPORT_FORMATS=""``) there is no ``models/champion``.
 """
 
 from __future__ import annotations
@@ -24,12 +25,16 @@ from yolo_retrain.config import Settings
 from yolo_retrain.exports.verify import MANIFEST, version_folder
 
 
-def point_champion_folder(settings: Settings, client: MlflowClient, version: ModelVersion) -> Path:
-    """Make ``models/champion`` the exports of ``version`` (fetched or written first if missing); atomic."""
-    folder = _version_exports(settings, client, version)
+def point_champion_folder(settings: Settings, client: MlflowClient, version: ModelVersion) -> Path | None:
+    """Make ``models/champion`` the exports of ``version`` (fetched or written first if missing); atomic. With no
+    export formats configured there is no such folder (a link left from before is removed): None."""
     link = settings.champion_exports
     if link.exists() and not link.is_symlink():
         raise RuntimeError(f"{link} is not the link yolo-retrain keeps there: move it away")
+    if not settings.export_format_list:
+        link.unlink(missing_ok=True)
+        return None
+    folder = _version_exports(settings, client, version)
     temporary = link.with_name(f".champion-{uuid.uuid4().hex[:8]}")
     os.symlink(os.path.relpath(folder, link.parent), temporary, target_is_directory=True)
     try:
