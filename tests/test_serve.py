@@ -26,7 +26,7 @@ from PIL import Image
 from typer.testing import CliRunner
 from ultralytics import YOLO
 
-from yolo_retrain import labels, processes, pyfunc_model, registry, tracking
+from yolo_retrain import labels, processes, pyfunc_model, registry, retention, tracking
 from yolo_retrain.cli import app
 from yolo_retrain.exports.agreement import Boxes, compare_boxes
 from yolo_retrain.exports.champion_folder import champion_folder_version
@@ -202,6 +202,11 @@ def test_champion_folder_follows_promotion_and_rollback(in_champion_home, tmp_pa
         assert champion_folder_version(settings) == "1"
         assert (settings.champion_exports / "onnx" / "model.onnx").is_file()
         assert os.readlink(settings.champion_exports) == os.path.join("exports", "v1")
+
+        # Retention: a version's exports go with its weights (v2: neither champion, nor replaced by it, nor newest 0)
+        planned = retention.plan(settings.model_copy(update={"keep_local_weights": 0}), client)
+        retired = {str(r.path.relative_to(settings.models_dir)) for r in planned}
+        assert {"exports/v2", "retrained_v2.pt"} <= retired and not {"exports/v1", "retrained_v1.pt"} & retired
     finally:  # the module's server serves the alias: v1 again whatever happened here
         registry.rollback(client, settings, "1")
 
