@@ -16,6 +16,7 @@ from tasks.check_disk import check_disk_space
 from tasks.claim_corrections import claim_corrections, release_corrections
 from tasks.compare import compare_on_holdout
 from tasks.evaluate import evaluate_champion, evaluate_on_holdout, holdout_key
+from tasks.export_model import export_model
 from tasks.finish import finish_retrain
 from tasks.housekeeping import retire_old_outputs
 from tasks.log_dataset import log_dataset
@@ -119,6 +120,7 @@ def _retrain(
         }
         version = register_model(settings, run, str(trained.best_weights), lineage, post, pre)
         weights = save_model(settings, run, version, str(trained.best_weights))
+        exports = export_model(settings, run, version, weights, dataset)  # 10b. ONNX..., each checked against the .pt
 
         # 11. Promotion gate: champion only if not worse beyond noise, its batch not suspicious, earlier fixes kept.
         decision = promotion_gate(settings, run, version, weights, post, pre, comparison, check)
@@ -155,6 +157,7 @@ def _retrain(
         suspicious=tuple(f"{i[:12]}: {why}" for i, why in outcome.held.items()),
         retention=check.retention_line(),
         recipe=recipe.markdown(),
+        exports=tuple(exports.lines()),
     )
     return _publish(report)
 

@@ -94,12 +94,12 @@ def test_doctor_detects_a_champion_of_other_classes(in_world, world_copy, monkey
 def test_verify_passes_on_the_latest_retrain(in_world):
     results = verify_run(in_world.settings, in_world.report.run_id)
     assert _failed(results) == {}
-    assert len(results) == 14
+    assert len(results) == 15
     assert {"experiment kind", "logged model", "version tags", "recipe"} <= {r.name for r in results}
     result = CliRunner().invoke(app, ["verify"])  # default: the latest retrain, which is this one
     assert result.exit_code == 0, result.output
     assert f"✓ run finished — run {in_world.report.run_id} FINISHED" in result.output
-    assert result.output.splitlines()[-1] == "14 passed, 0 failed"
+    assert result.output.splitlines()[-1] == "15 passed, 0 failed"
 
 
 @pytest.mark.e2e

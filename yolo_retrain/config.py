@@ -24,6 +24,12 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # not set them: the product's defaults are the champion's recipe and Ultralytics' choice of hardware.
 DEMO_TRAINING = {"imgsz": 64, "batch": 16, "device": "cpu", "workers": 0}
 
+# Ultralytics' export formats (`yolo export format=...`); ONNX's packages are the project's, others install apart.
+EXPORT_FORMATS = (
+    "onnx", "openvino", "engine", "torchscript", "coreml", "saved_model", "pb", "tflite", "edgetpu", "tfjs", "paddle",
+    "mnn", "ncnn", "imx", "rknn", "executorch",
+)
+
 Trigger = Literal["manual", "schedule", "corrections-threshold", "baseline"]
 GateMetric = Literal["mAP50-95", "mAP50", "precision", "recall"]
 
@@ -137,6 +143,17 @@ class Settings(BaseSettings):
         default=72, gt=0, description="A candidate nobody approved within this many hours counts as refused."
     )
 
+    # Exports: what production deploys, made for every registered version and checked against its .pt on the holdout
+    export_formats: str = Field(
+        default="onnx", description="Comma-separated Ultralytics export formats (onnx, openvino, engine, ...); empty: none."
+    )
+    export_min_agreement: float = Field(
+        default=0.95, ge=0.0, le=1.0, description="Least share of the .pt's boxes (and of their classes) an export must match."
+    )
+    export_map_tolerance: float = Field(
+        default=0.01, ge=0.0, le=1.0, description="Largest mAP50-95 difference between an export and its .pt on the holdout."
+    )
+
     # Disk: a retrain refused up front when a filesystem it writes to would keep less than this free
     min_free_disk_mb: int = Field(
         default=200, ge=0, description="Free space (MB) a retrain must leave on each filesystem it writes; checked before training."
@@ -159,6 +176,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
+        unknown = [f for f in self.export_format_list if f not in EXPORT_FORMATS]
+        if unknown:
+            raise ValueError(f"export_formats: {', '.join(unknown)} not an Ultralytics export format ({', '.join(EXPORT_FORMATS)})")
         if self.batch == 0:
             raise ValueError("batch: 0 is no batch size (a whole number >= 1, or -1 for AutoBatch)")
         self.home = self.home.expanduser().resolve()
@@ -172,6 +192,10 @@ class Settings(BaseSettings):
             self.corrections_db_url = f"sqlite:///{self.home / 'corrections.db'}"
         return self
 
+    @property
+    def export_format_list(self) -> list[str]:
+        return list(dict.fromkeys(f.strip().lower() for f in self.export_formats.split(",") if f.strip()))
+
     # Derived local paths -------------------------------------------------------------------
     @property
     def models_dir(self) -> Path:
@@ -181,6 +205,16 @@ class Settings(BaseSettings):
     def champion_weights(self) -> Path:
         """The current champion's weights, always at this one path (what production loads)."""
         return self.models_dir / "champion.pt"
+
+    @property
+    def champion_exports(self) -> Path:
+        """The champion's verified exports (and ``exports.json``), beside ``champion.pt``: a link swapped atomically."""
+        return self.models_dir / "champion"
+
+    @property
+    def exports_dir(self) -> Path:
+        """Each version's verified exports, ``exports/vN/``."""
+        return self.models_dir / "exports"
 
     @property
     def corrections_dir(self) -> Path:
@@ -223,6 +257,7 @@ def configure_environment(settings: Settings | None = None) -> Settings:
     env = {
         "YOLO_CONFIG_DIR": str(settings.ultralytics_config_dir),
         "YOLO_OFFLINE": "1",
+        "YOLO_AUTOINSTALL": "false",  # Ultralytics' exporter would pip-install what a format needs: never at run time
         "YOLO_VERBOSE": os.environ.get("YOLO_VERBOSE", "True"),
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "1",

@@ -58,13 +58,21 @@ def local_artifact_dir(settings: Settings) -> Path | None:
 def retrain_needs(settings: Settings, weights: int) -> list[Need]:
     """What one retrain writes, folder by folder, for a model of ``weights`` bytes."""
     checkpoints = TRAINING_CHECKPOINTS * CHECKPOINT_FACTOR * weights
+    # Each export of an fp16 .pt is about twice its size (fp32: ONNX 11.5 MB for yolov8n's 5.9 MB), written once
+    # into models/exports/vN/ (staged there) and once into the run's artifacts.
+    exports = 2 * weights * len(settings.export_format_list)
     needs = [
         Need(settings.runs_dir, "Ultralytics' checkpoints while training, plots and logs", checkpoints + TRAINING_EXTRAS),
-        Need(settings.models_dir, "models/retrained_vN.pt and the champion file's replacement", 2 * weights),
+        Need(
+            settings.models_dir,
+            "models/retrained_vN.pt and the champion file's replacement" + (", its exports" if exports else ""),
+            2 * weights + exports,
+        ),
     ]
     artifacts = local_artifact_dir(settings)
     if artifacts is not None:
-        needs.append(Need(artifacts, "the MLflow run's weights artifact and logged model", 2 * weights))
+        what = "the MLflow run's weights artifact and logged model" + (", its exports" if exports else "")
+        needs.append(Need(artifacts, what, 2 * weights + exports))
     return needs
 
 

@@ -19,10 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelOutput
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from yolo_retrain import tracking
 from yolo_retrain.config import Settings
@@ -35,6 +38,7 @@ from yolo_retrain.recipe import trained_imgsz
 log = logging.getLogger(__name__)
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 MODEL_NAME_IN_RUN = "model"
+SERVING_CONFIDENCE = 0.25  # the pyfunc's boxes: from this confidence up (a request's `conf` param overrides it)
 # What a version records about where it came from; its figures are the logged model's metrics.
 LINEAGE_TAGS = ("dataset_digest", "parent_version", "corrections_count", "evaluation_key", "weights_sha256")
 
@@ -80,14 +84,54 @@ def log_pyfunc_model(client: MlflowClient, experiment_id: str, run_id: str, weig
 
 
 def _log_pyfunc(model_id: str, weights: Path, imgsz: int) -> None:
-    mlflow.pyfunc.log_model(
-        name=MODEL_NAME_IN_RUN,
-        model_id=model_id,
-        python_model=str(PYFUNC_CODE),
-        artifacts={"weights": str(weights)},
-        model_config={"imgsz": imgsz, "conf": 0.25},
-        pip_requirements=pip_requirements(),
+    with _example_not_predicted():
+        mlflow.pyfunc.log_model(
+            name=MODEL_NAME_IN_RUN,
+            model_id=model_id,
+            python_model=str(PYFUNC_CODE),
+            artifacts={"weights": str(weights)},
+            model_config={"imgsz": imgsz, "conf": SERVING_CONFIDENCE},
+            signature=serving_signature(imgsz),
+            input_example=pd.DataFrame({"image_bytes": [example_image()]}),
+            pip_requirements=pip_requirements(),
+        )
+
+
+@contextmanager
+def _example_not_predicted() -> Iterator[None]:
+    """log_model loads the model it logs and predicts its input example, only to warn if that fails: seconds per
+    retrain (Ultralytics' first prediction sets the model up). tests/test_serve.py serves a logged model over HTTP
+    instead, the check that matters."""
+    import mlflow.models.utils as model_utils
+
+    checking = model_utils._validate_serving_input
+    model_utils._validate_serving_input = lambda model_uri, serving_input: None
+    try:
+        yield
+    finally:
+        model_utils._validate_serving_input = checking
+
+
+def serving_signature(imgsz: int) -> ModelSignature:
+    """What the pyfunc takes (the image's bytes, or a path on the serving host), answers (one row per box) and lets a
+    request override (confidence, image size)."""
+    return ModelSignature(
+        inputs=Schema([ColSpec("binary", "image_bytes", required=False), ColSpec("string", "image", required=False)]),
+        outputs=Schema(
+            [ColSpec("long", "image"), ColSpec("long", "class_id"), ColSpec("string", "class_name"), ColSpec("double", "confidence")]
+            + [ColSpec("double", corner) for corner in ("x1", "y1", "x2", "y2")]
+        ),
+        params=ParamSchema([ParamSpec("conf", "double", SERVING_CONFIDENCE), ParamSpec("imgsz", "long", imgsz)]),
     )
+
+
+def example_image(size: int = 64) -> bytes:
+    """A small grey PNG: the logged model's input example (kept with it, and run once when it is logged)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), (114, 114, 114)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def log_model_metrics(
@@ -299,6 +343,7 @@ def apply_gate(client: MlflowClient, settings: Settings, version: ModelVersion, 
         if previous is not None and previous.version != number:
             client.set_model_version_tag(name, number, "replaced_champion", previous.version)
         install_champion(settings, weights)
+        _point_champion_folder(settings, client, version)
         client.set_registered_model_alias(name, "champion", number)
     else:
         client.set_registered_model_alias(name, "challenger", number)
@@ -330,11 +375,28 @@ def restore_local_champion(client: MlflowClient, settings: Settings, failed_run_
         }
         if stray:
             local.unlink()
+            if settings.champion_exports.is_symlink():  # its exports' folder went up with it
+                settings.champion_exports.unlink()
         return bool(stray)
+    from yolo_retrain.exports.champion_folder import champion_folder_version
+
+    configured = bool(settings.export_format_list)  # else no folder: a link left from before goes
+    if (champion_folder_version(settings) != str(champion.version)) if configured else settings.champion_exports.is_symlink():
+        try:
+            _point_champion_folder(settings, client, champion)
+        except Exception as exc:  # the exports' folder must not stop a recovery: the file and the alias matter first
+            log.warning("could not point %s at version %s: %s", settings.champion_exports, champion.version, exc)
     if local.is_file() and file_sha256(local) == champion.tags.get("weights_sha256"):
         return False
     install_champion(settings, verified_weights(settings, client, champion))
     return True
+
+
+def _point_champion_folder(settings: Settings, client: MlflowClient, version: ModelVersion) -> None:
+    """``models/champion/`` (the champion's verified exports) follows ``champion.pt``: yolo_retrain/exports."""
+    from yolo_retrain.exports.champion_folder import point_champion_folder  # exports import this module
+
+    point_champion_folder(settings, client, version)
 
 
 def rollback(client: MlflowClient, settings: Settings, to_version: str | None = None) -> ModelVersion:
@@ -351,6 +413,7 @@ def rollback(client: MlflowClient, settings: Settings, to_version: str | None = 
         raise RetrainError(f"model {name!r} has no version {to_version}") from exc
     weights = verified_weights(settings, client, target)
     install_champion(settings, weights)
+    _point_champion_folder(settings, client, target)
     client.set_registered_model_alias(name, "champion", target.version)
     if current is not None and current.version != target.version:
         client.set_model_version_tag(name, current.version, "rolled_back_to", target.version)

@@ -2,7 +2,8 @@
 
 What goes (settings ``keep_*``): the working folders of all but the newest finished retrains (Ultralytics'
 training and evaluation folders, train.log: their record is in MLflow), local weights files of versions
-that are neither the champion, the version it replaced (a quick rollback), nor among the newest, and dataset
+(and their verified exports, ``models/exports/vN/``) that are neither the champion, the version it replaced (a quick
+rollback), nor among the newest, and dataset
 folders no registered version names once unused for some days.
 
 What never goes: anything of a RUNNING retrain, the champion's files, the previous champion's weights, a dataset a
@@ -27,6 +28,7 @@ from yolo_retrain.disk import mb, tree_bytes
 
 DATASET_FOLDER = re.compile(r"^[0-9a-f]{16}$")  # datasets/<digest[:16]>
 VERSION_WEIGHTS = re.compile(r"^retrained_v(\d+)\.pt$")
+VERSION_EXPORTS = re.compile(r"^v(\d+)$")  # models/exports/v<N>/
 RUN_FOLDER = re.compile(r"^[a-z]+-([0-9a-f]{8})$")  # runs/{train,pre,post,log}-<run id[:8]>
 
 
@@ -122,6 +124,12 @@ def _version_weights(settings: Settings, client: MlflowClient, versions: list) -
         if found and found.group(1) not in keep:
             why = f"version {found.group(1)}: in MLflow (fetched again, sha256-checked, when needed)"
             retired.append(Retired(path, "models", path.stat().st_size, why))
+    # Their exports by the same rule: the run's artifacts hold them (a rollback fetches them: exports/champion_folder).
+    for folder in sorted(settings.exports_dir.iterdir()) if settings.exports_dir.is_dir() else []:
+        found = VERSION_EXPORTS.match(folder.name)
+        if found and found.group(1) not in keep:
+            why = f"exports of version {found.group(1)}: in its run's artifacts (fetched again when a rollback needs them)"
+            retired.append(Retired(folder, "models", tree_bytes(folder), why))
     return retired
 
 

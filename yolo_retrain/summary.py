@@ -30,6 +30,7 @@ class RetrainReport:
     suspicious: tuple[str, ...] = ()  # this batch's held corrections: "<id>: <reason>"
     retention: str = ""  # fixed / learned: what each model reproduces of earlier fixes and of this batch
     recipe: str = ""  # markdown: the train arguments not at Ultralytics' default, and where each came from (#20)
+    exports: tuple[str, ...] = ()  # "<format>: passed|failed: <figures or why>", per export format (#24)
 
     def corrections_line(self) -> str:
         """Where the dataset's corrections came from, and how many are held as rejected (a skipped retrain built none)."""
@@ -122,6 +123,8 @@ class RetrainReport:
             lines += ["", "## Slices (mAP50-95, champion -> candidate)", ""] + [f"- {line}" for line in self.slice_lines()]
         if self.screening_lines():
             lines += ["", "## Screening", ""] + [f"- {line}" for line in self.screening_lines()]
+        if self.exports:
+            lines += ["", "## Exports (checked against the .pt on the holdout)", ""] + [f"- {line}" for line in self.exports]
         if self.recipe:
             lines += ["", "Training recipe (arguments not at Ultralytics' default):", "", self.recipe.rstrip("\n")]
         if self.reviewer_diffs:
@@ -150,6 +153,8 @@ class RetrainReport:
             lines.append(f"  {line}")
         if self.version:
             lines.append(f"  registered version {self.version}")
+        for line in self.exports:
+            lines.append(f"  export {line}")
         if self.run_url:
             lines.append(f"  MLflow run: {self.run_url}")
         return "\n".join(lines)

@@ -326,6 +326,37 @@ def check_corrections_applied(t: _Target) -> str:
     return f"{len(batch)} correction(s) of this batch {expected} with v{number}, {len(items) - len(batch)} from earlier retrains"
 
 
+@check("exports")
+def check_exports(t: _Target) -> str:
+    """Each configured export format has its outcome on the version (``export_<f>``, ``deployable_<f>``); a deployable
+    one is in the run's artifacts; a champion's are in ``models/champion/``. A failed format passes as reported."""
+    from yolo_retrain.exports.champion_folder import champion_folder_version
+
+    version = t.need_version()
+    formats = t.settings.export_format_list
+    if not formats:
+        return "no export formats configured (YOLO_RETRAIN_EXPORT_FORMATS)"
+    number = str(version.version)
+    missing = [f for f in formats if f"deployable_{f}" not in version.tags]
+    if missing:
+        raise CheckFailed(f"v{number} has no export record for {', '.join(missing)} (made before exports, or with other settings)")
+    found = []
+    for fmt in formats:
+        if version.tags[f"deployable_{fmt}"] != "true":
+            found.append(f"{fmt} not deployable ({version.tags.get(f'export_{fmt}', '?')[:200]})")
+            continue
+        if not any(a.startswith(f"exports/v{number}/{fmt}/") for a in t.artifacts):
+            raise CheckFailed(f"v{number} is marked deployable in {fmt} but its run has no exports/v{number}/{fmt}/")
+        found.append(f"{fmt} deployable")
+    champion = registry.version_by_alias(t.client, version.name, "champion")
+    if champion is not None and str(champion.version) == number and champion_folder_version(t.settings) != number:
+        raise CheckFailed(
+            f"v{number} is the champion but {t.settings.champion_exports} holds version {champion_folder_version(t.settings)}'s exports",
+            f"`yolo-retrain rollback --to {number}` puts the champion's files back",
+        )
+    return f"v{number}: {', '.join(found)}"
+
+
 CHECKS = (
     check_finished,
     check_tags,
@@ -341,6 +372,7 @@ CHECKS = (
     check_registry_version,
     check_gate,
     check_corrections_applied,
+    check_exports,
 )
 
 

@@ -49,8 +49,21 @@ def _init(weights: Path | None, train_baseline: bool, epochs: int | None) -> Non
     if weights is not None:
         version = registry.register_initial_champion(client, settings, experiment_id, weights)
         typer.echo(f"champion: {settings.model_name} version {version.version} from {weights}")
+        _export_initial_champion(settings, client, version, weights)
     elif train_baseline:
         _run_flow("baseline", force=True, epochs=epochs)
+
+
+def _export_initial_champion(settings, client, version, weights: Path) -> None:
+    """Given weights are exported and checked like every retrain's candidate, on the base data's val split."""
+    from yolo_retrain.exports.verify import export_and_verify
+    from yolo_retrain.recipe import trained_imgsz
+
+    assert settings.base_data is not None
+    imgsz = settings.imgsz or trained_imgsz(weights)
+    report = export_and_verify(settings, client, version, weights, settings.base_data, imgsz)
+    for line in report.lines():
+        typer.echo(f"export {line}")
 
 
 def run(
