@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from yolo_retrain.cli.common import exit_on_error
-from yolo_retrain.config import get_settings, setup_logging
+from yolo_retrain.cli.common import exit_on_error, use_console
+from yolo_retrain.config import get_settings
 
 
 def select(
@@ -18,15 +18,13 @@ def select(
 ) -> None:
     """Score the pool with the champion, pick the most informative images (diverse, every class covered, never one
     picked before), send them to Label Studio pre-annotated and write them as a CSV."""
-    from tqdm import tqdm
-
+    from yolo_retrain import console
     from yolo_retrain.selection.run import select_for_review
 
-    setup_logging()
     settings = get_settings()
-    with exit_on_error():
-        with tqdm(desc="scoring", unit="img", leave=False) as bar:
-            selection = select_for_review(
-                settings, sources or [], budget, samples, project or settings.label_studio_project, progress=bar.update
-            )
+    with exit_on_error(), use_console(verbose=False), console.stage("scoring the pool") as bar:
+        selection = select_for_review(
+            settings, sources or [], budget, samples, project or settings.label_studio_project,
+            progress=lambda done, total: bar.update(completed=done, total=total, info=f"{done}/{total} images"),
+        )
     typer.echo(selection.summary())

@@ -23,13 +23,17 @@ from yolo_retrain.selection.score_pool import ScoredPool, ScoringSetup, score_po
 
 log = logging.getLogger(__name__)
 
+class EmptyPool(InvalidInput):
+    """Nothing to select from: no image named, no sample posted (a scheduled selection ends quietly on it)."""
+
+
 KEEP_FACTOR = 10  # candidates kept per class and overall: this many times the budget (at least 200)
 
 
 @dataclass
 class Champion:
     version: str
-    weights: Path
+    weights: Path  # hash-checked against the registry
 
 
 @dataclass
@@ -70,6 +74,18 @@ class Selection:
             lines.append(f"MLflow run: {self.run_id}")
         return "\n".join(lines)
 
+    def markdown(self) -> str:
+        """The Prefect summary: the counts, then a table of the picks."""
+        head = self.summary().splitlines()[0]
+        rows = ["| # | image | gain | uncertainty | confusion | disagreement | why | task |", "|---|---|---|---|---|---|---|---|"]
+        for p in self.choice.picks:
+            s = p.candidate.signals
+            d = "-" if s.disagreement is None else f"{s.disagreement:.2f}"
+            rows.append(f"| {p.rank} | {p.candidate.name} | {p.gain:.2f} | {s.uncertainty:.2f} | {s.confusion:.2f} | {d} | {p.why} | {self.tasks.get(p.candidate.sha256, '')} |")
+        tail = [f"Not sent (back in the pool): {name}: {why}" for name, why in self.not_sent]
+        where = [f"CSV `{self.csv}`, contact sheet `{self.sheet}` (also in MLflow run `{self.run_id}`)"]
+        return "\n\n".join([f"**{head}**", "\n".join(rows), *tail, *where])
+
 
 def champion(settings: Settings) -> Champion:
     """The champion's version and hash-checked weights; NoChampion before ``yolo-retrain init``."""
@@ -87,14 +103,14 @@ def gather_pool(settings: Settings, sources: Sequence[str], include_samples: boo
             store.retire(settings.samples_max_kept, settings.samples_max_age_days)
             images += [PoolImage(s.original_name, s.image_path, "intake", s.id, s.production_boxes) for s in store.waiting()]
     if not images:
-        raise InvalidInput("the pool is empty: name folders, globs or list files of images, or post samples to the intake (POST /samples)")
+        raise EmptyPool("the pool is empty: name folders, globs or list files of images, or post samples to the intake (POST /samples)")
     return images
 
 
 def score(
-    settings: Settings, images: Sequence[PoolImage], champ: Champion, budget: int, progress: Callable[[int], None] | None = None
+    settings: Settings, images: Sequence[PoolImage], champ: Champion, budget: int, progress: Callable[[int, int], None] | None = None
 ) -> ScoredPool:
-    """The champion's scores over ``images`` (see ``score_pool``)."""
+    """The champion's scores over ``images`` (see ``score_pool``); ``progress(done, total)`` after each batch."""
     from ultralytics import YOLO
 
     from yolo_retrain.recipe import trained_imgsz
@@ -104,7 +120,15 @@ def score(
             store.class_names, settings.selection_threshold, settings.selection_min_confidence,
             settings.imgsz or trained_imgsz(champ.weights), settings.device,
         )
-        return score_pool(images, YOLO(str(champ.weights)), setup, store.not_selectable, max(200, KEEP_FACTOR * budget), progress)
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress is not None:
+                progress(done, len(images))
+
+        return score_pool(images, YOLO(str(champ.weights)), setup, store.not_selectable, max(200, KEEP_FACTOR * budget), advance)
 
 
 def pick(settings: Settings, pool: ScoredPool, budget: int, class_names: Sequence[str]) -> Choice:
@@ -183,7 +207,7 @@ def select_for_review(
     budget: int | None = None,
     include_samples: bool = True,
     project: int | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Selection:
     """The whole selection in-process (the CLI's); the flow runs the same steps as tasks."""
     budget = budget or settings.selection_budget
