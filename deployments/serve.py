@@ -11,6 +11,7 @@ configure_environment()  # this script is an entry point: environment before Pre
 from deployments.definitions import deployment_specs, to_runner_deployment  # noqa: E402
 
 SERVED = "yolo-retrain"  # the process variant: serve() runs flows in this process, like a process worker
+SELECTION = "yolo-retrain-select"  # the daily selection for review
 
 # Check for scheduled or triggered runs every 2 s (Prefect's default is 10 s): a threshold-triggered
 # retrain should start within seconds.
@@ -20,7 +21,8 @@ POLL_SECONDS = 2
 def main() -> None:
     from prefect import serve
 
-    serve(to_runner_deployment(deployment_specs()[SERVED]), query_seconds=POLL_SECONDS)
+    specs = deployment_specs()
+    serve(to_runner_deployment(specs[SERVED]), to_runner_deployment(specs[SELECTION]), query_seconds=POLL_SECONDS)
 
 
 if __name__ == "__main__":
