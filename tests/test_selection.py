@@ -222,3 +222,13 @@ def test_an_image_selected_or_corrected_is_never_selectable_again(settings):
             store.record_selection("sel-4", [folder])
         store.release("sel-3", [folder.sha256])  # never reached reviewers: selectable again
         assert store.not_selectable([folder.sha256]) == set()
+
+
+def test_select_refuses_a_missing_source_naming_it_last(settings, tmp_path):
+    from typer.testing import CliRunner
+
+    from yolo_retrain.cli import app
+
+    result = CliRunner().invoke(app, ["select", str(tmp_path / "nowhere"), "--budget", "5"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == f"error: {tmp_path / 'nowhere'}: no such file or folder"

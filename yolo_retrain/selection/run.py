@@ -213,8 +213,8 @@ def select_for_review(
     budget = budget or settings.selection_budget
     if budget < 1:
         raise InvalidInput(f"budget {budget}: pick at least one image")
+    images = gather_pool(settings, sources, include_samples)  # a bad source is refused before anything loads
     champ = champion(settings)
-    images = gather_pool(settings, sources, include_samples)
     pool = score(settings, images, champ, budget, progress)
     with SampleStore.from_settings(settings) as store:
         class_names = store.class_names
