@@ -290,6 +290,10 @@ def test_selected_images_become_pre_annotated_tasks_and_an_annotation_comes_back
         assert correction.image_sha256 == picked[name].candidate.sha256 and correction.source_model_version == champion
         assert correction.label_text == format_labels(parse_labels(truth.read_text(), str(truth), 2))
 
-    again = select_for_review(settings, [str(holdout)], budget=20, include_samples=False)  # no project: CSV only
-    assert again.pool.excluded == 3 and len(again.choice.picks) + len(again.choice.near_duplicates) <= 9
-    assert not {p.candidate.sha256 for p in again.choice.picks} & {p.candidate.sha256 for p in selection.choice.picks}
+    from yolo_retrain.hashing import file_sha256
+    from yolo_retrain.selection.samples import SampleStore
+
+    with SampleStore.from_settings(settings) as samples:  # what the next selection leaves out: the 3 sent, none else
+        left_out = samples.not_selectable(file_sha256(p) for p in holdout.iterdir())
+        assert left_out == {p.candidate.sha256 for p in selection.choice.picks}
+        assert {s.review_task for s in samples.list(selection_id=selection.id)} == set(selection.tasks.values())

@@ -232,3 +232,32 @@ def test_select_refuses_a_missing_source_naming_it_last(settings, tmp_path):
     result = CliRunner().invoke(app, ["select", str(tmp_path / "nowhere"), "--budget", "5"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1] == f"error: {tmp_path / 'nowhere'}: no such file or folder"
+
+
+def test_picks_that_never_reach_label_studio_go_back_to_the_pool(settings, tmp_path, monkeypatch):
+    from yolo_retrain.labelstudio.client import LabelStudioUnavailable
+    from yolo_retrain.selection import run
+    from yolo_retrain.selection.score_pool import ScoredPool
+
+    settings = settings.model_copy(update={"label_studio_url": "http://127.0.0.1:9"})  # nothing listens there
+    with SampleStore.from_settings(settings) as store:
+        posted = store.post(_png(20), image_name="posted.png").sample
+    folder_image = tmp_path / "cam.png"
+    _picture(21).save(folder_image)
+    from yolo_retrain.hashing import file_sha256
+
+    candidates = [
+        Candidate("posted.png", posted.image_path, "intake", posted.image_sha256, 48, 48, 0, [], Signals(0.9, 0.0), (1,), posted.id),
+        Candidate("cam.png", folder_image, "folder", file_sha256(folder_image), 48, 48, 2**64 - 1, [], Signals(0.8, 0.0), (0,)),
+    ]
+    choice = choose(candidates, 2, NAMES)
+    selection = run.new_selection(settings, run.Champion("3", tmp_path / "w.pt"), 2, [str(tmp_path)], ScoredPool(), choice, NAMES)
+    run.record(settings, selection)
+    with SampleStore.from_settings(settings) as store:
+        assert store.not_selectable(c.sha256 for c in candidates) == {c.sha256 for c in candidates}
+    with pytest.raises(LabelStudioUnavailable):
+        run.send(settings, selection, project=1)
+    assert [name for name, _ in selection.not_sent] == ["posted.png", "cam.png"] and not selection.tasks
+    with SampleStore.from_settings(settings) as store:
+        assert store.not_selectable(c.sha256 for c in candidates) == set()  # both selectable again
+        assert [s.id for s in store.waiting()] == [posted.id]
