@@ -146,6 +146,18 @@ class SampleStore:
         now = now or datetime.now(timezone.utc)
         sha = hashlib.sha256(image).hexdigest()
         path = blob_path(self.blobs_dir, sha, image_suffix(image))
+        try:
+            return self._insert(image, sha, path, name, picture.size, production, model_version, meta_json, limits, max_kept, max_age_days, now)
+        except IntegrityError:  # the same image posted at the same moment by another request: it is in the pool once
+            with Session(self._db.reader) as session:
+                existing = session.scalar(select(SampleRow).where(SampleRow.image_sha256 == sha))
+            if existing is None:
+                raise
+            return Posted(_sample(existing, self.class_names))
+
+    def _insert(self, image: bytes, sha: str, path: Path, name: str, size: tuple[int, int], production: list[ScoredBox] | None,
+                model_version: str | None, meta_json: str | None, limits: RateLimits | None, max_kept: int,
+                max_age_days: float, now: datetime) -> Posted:
         with self._db.busy("store a sample"), Session(self._db.writer) as session, session.begin():
             existing = session.scalar(select(SampleRow).where(SampleRow.image_sha256 == sha))
             if existing is not None:
@@ -161,7 +173,7 @@ class SampleStore:
             write_blob(path, image)  # before the row commits: a row never names a missing file
             row = SampleRow(
                 id=uuid.uuid4().hex, image_sha256=sha, image_path=str(path), original_name=name, source="intake",
-                width=picture.width, height=picture.height,
+                width=size[0], height=size[1],
                 production_boxes=None if production is None else boxes_json(production, self.class_names),
                 production_model_version=model_version, meta=meta_json, created_at=now, status=WAITING,
             )
