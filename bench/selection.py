@@ -207,7 +207,7 @@ def main() -> None:
         write(base, sizes["base"], 0.0, 64, 1, "base")
     holdout = work / "holdout"
     if not (holdout / "images").is_dir():
-        write(holdout, sizes["holdout"], 0.15, 64, 2, "hold")
+        (work / "holdout.json").write_text(json.dumps(write(holdout, sizes["holdout"], 0.15, 64, 2, "hold")))
     pool_dir = work / "pool"
     truth = write(pool_dir, sizes["pool"], 0.15, 64, 3, "pool") if not (pool_dir / "images").is_dir() else None
     if truth is None:
@@ -262,23 +262,45 @@ def main() -> None:
     }
     emit(result, args.out)  # (a) and the cost are in even if the retrains are stopped
 
-    # (b) A retrain on the selected images' corrections against one on random images' (several draws).
-    def gain(paths: list[str], name: str, seed: int) -> float:
-        listed = work / f"{name}.txt"
-        listed.write_text("\n".join(paths) + "\n")
-        data = data_yaml(work / f"{name}.yaml", [str(base / "images"), str(listed)], str(holdout / "images"))
-        weights = train(str(champion), data, sizes["retrain_epochs"], work / "runs", name, seed)
-        return holdout_map(weights, base_yaml, work / "runs") - champion_map
+    # (b) A retrain on the selected images' corrections against one on random images' (several draws), each beside a
+    # control retrain on the base data alone with the same seed: a champion still short of convergence gains from
+    # any further training, so the corrections' own share is the gain over that control.
+    holdout_cameras = {p: ("B" if v and v["camera"] == "B" else "A") for p, v in (json.loads((work / "holdout.json").read_text()).items())}
+    evaluations = {"all": base_yaml}
+    for camera in ("A", "B"):
+        listed = work / f"holdout-{camera}.txt"
+        listed.write_text("\n".join(p for p, c in holdout_cameras.items() if c == camera) + "\n")
+        evaluations[camera] = data_yaml(work / f"holdout-{camera}.yaml", [str(base / "images")], str(listed))
+    champion_maps = {k: holdout_map(champion, v, work / "runs") for k, v in evaluations.items()}
+    result["champion_holdout_by_camera"] = champion_maps
 
-    result["b"] = {"retrain_epochs": sizes["retrain_epochs"], "selected_gains": [], "random_gains": []}
+    def retrained(paths: list[str], name: str, seed: int) -> dict[str, float]:
+        train_sources = [str(base / "images")]
+        if paths:
+            listed = work / f"{name}.txt"
+            listed.write_text("\n".join(paths) + "\n")
+            train_sources.append(str(listed))
+        data = data_yaml(work / f"{name}.yaml", train_sources, str(holdout / "images"))
+        weights = train(str(champion), data, sizes["retrain_epochs"], work / "runs", name, seed)
+        return {k: holdout_map(weights, v, work / "runs") for k, v in evaluations.items()}
+
+    b = result["b"] = {"retrain_epochs": sizes["retrain_epochs"], "draws": []}
     for draw_index in range(args.draws):
-        result["b"]["selected_gains"].append(gain(selected, f"selected-{draw_index}", draw_index))
-        result["b"]["random_gains"].append(gain(randoms[draw_index], f"random-{draw_index}", draw_index))
+        control = retrained([], f"control-{draw_index}", draw_index)
+        chosen = retrained(selected, f"selected-{draw_index}", draw_index)
+        drawn = retrained(randoms[draw_index], f"random-{draw_index}", draw_index)
+        b["draws"].append({"seed": draw_index, "control": control, "selected": chosen, "random": drawn})
         emit(result, args.out)
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-    result["b"]["selected_mean_gain"] = mean(result["b"]["selected_gains"])
-    result["b"]["random_mean_gain"] = mean(result["b"]["random_gains"])
-    result["b"]["ratio"] = result["b"]["selected_mean_gain"] / result["b"]["random_mean_gain"] if result["b"]["random_mean_gain"] > 0 else None
+    for part in ("all", "B", "A"):
+        over_champion = {arm: mean([d[arm][part] - champion_maps[part] for d in b["draws"]]) for arm in ("control", "selected", "random")}
+        over_control = {arm: mean([d[arm][part] - d["control"][part] for d in b["draws"]]) for arm in ("selected", "random")}
+        b[part] = {
+            "gain_over_champion": over_champion,
+            "ratio_over_champion": over_champion["selected"] / over_champion["random"] if over_champion["random"] > 0 else None,
+            "gain_over_control": over_control,
+            "ratio_over_control": over_control["selected"] / over_control["random"] if over_control["random"] > 0 else None,
+        }
 
     # Cost: memory flat with pool size (each pool in a fresh process).
     result["memory"] = [memory(n, work, champion) for n in sizes["memory"]]
