@@ -70,7 +70,7 @@ def choose(
             choice.near_duplicates.append((candidate.name, choice.picks[duplicate].candidate.name))
             continue
         coverage = _coverage(candidate, per_class)
-        names = ", ".join(class_names[k] for k in candidate.classes) or "nothing seen"
+        names = ", ".join(class_names[k] for k in candidate.classes) or "nothing"
         why = f"{candidate.signals.strongest()}; sees {names}" + (f"; class coverage +{coverage:.2f}" if coverage_weight and coverage else "")
         choice.picks.append(Pick(candidate, len(choice.picks) + 1, coverage, gains[best], why))
         hashes.append(candidate.dhash)

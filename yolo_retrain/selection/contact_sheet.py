@@ -18,7 +18,7 @@ COLORS = [(230, 60, 60), (60, 160, 230), (80, 200, 90), (240, 180, 40), (180, 90
 
 def contact_sheet(path: Path, picks: Sequence[Pick], class_names: Sequence[str], threshold: float, columns: int = 6) -> Path | None:
     """Write the sheet to ``path`` (PNG): one tile per pick, its rank and score, the champion's boxes at or above
-    ``threshold`` in full and the weaker ones dashed-thin; None when there are no picks."""
+    ``threshold`` thick, those down to half of it thin; None when there are no picks."""
     if not picks:
         return None
     columns = min(columns, len(picks))
@@ -29,10 +29,11 @@ def contact_sheet(path: Path, picks: Sequence[Pick], class_names: Sequence[str],
         x0, y0 = (i % columns) * TILE, (i // columns) * (TILE + CAPTION)
         c = pick.candidate
         picture = decode_image(read_image_file(c.path), c.name)
-        picture.thumbnail((TILE, TILE))
+        scale = TILE / max(picture.width, picture.height)  # small images enlarged too: boxes must be readable
+        picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))))
         sheet.paste(picture, (x0, y0))
         sx, sy = picture.width, picture.height
-        for box in c.boxes[:10]:
+        for box in [b for b in c.boxes if b.score >= threshold / 2][:8]:  # the weakest would hide the image
             k, cx, cy, w, h = box.box
             color = COLORS[k % len(COLORS)]
             rect = [x0 + (cx - w / 2) * sx, y0 + (cy - h / 2) * sy, x0 + (cx + w / 2) * sx, y0 + (cy + h / 2) * sy]
