@@ -10,7 +10,9 @@ from yolo_retrain.config import configure_environment
 configure_environment()  # this script is an entry point: environment before Prefect is imported below
 from deployments.definitions import deployment_specs, to_runner_deployment  # noqa: E402
 
-SERVED = ("yolo-retrain", "review-candidate")  # the process variant: serve() runs flows in this process, like a process worker
+# The process variant: serve() runs these flows in this process, like a process worker: the retrain, a person's
+# decision on a held candidate, the daily selection for review.
+SERVED = ("yolo-retrain", "review-candidate", "yolo-retrain-select")
 
 # Check for scheduled or triggered runs every 2 s (Prefect's default is 10 s): a threshold-triggered
 # retrain should start within seconds.

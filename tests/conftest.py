@@ -56,7 +56,7 @@ seed_prefect_database(Path(os.environ["PREFECT_HOME"]) / "prefect.db")
 # so its module-scoped servers start once. (pytest-xdist's own `loadgroup` does not group under pytest 9.)
 WORLD_MODULES = {
     "test_api", "test_approval", "test_checks", "test_console", "test_labelstudio_backend", "test_labelstudio_live", "test_mlflow_ui",
-    "test_retrain_flow", "test_slices_gate",
+    "test_retrain_flow", "test_select_flow", "test_slices_gate",
 }
 # Longest first (measured with --durations): a worker that took one of these last would run alone for minutes.
 _LONG_FIRST = ("world", "test_deployments", "test_lifecycle_flow", "test_scale_out", "test_recovery", "test_faults", "test_bad_input")

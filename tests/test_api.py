@@ -250,7 +250,8 @@ def test_health_and_docs_need_no_token(settings: Settings) -> None:
         assert client.get("/docs").status_code == 200
         schema = client.get("/openapi.json").json()
         assert client.get("/corrections/stats").status_code == 401
-    assert set(schema["paths"]) == {"/health", "/corrections", "/corrections/stats", "/retrain", "/models/champion"}
+    assert set(schema["paths"]) == {"/health", "/corrections", "/corrections/stats", "/retrain", "/models/champion", "/samples"}
+    assert schema["paths"]["/samples"]["post"]["security"]  # the review pool (#22): the same bearer token
     submit = schema["paths"]["/corrections"]["post"]
     assert submit["summary"] and {"201", "401", "403", "409", "413", "415", "422"} <= set(submit["responses"])
     assert submit["security"] and "security" not in schema["paths"]["/health"]["get"]

@@ -239,3 +239,61 @@ def test_label_studio_round_trip(world: World, label_studio, backend: Backend, p
         assert listed.status == "accepted" and listed.status_reason.endswith("learned it: review")
     else:
         assert listed.status == "withdrawn"
+
+
+def test_selected_images_become_pre_annotated_tasks_and_an_annotation_comes_back(world: World, label_studio, backend: Backend):
+    """#22: a selection sends its picks to a real Label Studio project as tasks with the champion's predictions
+    (model_version = its registry version); a reviewer's annotation on one comes back through the webhook as a
+    correction, and the next selection offers neither the picked images nor the corrected one again."""
+    from yolo_retrain import registry, tracking
+    from yolo_retrain.selection.run import select_for_review
+
+    ls = httpx.Client(base_url=label_studio.url, headers={"Authorization": f"Token {label_studio.token}"}, timeout=60)
+    project = ls.post("/api/projects", json={"title": "yolo-retrain selection", "label_config": LABEL_CONFIG})
+    assert project.status_code == 201, project.text
+    pid = project.json()["id"]
+    hook = ls.post("/api/webhooks", json={
+        "project": pid, "url": f"{backend.url}/webhook", "send_payload": True, "send_for_all_actions": False,
+        "actions": ["ANNOTATION_CREATED"], "headers": {"X-Yolo-Retrain-Secret": SECRET},
+    })
+    assert hook.status_code == 201, hook.text
+    champion = str(registry.version_by_alias(tracking.client_for(backend.settings), backend.settings.model_name, "champion").version)
+
+    holdout = world.data.data_yaml.parent / "images" / "val"  # 12 images no one corrected
+    settings = backend.settings.model_copy(update={"selection_min_confidence": 0.001})  # the 2-epoch champion is unsure of all
+    selection = select_for_review(settings, [str(holdout)], budget=3, include_samples=False, project=pid)
+    assert len(selection.choice.picks) == 3 and len(selection.tasks) == 3 and not selection.not_sent
+    tasks = sorted(ls.get("/api/tasks", params={"project": pid}).json()["tasks"], key=lambda t: t["id"])
+    assert len(tasks) == 3
+    picked = {p.candidate.path.name: p for p in selection.choice.picks}
+    shown = 0
+    for task in tasks:
+        (prediction,) = ls.get("/api/predictions", params={"task": task["id"]}).json()
+        assert prediction["model_version"] == champion
+        pick = next(p for name, p in picked.items() if task["data"]["image"].endswith(name))
+        drawn = [b for b in pick.candidate.boxes if b.score >= backend.settings.label_studio_min_score]
+        assert len(prediction["result"]) == len(drawn)  # the champion's boxes, as the reviewer opens them
+        assert {r["value"]["rectanglelabels"][0] for r in prediction["result"]} <= {"square", "circle"}
+        shown += len(prediction["result"])
+    assert shown > 0, "no task shows a box of the champion"
+
+    # The reviewer fixes the first task: the webhook turns it into a correction of that image.
+    task = tasks[0]
+    name = next(n for n in picked if task["data"]["image"].endswith(n))
+    truth = world.data.data_yaml.parent / "labels" / "val" / f"{Path(name).stem}.txt"
+    (prediction,) = ls.get("/api/predictions", params={"task": task["id"]}).json()
+    answer = ls.post(f"/api/tasks/{task['id']}/annotations",
+                     json={"result": _regions(truth, 64, 64), "was_cancelled": False, "parent_prediction": prediction["id"]})
+    assert answer.status_code == 201, answer.text
+    with CorrectionStore.from_settings(backend.settings) as store:
+        (correction,) = [c for c in store.list(status="pending") if c.original_name.endswith(name)]
+        assert correction.image_sha256 == picked[name].candidate.sha256 and correction.source_model_version == champion
+        assert correction.label_text == format_labels(parse_labels(truth.read_text(), str(truth), 2))
+
+    from yolo_retrain.hashing import file_sha256
+    from yolo_retrain.selection.samples import SampleStore
+
+    with SampleStore.from_settings(settings) as samples:  # what the next selection leaves out: the 3 sent, none else
+        left_out = samples.not_selectable(file_sha256(p) for p in holdout.iterdir())
+        assert left_out == {p.candidate.sha256 for p in selection.choice.picks}
+        assert {s.review_task for s in samples.list(selection_id=selection.id)} == set(selection.tasks.values())

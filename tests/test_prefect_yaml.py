@@ -13,9 +13,12 @@ from yolo_retrain.config import PROJECT_ROOT
 
 def test_variants_share_schedule_trigger_and_limit():
     specs = deployment_specs()
+    assert set(specs) == {"yolo-retrain", "yolo-retrain-docker", "yolo-retrain-kubernetes", "yolo-retrain-select", "review-candidate"}
     review = specs.pop("review-candidate")  # a person's decision: no schedule, no trigger, no GPU
     assert review["entrypoint"] == "flows/review.py:review_candidate" and not review.get("schedules") and not review.get("triggers")
-    assert set(specs) == {"yolo-retrain", "yolo-retrain-docker", "yolo-retrain-kubernetes"}
+    selection = specs.pop("yolo-retrain-select")  # the selection for review: its own flow and daily schedule
+    assert selection["entrypoint"] == "flows/select_for_review.py:select_for_review" and selection["concurrency_limit"] == 1
+    assert selection["schedules"][0]["cron"] == "0 5 * * *" and not selection.get("triggers")
     base = specs["yolo-retrain"]
     for spec in specs.values():
         assert spec["schedules"] == base["schedules"] and spec["triggers"] == base["triggers"]

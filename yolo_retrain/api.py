@@ -33,6 +33,7 @@ from yolo_retrain.errors import DuplicateCorrection, InvalidInput, TrackingSetup
 from yolo_retrain.image_metadata import parse_json
 from yolo_retrain.labels import MAX_IMAGE_BYTES, MAX_LABEL_BYTES, decode_labels
 from yolo_retrain.origin import from_a_web_page, is_loopback
+from yolo_retrain.selection.api import router as samples_router
 from yolo_retrain.store import CorrectionStore, Status
 
 log = logging.getLogger(__name__)
@@ -384,10 +385,13 @@ def champion(settings: SettingsDep) -> Champion:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """One correction store per app (SQLite WAL and a busy timeout serialise concurrent writers)."""
     app.state.store = CorrectionStore.from_settings(app.state.settings)
+    app.state.samples = None  # opened on first use by POST /samples
     try:
         yield
     finally:
         app.state.store.close()
+        if app.state.samples is not None:
+            app.state.samples.close()
 
 
 def _token(settings: Settings) -> str | None:
@@ -408,6 +412,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.include_router(public)
     app.include_router(protected)
+    app.include_router(samples_router)  # POST /samples: the review pool (yolo_retrain.selection.api)
     docs = {app.openapi_url, app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url}
     public_paths = frozenset(path for path in {"/health", *docs} if path)
     app.add_middleware(_Guard, token=_token(settings), max_bytes=settings.max_upload_bytes, public_paths=public_paths)

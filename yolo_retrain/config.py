@@ -105,6 +105,37 @@ class Settings(BaseSettings):
         default=100, ge=1, description="Most tasks one /predict request may carry (each: an image fetched, predicted)."
     )
 
+    label_studio_project: int | None = Field(
+        default=None, ge=1, description="Label Studio project (id) that selected images become tasks of; none: CSV only."
+    )
+
+    # Selection for review (#22): which unlabelled images reviewers see next
+    selection_budget: int = Field(default=50, ge=1, description="Images picked per selection.")
+    selection_threshold: float = Field(
+        default=0.25, gt=0.0, lt=1.0, description="The decision threshold: a box whose confidence is near it makes an image uncertain."
+    )
+    selection_min_confidence: float = Field(default=0.05, gt=0.0, lt=1.0, description="Champion boxes below this are ignored.")
+    selection_near_duplicate_bits: int = Field(
+        default=6, ge=0, le=64, description="Two images whose 64-bit difference hashes differ in at most this many bits are near-duplicates."
+    )
+    selection_coverage_weight: float = Field(
+        default=0.3, ge=0.0, description="Bonus for an image of a class the selection holds few of (rare classes not crowded out)."
+    )
+
+    # The sample pool (POST /samples): capture rules and limits
+    samples_min_confidence: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Keep only samples with a production box at or above this confidence ..."
+    )
+    samples_max_confidence: float | None = Field(default=None, ge=0.0, le=1.0, description="... and at or below this one.")
+    samples_classes: str | None = Field(
+        default=None, description="Keep only samples with a production box of one of these classes (names, comma separated)."
+    )
+    samples_per_minute: int | None = Field(default=None, ge=1, description="Samples kept per minute at most (429 beyond).")
+    samples_per_day: int | None = Field(default=None, ge=1, description="Samples kept per day at most (429 beyond).")
+    samples_max_kept: int = Field(default=10_000, ge=1, description="Unselected samples kept; the oldest beyond are dropped.")
+    samples_max_age_days: float = Field(default=30, gt=0, description="Unselected samples older than this are dropped.")
+    samples_max_meta_bytes: int = Field(default=4096, ge=2, description="Largest metadata JSON of a sample.")
+
     # Promotion gate
     gate_metric: GateMetric = "mAP50-95"
     gate_tolerance: float = Field(default=0.0, ge=0.0, description="Candidate may be this much below the champion.")
@@ -220,6 +251,16 @@ class Settings(BaseSettings):
     def corrections_dir(self) -> Path:
         """Content-addressed image and label blobs of the correction store."""
         return self.home / "corrections"
+
+    @property
+    def samples_dir(self) -> Path:
+        """Content-addressed images of the review pool (POST /samples)."""
+        return self.home / "samples"
+
+    @property
+    def selections_dir(self) -> Path:
+        """Each selection's CSV and contact sheet."""
+        return self.home / "selections"
 
     @property
     def datasets_dir(self) -> Path:

@@ -6,7 +6,7 @@ first (they read it when imported), then a command imports what it needs.
 
 import typer
 
-from yolo_retrain.cli import approval, checks, corrections, demo, labelstudio, lifecycle, services
+from yolo_retrain.cli import approval, checks, corrections, demo, labelstudio, lifecycle, select, services
 from yolo_retrain.config import configure_environment, get_settings
 
 app = typer.Typer(help="Turn reviewers' YOLO box corrections into a better model, recorded in MLflow.", no_args_is_help=True)
@@ -18,5 +18,5 @@ def _environment() -> None:
 
 
 app.add_typer(corrections.app, name="corrections")
-for command in (lifecycle.init, lifecycle.run, lifecycle.status, lifecycle.rollback, approval.candidate, approval.approve, approval.refuse, approval.notify, demo.demo, services.serve, services.intake, checks.doctor, checks.verify, checks.housekeeping, labelstudio.labelstudio):
+for command in (lifecycle.init, lifecycle.run, lifecycle.status, lifecycle.rollback, approval.candidate, approval.approve, approval.refuse, approval.notify, demo.demo, services.serve, services.intake, checks.doctor, checks.verify, checks.housekeeping, labelstudio.labelstudio, select.select):
     app.command()(command)

@@ -127,6 +127,41 @@ class LabelStudioClient:
         """One stored prediction (``result``, ``model_version``, ``score``)."""
         return self._get(f"api/predictions/{int(prediction_id)}/", f"prediction {prediction_id}").json()
 
+    # Writes: a selection's tasks ------------------------------------------------------------------
+    def _write(self, method: str, path: str, what: str, expect: int, **kwargs: Any) -> httpx.Response:
+        """A write with the token (renewing an expired access token once); InvalidInput/LabelStudioUnavailable
+        naming ``what`` unless Label Studio answered ``expect``."""
+        response = self._send(method, path, **kwargs)
+        if response.status_code == 401 and self._personal_token:
+            response = self._send(method, path, auth=self._auth(renew=True), **kwargs)
+        if response.status_code != expect:
+            _check(response, what)  # 5xx, 401/403
+            raise InvalidInput(f"{what}: Label Studio answered HTTP {response.status_code}: {response.text[:300]}")
+        return response
+
+    def label_config(self, project: int) -> str:
+        """The labelling config (XML) of ``project``."""
+        return self._get(f"api/projects/{int(project)}/", f"Label Studio project {project}").json()["label_config"]
+
+    def import_image(self, project: int, name: str, image: bytes) -> int:
+        """Upload one image as a new task of ``project``; the task's id."""
+        answer = self._write(
+            "POST", f"api/projects/{int(project)}/import", f"uploading {name} to project {project}", 201,
+            params={"return_task_ids": "true"}, files={"file": (name, image)},
+        ).json()
+        (task_id,) = answer["task_ids"]
+        return int(task_id)
+
+    def add_prediction(self, task: int, result: list[dict[str, Any]], score: float, model_version: str) -> int:
+        """Store a prediction on ``task`` (what the reviewer opens pre-annotated); its id."""
+        body = {"task": int(task), "result": result, "score": score, "model_version": model_version}
+        return int(self._write("POST", "api/predictions/", f"prediction for task {task}", 201, json=body).json()["id"])
+
+    def task_url(self, project: int, task: int) -> str:
+        """Where a reviewer opens the task."""
+        return urljoin(self.url, f"projects/{int(project)}/data?task={int(task)}")
+
+
 
 def _check_format(head: bytes, what: str) -> None:
     """Refuse bytes that do not start like an accepted image format (``labels.image_format``)."""

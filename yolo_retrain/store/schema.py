@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Literal, get_args
 
-from sqlalchemy import DateTime, ForeignKey, String, Text
+from sqlalchemy import DateTime, Float, ForeignKey, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -98,3 +98,31 @@ class DiffRow(Base):
     predicted_labels: Mapped[str] = mapped_column(Text)  # YOLO label text of the model's boxes
     diff: Mapped[str] = mapped_column(Text)  # JSON: labelstudio.diff.BoxDiff.to_json()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SampleRow(Base):
+    """An unlabelled image in the review pool (#22): posted by an inference service, or picked from a folder.
+
+    Kept beside the corrections (one database) so that a selection can leave out images already corrected; read and
+    written by ``yolo_retrain.selection.samples`` only. One row per image (by content).
+    """
+
+    __tablename__ = "samples"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    image_sha256: Mapped[str] = mapped_column(String(64), index=True, unique=True)
+    image_path: Mapped[str] = mapped_column(Text)  # the stored blob (intake) or the file it was read from (folder)
+    original_name: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16))  # intake | folder
+    width: Mapped[int]
+    height: Mapped[int]
+    production_boxes: Mapped[str | None] = mapped_column(Text)  # JSON: the production model's boxes, by class name
+    production_model_version: Mapped[str | None] = mapped_column(Text)
+    meta: Mapped[str | None] = mapped_column(Text)  # JSON: camera, site ... as posted
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # waiting | selected
+    selection_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    selected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    score: Mapped[float | None] = mapped_column(Float)
+    score_detail: Mapped[str | None] = mapped_column(Text)  # JSON: the signals behind the score, why it was picked
+    review_task: Mapped[str | None] = mapped_column(Text)  # where it was sent, e.g. a Label Studio task URL
