@@ -75,6 +75,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
         def _split_scope(self, nodeid: str) -> str:
             return _unit(nodeid)
 
+    # xdist's default reorders the units by their number of tests, which undid _LONG_FIRST: the deployment tests
+    # (3 tests, the longest unit) came 21st of 25, and the worker that took them ran alone at the end.
+    config.option.loadscopereorder = False
     return ByUnit(config, log)
 
 
