@@ -76,6 +76,9 @@ def stack(tmp_path_factory):
         "PREFECT_HOME": str(home / "prefect"),
         "PREFECT_API_URL": api_url,
         "PREFECT_WORKER_QUERY_SECONDS": "1",
+        # A run queued behind the concurrency limit is tried again after 1 s, not Prefect's 30 s: the second
+        # threshold retrain starts as soon as the first ends (the limit itself is what the test checks).
+        "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "1",
         "YOLO_RETRAIN_HOME": str(home),
         "YOLO_RETRAIN_EPOCHS": "1",
         "YOLO_RETRAIN_BATCH": "8",
