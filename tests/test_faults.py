@@ -157,7 +157,7 @@ def test_tracking_server_outage_during_training_loses_nothing(prefect_server, ml
         batch=8,
         plots=False,
     )
-    # MLflow's retries back off 1, 2, 4 ... s instead of 2, 4, 8 ... s: the send still rides out the outage (~2 min
+    # MLflow's retries wait 0, 2, 4, 8 ... s instead of 0, 4, 8, 16 ... s: the send still rides out the outage (~2 min
     # of retries), and resumes sooner once the server is back.
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     failed_sends = FailedSends()
