@@ -100,7 +100,7 @@ def start(data_dir: Path, port: int | None = None, timeout_s: float = 600, extra
                     return server
         except (urllib.error.URLError, OSError):
             pass
-        time.sleep(1)
+        time.sleep(0.25)
     server.stop()
     raise RuntimeError(f"Label Studio did not answer on {server.url} within {timeout_s:.0f} s; see {log}:\n{_tail(log)}")
 

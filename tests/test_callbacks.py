@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import cloudpickle
 import pytest
+from conftest import seed_mlflow_database
 from mlflow import MlflowClient
 
 from yolo_retrain import tracking
@@ -53,6 +54,7 @@ def children(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Child]:
     for name, rank in (("single", None), ("rank1", "1")):
         root = tmp_path_factory.mktemp(f"callbacks-{name}")
         settings = Settings(home=root / "home")
+        seed_mlflow_database(settings.home / "mlflow.db")
         client = tracking.client_for(settings)
         experiment_id = tracking.create_experiment(client, settings)
         run_id = client.create_run(experiment_id).info.run_id

@@ -7,6 +7,7 @@ the champion alias points to a version whose weights load.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import signal
@@ -23,7 +24,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import TINY, decided, import_corrections, use_home
+from conftest import TINY, decided, import_corrections, seed_mlflow_database, use_home
 from mlflow import MlflowClient
 from PIL import Image
 from typer.testing import CliRunner
@@ -80,6 +81,7 @@ class MlflowServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
+        seed_mlflow_database(self.db)  # the first start: no migrations of a new store (conftest)
         cmd = [
             str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
             "--backend-store-uri", f"sqlite:///{self.db}", "--artifacts-destination", str(self.root / "artifacts"),
@@ -128,8 +130,19 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
         server.kill()
 
 
-OUTAGE_S = 10  # longer than an epoch here: sends fail and are ridden out (MLflow's retries), training goes on
-EPOCHS = 6
+EPOCHS = 3  # killed after the first epoch's metrics: the next sends meet the outage, and training goes on after it
+
+
+class FailedSends(logging.Handler):
+    """Counts the retries of MLflow metric sends (urllib3 logs each): a send met the server while it was down."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "Retrying" in record.getMessage() and "/runs/log-batch" in record.getMessage():
+            self.count += 1
 
 
 @pytest.mark.e2e
@@ -144,6 +157,12 @@ def test_tracking_server_outage_during_training_loses_nothing(prefect_server, ml
         batch=8,
         plots=False,
     )
+    # MLflow's retries wait 0, 2, 4, 8 ... s instead of 0, 4, 8, 16 ... s: the send still rides out the outage (~2 min
+    # of retries), and resumes sooner once the server is back.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    failed_sends = FailedSends()
+    urllib3_log = logging.getLogger("urllib3.connectionpool")
+    urllib3_log.addHandler(failed_sends)
     data = make_dataset(settings.home / "demo", train=24, val=8, size=64)
     mlflow_server.wait_up()
     result = CliRunner().invoke(app, ["init", "--no-train-baseline"])
@@ -169,7 +188,13 @@ def test_tracking_server_outage_during_training_loses_nothing(prefect_server, ml
 
     mlflow_server.kill()
     logged_before = mlflow_server.count("train/box_loss")
-    time.sleep(OUTAGE_S)
+    try:  # down until a metric send met the outage (and is being retried): then the server comes back
+        while failed_sends.count == 0:
+            assert flow.is_alive(), outcome
+            assert time.monotonic() < deadline, "no metric send met the outage"
+            time.sleep(0.1)
+    finally:
+        urllib3_log.removeHandler(failed_sends)
     mlflow_server.start()  # same port, same store
     mlflow_server.wait_up()
     back = time.time()

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from conftest import seed_mlflow_database
 from mlflow import MlflowClient
 from test_migrations import _old_store, _revision
 from test_store import BOX, PROMOTED, REJECTED, add_at, image_bytes
@@ -124,9 +125,9 @@ def test_review_of_unknown_or_wrong_status_ids_changes_nothing(store):
 
 @pytest.fixture(scope="module")
 def registry_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real MLflow registry where v1 and v2 were promoted by the gate and v3 rejected (made once: MLflow
-    creates a database in seconds, not milliseconds)."""
-    path = tmp_path_factory.mktemp("registry") / "mlflow.db"
+    """A real MLflow registry where v1 and v2 were promoted by the gate and v3 rejected (made once, on a copy of
+    the migrated empty store: MLflow creates a database in seconds, not milliseconds)."""
+    path = seed_mlflow_database(tmp_path_factory.mktemp("registry") / "mlflow.db")
     client = MlflowClient(tracking_uri=f"sqlite:///{path}", registry_uri=f"sqlite:///{path}")
     client.create_registered_model(Settings().model_name)
     for decision, reason in (("promoted", "no champion yet"), ("promoted", "better"), ("rejected", "mAP50-95 0.1 < 0.5")):
