@@ -186,27 +186,19 @@ class ScreeningResult:
     def share(self) -> float:
         return len(self.suspicious) / len(self.verdicts) if self.verdicts else 0.0
 
-    def held_for_class_drop(
-        self,
-        dropped: Iterable[str],
-        labels: Mapping[str, np.ndarray],
-        replaced: Mapping[str, np.ndarray],
-        champion: Mapping[str, np.ndarray] | None,
-        names: list[str],
-        confidence: float,
-    ) -> ScreeningResult:
-        """The gate refused the candidate for these classes' drops: corrections relabelling boxes into or out of them
-        are held too (a reviewer who swaps two classes consistently is caught here)."""
-        dropped_ids = {names.index(n) for n in dropped if n in names}
-        if not dropped_ids:
-            return self
-        out = []
-        for v in self.verdicts:
-            key = v.correction_id
-            conf = None if champion is None else champion[key]
-            touched = relabelled_classes(labels[key], replaced.get(key), conf, confidence) & dropped_ids
-            if touched and not v.suspicious:
-                classes = ", ".join(repr(names[c]) for c in sorted(touched))
-                v = Verdict(v.correction_id, True, (f"relabels boxes into or out of {classes}, whose AP dropped: held for review",), v.boxes)
-            out.append(v)
-        return ScreeningResult(out)
+
+def held_corrections(verdicts: Iterable[Mapping], dropped: Iterable[str] = ()) -> dict[str, str]:
+    """Correction id -> why it is held, from the verdicts as ``screening.json`` records them: the suspicious ones,
+    and, when the gate refused the candidate for the drop of the ``dropped`` classes, those relabelling boxes into or
+    out of one of them (``relabels``; a reviewer who swaps two classes consistently is caught here). The finish step
+    and a recovery that settles the retrain both decide from this one record."""
+    dropped = set(dropped)
+    held = {}
+    for v in verdicts:
+        touched = [c for c in v.get("relabels", ()) if c in dropped]  # in the classes' order
+        if v["suspicious"]:
+            held[v["correction_id"]] = "; ".join(v["reasons"])
+        elif touched:
+            classes = ", ".join(repr(c) for c in touched)
+            held[v["correction_id"]] = f"relabels boxes into or out of {classes}, whose AP dropped: held for review"
+    return held
