@@ -127,7 +127,11 @@ def check_batch(
     new = predict_confidences(candidate_weights, *args)
     old = predict_confidences(champion_weights, *args) if champion_weights is not None else None
     rule = ScreeningRule(
-        settings.screen_confidence, settings.screen_margin, settings.screen_candidate_confidence, settings.screen_agreement_confidence
+        settings.screen_confidence,
+        settings.screen_margin,
+        settings.screen_candidate_confidence,
+        settings.screen_agreement_confidence,
+        settings.screen_contaminated_share,
     )
     batch_labels = {i.key: i.labels for i in batch_images}
     earlier_labels = {i.key: i.labels for i in earlier_images}
