@@ -61,6 +61,7 @@ def _bootstrap_at(revision: str):
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("bootstrap_before", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
