@@ -12,6 +12,7 @@ For each: the gate's outcome and reason, its interval, and what screening held a
 the good corrections (known here because the bench made them). Also the cost of the added steps.
 
     .venv/bin/python bench/screening.py --out bench/results/screening.json
+    .venv/bin/python bench/screening.py --seed 1 --out bench/results/screening_seed1.json   # data the rule was not chosen on
     .venv/bin/python bench/screening.py --quick    # smoke: small sizes, 1 epoch (figures meaningless)
 """
 
@@ -119,7 +120,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--keep", type=Path, help="Use this folder as the home and keep it (to inspect screening.json).")
+    parser.add_argument("--seed", type=int, default=0, help="Another seed: other generated images, other trainings (data the rule was not chosen on).")
     args = parser.parse_args()
+    os.environ["YOLO_RETRAIN_SEED"] = str(args.seed)
     train, val, epochs = (60, 20, 1) if args.quick else (320, 80, 20)
     home = args.keep or Path(tempfile.mkdtemp(prefix="bench-screening-"))
     os.environ["YOLO_RETRAIN_HOME"] = str(home)
@@ -132,7 +135,7 @@ def main() -> None:
     from yolo_retrain import demo, tracking
     from yolo_retrain.store import CorrectionStore
 
-    result = header("screening") | {"home": str(home), "sizes": {"train": train, "holdout": val, "demo_epochs": epochs}}
+    result = header("screening") | {"home": str(home), "seed": args.seed, "sizes": {"train": train, "holdout": val, "demo_epochs": epochs}}
     demo.reset_home(settings)
     data = demo.prepare_data(settings, train, val, settings.imgsz)
     tracking.create_experiment(tracking.client_for(settings), settings)
@@ -148,9 +151,9 @@ def main() -> None:
     bad = poisoned(data_dir, work / "poisoned", n_poison)
     cases.append(run_case("poisoned", work / "poisoned", bad, later_epochs))
     bad = poisoned(data_dir, work / "mixed", n_mixed_poison, skip=n_poison)
-    good(work / "mixed", n_mixed_good, settings.imgsz, seed=101)
+    good(work / "mixed", n_mixed_good, settings.imgsz, seed=101 + 1000 * args.seed)
     cases.append(run_case("mixed", work / "mixed", bad, later_epochs))
-    good(work / "few", 5, settings.imgsz, seed=202)
+    good(work / "few", 5, settings.imgsz, seed=202 + 1000 * args.seed)
     cases.append(run_case("few good, 1 epoch", work / "few", set(), 1))
     result["cases"] = cases
     emit(result, args.out)

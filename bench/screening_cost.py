@@ -8,6 +8,10 @@ Reads a home left by ``bench/screening.py --keep HOME`` (the demo's models and p
 - one model's prediction pass (screening and forgetting share it) over 100 … 500 corrected images.
 
     .venv/bin/python bench/screening_cost.py HOME --out bench/results/screening_cost.json
+    .venv/bin/python bench/screening_cost.py HOME --before a1614fe~1 --no-prediction   # the bootstrap against an older one
+
+``--before REV`` also times ``yolo_retrain/bootstrap.py`` as it was at git revision REV on the same data, alternately
+(A B A B), and checks that both give the same interval.
 """
 
 from __future__ import annotations
@@ -46,10 +50,28 @@ def _resized(results, n: int, seed: int):
     return build
 
 
+def _bootstrap_at(revision: str):
+    """``yolo_retrain/bootstrap.py`` as it was at git ``revision``, as a module of its own."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{revision}:yolo_retrain/bootstrap.py"], check=True, capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp()) / "bootstrap_before.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("bootstrap_before", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("home", type=Path)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--before", help="A git revision whose bootstrap is timed side by side with this one.")
+    parser.add_argument("--no-prediction", action="store_true", help="Time the bootstrap only.")
     args = parser.parse_args()
     os.environ["YOLO_RETRAIN_HOME"] = str(args.home)
     from mlflow import MlflowClient
@@ -72,21 +94,34 @@ def main() -> None:
         champion = ImageResults.load(Path(client.download_artifacts(runs[1].info.run_id, "holdout/post_per_image.npz", str(args.home / "cost1"))))
     candidate = ImageResults.load(local / "post_per_image.npz")
     names = {0: "square", 1: "circle"}
-    result = header("screening_cost") | {"home": str(args.home), "bootstrap": [], "prediction": []}
+    before = _bootstrap_at(args.before) if args.before else None
+    result = header("screening_cost") | {"home": str(args.home), "before": args.before, "bootstrap": [], "prediction": []}
     for n in (80, 200, 500, 1000):
         old = candidate_ = None
         if n == len(champion.images):
             old, candidate_ = champion, candidate.aligned_to(champion.images)
         else:
             old, candidate_ = _resized(champion, n, 0)(champion), _resized(candidate.aligned_to(champion.images), n, 0)(candidate.aligned_to(champion.images))
-        seconds, comparison = [], None
+        seconds, seconds_before, comparison = [], [], None
         for _ in range(3 if n <= 200 else 1):
             started = time.perf_counter()
             comparison = paired_bootstrap(old, candidate_, names, resamples=1000, seed=0)
             seconds.append(time.perf_counter() - started)
+            if before is not None:
+                started = time.perf_counter()
+                theirs = before.paired_bootstrap(old, candidate_, names, resamples=1000, seed=0)
+                seconds_before.append(time.perf_counter() - started)
+                mine = comparison.map50_95
+                assert abs(theirs.map50_95.low - mine.low) < 1e-9 and abs(theirs.map50_95.high - mine.high) < 1e-9, (theirs, mine)
         iv = comparison.map50_95
-        result["bootstrap"].append({"images": n, "seconds": round(median(seconds), 3), "delta": iv.delta, "low": iv.low, "high": iv.high, "half_width": (iv.high - iv.low) / 2})
+        row = {"images": n, "predictions": int(len(old.conf) + len(candidate_.conf)), "seconds": round(median(seconds), 3)}
+        if before is not None:
+            row |= {"seconds_before": round(median(seconds_before), 3), "ratio": round(median(seconds) / median(seconds_before), 3)}
+        result["bootstrap"].append(row | {"delta": iv.delta, "low": iv.low, "high": iv.high, "half_width": (iv.high - iv.low) / 2})
         print(result["bootstrap"][-1], flush=True)
+    if args.no_prediction:
+        emit(result, args.out)
+        return
     with CorrectionStore.from_settings(settings) as store:
         accepted = store.list(status="accepted", limit=None)
     images = [LabelledImage(c.id, Path(c.image_path), labels_from_text(c.label_text)) for c in accepted]

@@ -118,7 +118,7 @@ def _retrain(
             "parent_version": champion.version if champion else "none",
             "evaluation_key": holdout_key(recipe, dataset),
         }
-        version = register_model(settings, run, str(trained.best_weights), lineage, post, pre)
+        version = register_model(settings, run, str(trained.best_weights), lineage, post, pre, recipe.args["imgsz"])
         weights = save_model(settings, run, version, str(trained.best_weights))
         exports = export_model(settings, run, version, weights, dataset)  # 10b. ONNX..., each checked against the .pt
 

@@ -20,6 +20,7 @@ def register_model(
     lineage: dict[str, object],
     post: EvalMetrics,
     pre: EvalMetrics | None,
+    imgsz: int | list[int] | None = None,
 ) -> ModelVersion:
     """Log the candidate as an MLflow logged model (pyfunc) of the run, with its holdout figures as the model's
     metrics, and register it; a retry finds the version it made of these weights.
@@ -31,13 +32,16 @@ def register_model(
         lineage: Version tags: dataset digest, corrections count, parent version, evaluation key.
         post: The candidate's holdout metrics.
         pre: The champion's, None before the first champion.
+        imgsz: The size it was trained at (the recipe's), which the served model predicts at; None: read from the
+            checkpoint (a second read of the weights).
     """
     client = tracking.client_for(settings)
     sha256 = file_sha256(Path(weights))
     existing = registry.find_version_for_run(client, settings.model_name, run.run_id, sha256)
     if existing is not None:
         return existing
-    model_id = registry.log_pyfunc_model(client, run.experiment_id, run.run_id, Path(weights), trained_imgsz(weights))
+    size = trained_imgsz(weights) if imgsz is None else max(imgsz) if isinstance(imgsz, list) else int(imgsz)
+    model_id = registry.log_pyfunc_model(client, run.experiment_id, run.run_id, Path(weights), size)
     registry.log_model_metrics(client, run.run_id, model_id, str(lineage["dataset_digest"]), {"post": post, "pre": pre})
     tags = {**lineage, "weights_sha256": sha256}
     return registry.register_version(settings.model_name, model_id, tags)

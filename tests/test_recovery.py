@@ -23,9 +23,12 @@ from yolo_retrain import processes, registry, tracking
 from yolo_retrain.cli import app
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import RetrainError
+from yolo_retrain.forgetting import Retention
 from yolo_retrain.hashing import file_sha256
 from yolo_retrain.metrics import EvalMetrics
 from yolo_retrain.recovery import end_abandoned_retrain, recover_orphans, retrain_lock
+from yolo_retrain.screen_batch import BatchCheck
+from yolo_retrain.screening import ScreeningResult, Verdict
 from yolo_retrain.store import CorrectionStore
 from yolo_retrain.synthetic import make_dataset, untrained_weights
 
@@ -233,7 +236,7 @@ def test_a_failure_after_the_gate_keeps_its_decision_and_the_batch_follows_it(mo
     settings = use_home(monkeypatch, tmp_path, **TINY)
     data = make_dataset(tmp_path / "demo", train=16, val=4, size=64, seed=5)
     names = sorted(p.stem for p in (data.corrections_dir / "labels").glob("*.txt"))
-    assert len(names) >= 4
+    assert len(names) >= 6
     client = tracking.client_for(settings)
     experiment_id = tracking.create_experiment(client, settings)
     registry.register_initial_champion(client, settings, experiment_id, untrained_weights(tmp_path / "v1.pt"))
@@ -305,6 +308,35 @@ def test_a_failure_after_the_gate_keeps_its_decision_and_the_batch_follows_it(mo
     assert "screening.json" in problem and cleanup.settled is None
     assert _batch(settings, batch) == {("claimed", None)}
 
+    # 5. A screened retrain refused for a class's drop, failing after the gate: settled as the finish step would.
+    _settles_a_class_drop_refusal(settings, client, experiment_id, data, names[4:6], candidate)
+
+
+def _settles_a_class_drop_refusal(settings: Settings, client, experiment_id: str, data, names: list[str], weights: Path) -> None:
+    """The gate refused the candidate for 'circle''s drop, then the retrain failed after the gate (its comparison plot
+    cannot be stored): the cleanup settles the batch as the finish step would have, holding the correction that
+    relabels boxes into or out of 'circle' (what screening.json recorded), accepting the other on its merit."""
+    run, batch = _claimed(settings, client, experiment_id, "batch-5", data, names)
+    relabelling, other = batch
+    check = BatchCheck(
+        ScreeningResult([Verdict(relabelling.id, False, (), 1), Verdict(other.id, False, (), 1)]),
+        Retention(), Retention(), ["square", "circle"], relabels={relabelling.id: ("square", "circle"), other.id: ()},
+    )
+    tracking.log_metrics(client, run.run_id, check.as_mlflow())
+    tracking.log_json(client, run.run_id, check.report(), "screening.json")
+    pre = EvalMetrics(map50=0.5, map50_95=0.4, precision=0.5, recall=0.5, per_class_ap={"square": 0.4, "circle": 0.4})
+    post = EvalMetrics(map50=0.5, map50_95=0.4, precision=0.5, recall=0.5, per_class_ap={"square": 0.5, "circle": 0.1})
+    version, local = _registered(settings, run, weights, post, pre)
+    _artifact_refused(client, run.run_id, "champion_vs_candidate.png")
+    with pytest.raises(OSError, match="Is a directory"):
+        promotion_gate.fn(settings, run, version, local, post, pre, None, check)
+    cleanup = end_abandoned_retrain(settings, "batch-5", run.run_id, "FAILED", "IsADirectoryError", registered=True)
+    assert cleanup.problems == [] and f"version {version.version} rejected" in cleanup.settled
+    with CorrectionStore.from_settings(settings) as store:
+        held, accepted = store.get(relabelling.id), store.get(other.id)
+    assert (held.status, accepted.status) == ("suspicious", "accepted")
+    assert "relabels boxes into or out of 'circle', whose AP dropped" in held.status_reason
+
 
 def _assert_decision_stands(settings: Settings, client, run: tracking.RetrainRun, version, batch) -> None:
     """The version is champion (alias and local file), its run FINISHED with the late error on record, its batch
@@ -316,3 +348,4 @@ def _assert_decision_stands(settings: Settings, client, run: tracking.RetrainRun
     assert finished.data.tags["gate_decision"] == "promoted" and "Is a directory" in finished.data.tags["failure_after_gate"]
     assert "run_failed" not in client.get_model_version(version.name, version.version).tags
     assert _batch(settings, batch) == {("accepted", str(version.version))}
+

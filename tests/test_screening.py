@@ -170,6 +170,33 @@ def test_a_candidate_better_on_the_holdout_outweighs_the_champion_alone():
     assert "both models prefer" in screen(labels, champion, candidate, NAMES, RULE, holdout="better")[0].reason()
 
 
+def test_a_candidate_trained_on_a_mostly_suspicious_batch_does_not_vouch_for_its_labels():
+    """The bench's poisoned batch let one through: a square (swapped from a circle) where the champion sees a circle at
+    0.48, just under its threshold, and the candidate, trained on the batch, leans to the square at 0.44 (the figures
+    of that run). Among mostly wrong labels the candidate's lean proves nothing: screened again without it, the
+    champion's doubt holds the label; a label the champion agrees with still passes. In a batch that is mostly right
+    the candidate's view still counts (the same box passes)."""
+    weak = {"weak": labels_from_text("0 0.5 0.5 0.3 0.3\n")}
+    champion, candidate = {"weak": np.array([[0.0, 0.48]])}, {"weak": np.array([[0.44, 0.08]])}
+    swapped = {f"swapped{i}": labels_from_text("0 0.5 0.5 0.3 0.3\n") for i in range(3)}
+    agreed = {"agreed": labels_from_text("1 0.5 0.5 0.3 0.3\n")}
+    right = {f"right{i}": labels_from_text("1 0.5 0.5 0.3 0.3\n") for i in range(3)}
+    champion |= {k: np.array([[0.02, 0.9]]) for k in swapped} | {k: np.array([[0.1, 0.8]]) for k in [*agreed, *right]}
+    candidate |= {k: np.array([[0.2, 0.7]]) for k in swapped} | {k: np.array([[0.05, 0.85]]) for k in [*agreed, *right]}
+
+    mostly_wrong = {v.correction_id: v for v in screen(weak | swapped | agreed, champion, candidate, NAMES, RULE)}
+    assert [k for k, v in mostly_wrong.items() if not v.suspicious] == ["agreed"]
+    assert mostly_wrong["weak"].reason() == (
+        "box 1: 'square' box: the champion sees 'circle' (0.48; 'square' 0.00); most of the batch is suspicious, so the"
+        " candidate trained on it does not vouch for 'square' (0.44)"
+    )
+    assert "the candidate (trained on it) sees 'circle' (0.70" in mostly_wrong["swapped0"].reason()  # its disagreement counts
+    mostly_right = screen(weak | right | {"swapped0": swapped["swapped0"]}, champion, candidate, NAMES, RULE)
+    assert [v.correction_id for v in mostly_right if v.suspicious] == ["swapped0"]
+    lenient = ScreeningRule(contaminated_share=1.0)  # the setting: never contaminated, the first pass stands
+    assert not {v.correction_id: v for v in screen(weak | swapped, champion, candidate, NAMES, lenient)}["weak"].suspicious
+
+
 def test_a_relabel_is_found_against_the_label_it_replaces_or_the_champion():
     new = labels_from_text("1 0.5 0.5 0.3 0.3\n0 0.1 0.1 0.1 0.1\n")
     assert relabelled_classes(new, labels_from_text("0 0.5 0.5 0.3 0.3\n0 0.1 0.1 0.1 0.1\n"), None, 0.25) == {0, 1}

@@ -25,18 +25,20 @@ _EPS = 1e-16
 
 
 def _ap(tp_sorted: np.ndarray, weight: np.ndarray, labels: float) -> np.ndarray:
-    """AP at each IoU threshold of one class's predictions (sorted by confidence, weighted by their image's draw)."""
+    """AP at each IoU threshold of one class's predictions (sorted by confidence, weighted by their image's draw),
+    as ``ultralytics.utils.metrics.compute_ap`` per threshold, the thresholds at once: each threshold's curve is
+    shifted along the recall axis past the one before, so one ``np.interp`` serves all ten."""
     tpc = np.cumsum(tp_sorted * weight[:, None], axis=0)
-    fpc = np.cumsum((1 - tp_sorted) * weight[:, None], axis=0)
-    recall = tpc / (labels + _EPS)
-    precision = tpc / np.maximum(tpc + fpc, _EPS)
-    ap = np.empty(tp_sorted.shape[1])
-    for j in range(tp_sorted.shape[1]):  # as ultralytics.utils.metrics.compute_ap
-        mrec = np.concatenate(([0.0], recall[:, j], [recall[-1, j]], [1.0]))
-        mpre = np.concatenate(([1.0], precision[:, j], [0.0], [0.0]))
-        mpre = np.flip(np.maximum.accumulate(np.flip(mpre)))
-        ap[j] = np.trapezoid(np.interp(_AP_X, mrec, mpre), _AP_X)
-    return ap
+    seen = np.cumsum(weight)  # true + false positives so far: the weights are whole counts, so this is exact
+    n, thresholds = tpc.shape
+    mrec = np.empty((n + 3, thresholds))
+    mrec[0], mrec[1 : n + 1], mrec[n + 1], mrec[n + 2] = 0.0, tpc / (labels + _EPS), tpc[-1] / (labels + _EPS), 1.0
+    mpre = np.empty((n + 3, thresholds))
+    mpre[0], mpre[1 : n + 1], mpre[n + 1 :] = 1.0, tpc / np.maximum(seen, _EPS)[:, None], 0.0
+    mpre = np.maximum.accumulate(mpre[::-1], axis=0)[::-1]  # the precision envelope
+    shift = max(2.0, float(mrec.max()) + 1.0) * np.arange(thresholds)  # recall stays in [0, 1] on a real holdout
+    curve = np.interp((_AP_X[None, :] + shift[:, None]).ravel(), (mrec + shift).T.ravel(), mpre.T.ravel())
+    return np.trapezoid(curve.reshape(thresholds, len(_AP_X)), _AP_X, axis=1)
 
 
 class _Scorer:
@@ -44,12 +46,13 @@ class _Scorer:
 
     def __init__(self, results: ImageResults, classes: np.ndarray) -> None:
         order = np.argsort(-results.conf)
-        self.tp = results.tp[order].astype(np.float64)
+        self.tp = results.tp[order]
         self.pred_cls = results.pred_cls[order]
         self.pred_image = results.pred_image[order]
         self.target_cls, self.target_image = results.target_cls, results.target_image
         self.classes = classes
-        self.by_class = {int(c): np.flatnonzero(self.pred_cls == c) for c in classes}
+        by_class = {int(c): np.flatnonzero(self.pred_cls == c) for c in classes}
+        self.rows = {c: (self.tp[idx], self.pred_image[idx]) for c, idx in by_class.items()}  # split once, not per draw
 
     def per_class(self, image_weight: np.ndarray) -> np.ndarray:
         """AP50-95 of each class (NaN where the draw holds no label of it)."""
@@ -59,10 +62,10 @@ class _Scorer:
         for k, c in enumerate(self.classes):
             if labels[c] <= 0:
                 continue
-            idx = self.by_class[int(c)]
-            weight = image_weight[self.pred_image[idx]]
+            tp, image = self.rows[int(c)]
+            weight = image_weight[image]
             keep = weight > 0
-            out[k] = _ap(self.tp[idx][keep], weight[keep], labels[c]).mean() if keep.any() else 0.0
+            out[k] = _ap(tp[keep], weight[keep], labels[c]).mean() if keep.any() else 0.0
         return out
 
 

@@ -158,6 +158,10 @@ class Settings(BaseSettings):
     screen_agreement_confidence: float = Field(
         default=0.25, gt=0.0, le=1.0, description="Both models prefer another class than the label, each from here: suspicious."
     )
+    screen_contaminated_share: float = Field(
+        default=0.5, ge=0.0, le=1.0,
+        description="More suspicious corrections than this share of the batch: the candidate (trained on them) no longer vouches for a label.",
+    )
     screen_max_suspicious_share: float = Field(
         default=0.1, ge=0.0, le=1.0, description="More suspicious corrections than this share of the batch: the candidate is not promoted."
     )

@@ -41,9 +41,9 @@ class GateDecision:
         return "promoted" if self.promote else "rejected"
 
     @classmethod
-    def from_tags(cls, label: str, reason: str) -> GateDecision:
-        """The decision a ``gate_decision`` tag records."""
-        return cls(label == "promoted", reason, awaiting_approval=label == AWAITING_APPROVAL)
+    def from_tags(cls, label: str, reason: str, dropped_classes: tuple[str, ...] = ()) -> GateDecision:
+        """The decision a ``gate_decision`` tag records (and ``gate_dropped_classes``, where a class's drop refused it)."""
+        return cls(label == "promoted", reason, dropped_classes, awaiting_approval=label == AWAITING_APPROVAL)
 
     def awaiting(self, reason: str) -> GateDecision:
         """Passed the gate, held for a person: not promoted (no model in use learned its batch) until approved."""

@@ -25,6 +25,7 @@ from mlflow import MlflowClient
 from yolo_retrain import approval, registry, tracking
 from yolo_retrain.config import Settings
 from yolo_retrain.errors import RetrainError
+from yolo_retrain.screening import held_corrections
 from yolo_retrain.store import CorrectionStore
 
 ORPHAN_REASON = "orphaned: the retrain process died before ending its run (recovered by {by})"
@@ -166,7 +167,8 @@ def settle(client: MlflowClient, settings: Settings, batch_id: str, run_id: str,
     version, decision = committed
     tags = {"gate_decision": decision.label, "gate_reason": decision.reason}
     tracking.set_tags(client, run_id, tags | ({"failure_after_gate": failure[:4000]} if failure else {}))
-    held = _screened_held(client, run_id)
+    verdicts = _screening_verdicts(client, run_id)
+    held = None if verdicts is None else held_corrections(verdicts, () if decision.promote else decision.dropped_classes)
     with CorrectionStore.from_settings(settings) as store:
         if held is None:  # a retrain from before screening: the batch follows the gate
             store.record_gate_decision(batch_id, str(version.version), decision)
@@ -184,10 +186,10 @@ def settle(client: MlflowClient, settings: Settings, batch_id: str, run_id: str,
     )
 
 
-def _screened_held(client: MlflowClient, run_id: str) -> dict[str, str] | None:
-    """The suspicious corrections (id -> reasons) the run's screening recorded, None for a run from before screening
-    (no ``screened_corrections`` metric). A screened run whose screening.json cannot be read raises: its batch is
-    never settled as if unscreened (the next recovery tries again)."""
+def _screening_verdicts(client: MlflowClient, run_id: str) -> list[dict] | None:
+    """The verdicts the run's screening recorded (``screening.json``), None for a run from before screening (no
+    ``screened_corrections`` metric). A screened run whose screening.json cannot be read raises: its batch is never
+    settled as if unscreened (the next recovery tries again)."""
     import json
     import tempfile
 
@@ -195,8 +197,7 @@ def _screened_held(client: MlflowClient, run_id: str) -> dict[str, str] | None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         local = client.download_artifacts(run_id, "screening.json", tmp)
-        verdicts = json.loads(Path(local).read_text())["verdicts"]
-    return {v["correction_id"]: "; ".join(v["reasons"]) for v in verdicts if v["suspicious"]}
+        return json.loads(Path(local).read_text())["verdicts"]
 
 
 def _end_run(client: MlflowClient, settings: Settings, run_id: str, status: str, reason: str) -> None:

@@ -9,6 +9,7 @@ hash matches it.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import shutil
@@ -338,6 +339,8 @@ def apply_gate(client: MlflowClient, settings: Settings, version: ModelVersion, 
     name, number = version.name, version.version
     client.set_model_version_tag(name, number, "gate_decision", decision.label)
     client.set_model_version_tag(name, number, "gate_reason", decision.reason)
+    if decision.dropped_classes:  # a recovery settling the batch holds what relabels them, as the finish step does
+        client.set_model_version_tag(name, number, "gate_dropped_classes", json.dumps(list(decision.dropped_classes)))
     if decision.promote:
         previous = version_by_alias(client, name, "champion")
         if previous is not None and previous.version != number:
@@ -355,7 +358,8 @@ def committed_decision(client: MlflowClient, model_name: str, run_id: str) -> tu
     for found in client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'"):
         version = client.get_model_version(model_name, found.version)  # with its aliases as they are now
         label = version.tags.get("gate_decision", "")
-        decision = GateDecision.from_tags(label, version.tags.get("gate_reason", ""))
+        dropped = tuple(json.loads(version.tags.get("gate_dropped_classes", "[]")))
+        decision = GateDecision.from_tags(label, version.tags.get("gate_reason", ""), dropped)
         if label in ("promoted", "rejected", AWAITING_APPROVAL) and decision.alias in version.aliases:
             return version, decision
         if label in ("promoted", "rejected") and version.tags.get("approval"):  # held, then a person (or the timeout)

@@ -15,7 +15,7 @@ from yolo_retrain.box_evidence import LabelledImage, labels_from_text, predict_c
 from yolo_retrain.config import Settings
 from yolo_retrain.data_yaml import read_class_names
 from yolo_retrain.forgetting import Retention, retention, stable_sample
-from yolo_retrain.screening import RELABEL_CONFIDENCE, ScreeningResult, ScreeningRule, screen
+from yolo_retrain.screening import RELABEL_CONFIDENCE, ScreeningResult, ScreeningRule, held_corrections, relabelled_classes, screen
 
 
 class _Correction:  # what is read of a correction: Correction and AcceptedCorrection both fit
@@ -35,9 +35,7 @@ class BatchCheck:
     learned: Retention
     fixed: Retention
     names: list[str] = field(default_factory=list)
-    labels: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # the batch's, by correction id
-    replaced: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # the labels they replace, where any
-    champion: dict[str, np.ndarray] | None = field(default=None, repr=False)  # its confidences at them
+    relabels: dict[str, tuple[str, ...]] = field(default_factory=dict)  # correction id -> classes it relabels into or out of
 
     def as_mlflow(self) -> dict[str, float]:
         s = self.screening
@@ -52,12 +50,7 @@ class BatchCheck:
     def held(self, decision) -> dict[str, str]:
         """Correction id -> why it is held: suspicious, or (the gate refused the candidate for a class's drop)
         relabelling boxes into or out of that class."""
-        screening = self.screening
-        if not decision.promote and decision.dropped_classes:
-            screening = screening.held_for_class_drop(
-                decision.dropped_classes, self.labels, self.replaced, self.champion, self.names, RELABEL_CONFIDENCE
-            )
-        return {v.correction_id: v.reason() for v in screening.suspicious}
+        return held_corrections(self.report()["verdicts"], () if decision.promote else decision.dropped_classes)
 
     def retention_line(self) -> str:
         def part(name: str, r: Retention) -> str:
@@ -68,10 +61,17 @@ class BatchCheck:
         return f"reproduced boxes, {part('earlier fixes', self.fixed)}; {part('this batch', self.learned)}"
 
     def report(self) -> dict:
-        """The run's ``screening.json``: each correction's verdict and reasons, and both retention figures."""
+        """The run's ``screening.json``: each correction's verdict and reasons, the classes it relabels (what a
+        recovery needs to hold it as the finish step would, :func:`held_corrections`), and both retention figures."""
         return {
             "verdicts": [
-                {"correction_id": v.correction_id, "suspicious": v.suspicious, "boxes": v.boxes, "reasons": list(v.reasons)}
+                {
+                    "correction_id": v.correction_id,
+                    "suspicious": v.suspicious,
+                    "boxes": v.boxes,
+                    "reasons": list(v.reasons),
+                    "relabels": list(self.relabels.get(v.correction_id, ())),
+                }
                 for v in self.screening.verdicts
             ],
             "learned": {**self.learned.as_mlflow("learned"), "unlearned_by_class": dict(self.learned.unlearned)},
@@ -127,16 +127,23 @@ def check_batch(
     new = predict_confidences(candidate_weights, *args)
     old = predict_confidences(champion_weights, *args) if champion_weights is not None else None
     rule = ScreeningRule(
-        settings.screen_confidence, settings.screen_margin, settings.screen_candidate_confidence, settings.screen_agreement_confidence
+        settings.screen_confidence,
+        settings.screen_margin,
+        settings.screen_candidate_confidence,
+        settings.screen_agreement_confidence,
+        settings.screen_contaminated_share,
     )
     batch_labels = {i.key: i.labels for i in batch_images}
     earlier_labels = {i.key: i.labels for i in earlier_images}
+    replaced = replaced_labels(batch, accepted, manifest) if manifest is not None else {}
+    relabels = {
+        key: tuple(names[c] for c in sorted(relabelled_classes(rows, replaced.get(key), None if old is None else old[key], RELABEL_CONFIDENCE)))
+        for key, rows in batch_labels.items()
+    }
     return BatchCheck(
         screening=ScreeningResult(screen(batch_labels, old, new, names, rule, holdout)),
         learned=retention(batch_labels, old, new, names, settings.screen_confidence),
         fixed=retention(earlier_labels, old, new, names, settings.screen_confidence),
         names=names,
-        labels=batch_labels,
-        replaced=replaced_labels(batch, accepted, manifest) if manifest is not None else {},
-        champion=None if old is None else {k: old[k] for k in batch_labels},
+        relabels=relabels,
     )

@@ -19,6 +19,13 @@ can see every box as one class) is not counted: the champion alone judges, and a
 ``agreement_confidence``). A candidate the holdout shows *better* outweighs the champion: the champion's view alone
 (the second test) does not hold a label; the champion that the demo's fixes correct memorised the wrong labels.
 
+A candidate trained on a batch that is mostly wrong is contaminated evidence for that batch: it learned those labels,
+so its agreement with them proves nothing. When more than ``contaminated_share`` of the batch is suspicious on a
+first pass (the share itself comes from evidence the candidate cannot fake: its own disagreement, the champion's),
+the batch is screened again with the candidate's confirmation not counted: a box is then suspicious where the
+champion prefers another class (at ``agreement_confidence``), or the candidate still does. Its disagreement keeps
+its weight (it sees another class despite training on the label).
+
 A correction with a suspicious box is held as ``suspicious``, with each such box's reason (which model sees which
 class, at what confidence); boxes neither model predicts give no evidence (a missed object added, a false one
 removed). The thresholds are settings; ``bench/screening.py`` measures them on the demo's data.
@@ -38,6 +45,7 @@ class ScreeningRule:
     margin: float = 0.2  # ... and only above the label's class by this much (the candidate confirms the same way)
     candidate_confidence: float = 0.4  # the candidate, trained on the label, still prefers another class from here
     agreement_confidence: float = 0.25  # both models prefer another class, each from here
+    contaminated_share: float = 0.5  # more of the batch suspicious than this: the candidate does not vouch for a label
 
 
 def holdout_view(interval, margin: float) -> str:
@@ -94,9 +102,23 @@ def screen_box(
     names: list[str],
     rule: ScreeningRule,
     holdout: str | None = None,
+    contaminated: bool = False,
 ) -> str | None:
     """Why the box labelled ``label`` is suspicious, or None. ``champion`` is None before the first champion;
-    ``holdout`` is :func:`holdout_view` of the paired comparison (better, comparable, worse), None without one."""
+    ``holdout`` is :func:`holdout_view` of the paired comparison (better, comparable, worse), None without one;
+    ``contaminated``: most of the batch is suspicious, so the candidate's confirmation is not counted."""
+    if contaminated and champion is not None:
+        seen = _prefers_other(candidate, label, rule.candidate_confidence)
+        if seen is not None:
+            return f"{names[label]!r} box: the candidate (trained on it) sees {names[seen[0]]!r} ({seen[1]:.2f}; {names[label]!r} {candidate[label]:.2f})"
+        seen = _prefers_other(champion, label, rule.agreement_confidence)
+        if seen is None:
+            return None
+        return (
+            f"{names[label]!r} box: the champion sees {names[seen[0]]!r} ({seen[1]:.2f}; {names[label]!r} {champion[label]:.2f});"
+            f" most of the batch is suspicious, so the candidate trained on it does not vouch for {names[label]!r}"
+            f" ({candidate[label]:.2f})"
+        )
     if holdout == "worse" and champion is not None:
         seen = _prefers_other(champion, label, rule.agreement_confidence)
         if seen is None:
@@ -133,17 +155,27 @@ def screen(
     rule: ScreeningRule,
     holdout: str | None = None,
 ) -> list[Verdict]:
-    """A verdict per correction from its labels (boxes, 5) and each model's (boxes, classes) confidences there."""
-    verdicts = []
-    for key, boxes in labels.items():
-        reasons = []
-        for i, row in enumerate(boxes):
-            old = None if champion is None else champion[key][i]
-            why = screen_box(int(row[0]), old, candidate[key][i], names, rule, holdout)
-            if why is not None:
-                reasons.append(f"box {i + 1}: {why}")
-        verdicts.append(Verdict(key, bool(reasons), tuple(reasons), len(boxes)))
-    return verdicts
+    """A verdict per correction from its labels (boxes, 5) and each model's (boxes, classes) confidences there;
+    screened again without the candidate's confirmation when most of the batch is suspicious (contaminated)."""
+
+    def verdicts(contaminated: bool) -> list[Verdict]:
+        out = []
+        for key, boxes in labels.items():
+            reasons = []
+            for i, row in enumerate(boxes):
+                old = None if champion is None else champion[key][i]
+                why = screen_box(int(row[0]), old, candidate[key][i], names, rule, holdout, contaminated)
+                if why is not None:
+                    reasons.append(f"box {i + 1}: {why}")
+            out.append(Verdict(key, bool(reasons), tuple(reasons), len(boxes)))
+        return out
+
+    first = verdicts(contaminated=False)
+    share = sum(v.suspicious for v in first) / len(first) if first else 0.0
+    if champion is None or holdout == "worse" or share <= rule.contaminated_share:  # "worse": the candidate already uncounted
+        return first
+    # Screening again only adds doubt (each first-pass reason implies a contaminated one): the first reasons stand.
+    return [v if v.suspicious else again for v, again in zip(first, verdicts(contaminated=True))]
 
 
 RELABEL_CONFIDENCE = 0.25  # the champion "predicted" a class at a box from here (Ultralytics' default predict conf)
@@ -186,27 +218,19 @@ class ScreeningResult:
     def share(self) -> float:
         return len(self.suspicious) / len(self.verdicts) if self.verdicts else 0.0
 
-    def held_for_class_drop(
-        self,
-        dropped: Iterable[str],
-        labels: Mapping[str, np.ndarray],
-        replaced: Mapping[str, np.ndarray],
-        champion: Mapping[str, np.ndarray] | None,
-        names: list[str],
-        confidence: float,
-    ) -> ScreeningResult:
-        """The gate refused the candidate for these classes' drops: corrections relabelling boxes into or out of them
-        are held too (a reviewer who swaps two classes consistently is caught here)."""
-        dropped_ids = {names.index(n) for n in dropped if n in names}
-        if not dropped_ids:
-            return self
-        out = []
-        for v in self.verdicts:
-            key = v.correction_id
-            conf = None if champion is None else champion[key]
-            touched = relabelled_classes(labels[key], replaced.get(key), conf, confidence) & dropped_ids
-            if touched and not v.suspicious:
-                classes = ", ".join(repr(names[c]) for c in sorted(touched))
-                v = Verdict(v.correction_id, True, (f"relabels boxes into or out of {classes}, whose AP dropped: held for review",), v.boxes)
-            out.append(v)
-        return ScreeningResult(out)
+
+def held_corrections(verdicts: Iterable[Mapping], dropped: Iterable[str] = ()) -> dict[str, str]:
+    """Correction id -> why it is held, from the verdicts as ``screening.json`` records them: the suspicious ones,
+    and, when the gate refused the candidate for the drop of the ``dropped`` classes, those relabelling boxes into or
+    out of one of them (``relabels``; a reviewer who swaps two classes consistently is caught here). The finish step
+    and a recovery that settles the retrain both decide from this one record."""
+    dropped = set(dropped)
+    held = {}
+    for v in verdicts:
+        touched = [c for c in v.get("relabels", ()) if c in dropped]  # in the classes' order
+        if v["suspicious"]:
+            held[v["correction_id"]] = "; ".join(v["reasons"])
+        elif touched:
+            classes = ", ".join(repr(c) for c in touched)
+            held[v["correction_id"]] = f"relabels boxes into or out of {classes}, whose AP dropped: held for review"
+    return held

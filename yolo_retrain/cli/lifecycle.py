@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -80,14 +81,18 @@ def run(
         _run_flow(trigger, min_corrections=min_corrections, force=force, epochs=epochs, imgsz=imgsz, batch=batch)
 
 
-def _run_flow(trigger: Trigger, **params) -> None:
-    from prefect.server.api.server import SubprocessASGIServer
+def _temporary_server_running() -> bool:
+    """Did this process start Prefect's temporary server? Prefect imports its server module only to start one, so
+    without it there is none; importing it just to ask would cost every `run` the whole server's import (~1 s)."""
+    server = sys.modules.get("prefect.server.api.server")
+    return server is not None and server.SubprocessASGIServer().running
 
+
+def _run_flow(trigger: Trigger, **params) -> None:
     from flows.retrain import retrain
 
     # Prefect stops a temporary server the flow started at exit, with a log line: a refusal is printed after it.
-    temporary = SubprocessASGIServer()
-    with exit_on_error(defer=lambda: temporary.running), refusals_in_one_line():
+    with exit_on_error(defer=_temporary_server_running), refusals_in_one_line():
         report = retrain(trigger=trigger, **params)
     typer.echo(report.text())
     # Exit without the interpreter's final collections over everything torch, MLflow and Prefect left
