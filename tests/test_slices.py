@@ -16,7 +16,9 @@ from yolo_retrain.config import get_settings
 from yolo_retrain.dataset import build_dataset
 from yolo_retrain.errors import InvalidInput
 from yolo_retrain.image_metadata import MAX_COLUMNS, check_metadata, parse_json, read_sidecar
-from yolo_retrain.slices import holdout_slices
+from yolo_retrain.approval_view import slice_lines
+from yolo_retrain.bootstrap import Interval
+from yolo_retrain.slices import SliceComparison, holdout_slices
 from yolo_retrain.store import CorrectionStore
 from yolo_retrain.synthetic import make_dataset
 
@@ -105,3 +107,13 @@ def test_bad_metadata_is_refused_naming_the_input_and_nothing_is_stored(project,
     assert result.exit_code == 2 and "line 2" in result.output.strip().splitlines()[-1]
     with CorrectionStore.from_settings(get_settings()) as store:
         assert store.stats()["total"] == 0
+
+
+def test_a_person_deciding_on_a_held_candidate_sees_each_slice_from_the_runs_metrics():
+    judged = SliceComparison("camera", "cam1", 40, 0.61, 0.48, Interval(-0.13, -0.2, -0.06))
+    small = SliceComparison("site", "north", 10, 0.5, 0.55, None)
+    lines = slice_lines({**judged.as_mlflow(), **small.as_mlflow(), "metrics/mAP50-95(B)": 0.6})
+    assert lines == [
+        "slice camera=cam1 (40 holdout images): 0.6100 -> 0.4800, 95% interval [-0.2000, -0.0600]",
+        "slice site=north (10 holdout images): 0.5000 -> 0.5500, too few images to judge (not gated)",
+    ]

@@ -41,9 +41,15 @@ def retention_lines(metrics: dict[str, float]) -> list[str]:
 
 
 def slice_lines(metrics: dict[str, float]) -> list[str]:
-    """Per-slice comparison (issue #23 item 1, branch ``slices``): its metrics are shown here once they are logged.
-    Until then there are none, and nothing is shown."""
-    return []
+    """Per-slice comparison from the run's ``slice_*`` metrics (slices.SliceComparison.as_mlflow), one line a slice."""
+    lines = []
+    for key in sorted(k.removeprefix("slice_images/") for k in metrics if k.startswith("slice_images/")):
+        column, _, value = key.partition("/")
+        old, new = metrics.get(f"pre_slice_mAP50-95/{key}"), metrics.get(f"post_slice_mAP50-95/{key}")
+        low, high = metrics.get(f"slice_delta_low/{key}"), metrics.get(f"slice_delta_high/{key}")
+        judged = f"95% interval [{low:+.4f}, {high:+.4f}]" if low is not None else "too few images to judge (not gated)"
+        lines.append(f"slice {column}={value} ({metrics[f'slice_images/{key}']:.0f} holdout images): {_fmt(old)} -> {_fmt(new)}, {judged}")
+    return lines
 
 
 def candidate_summary(client: MlflowClient, version: ModelVersion, markdown: bool = False) -> str:
