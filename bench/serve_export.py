@@ -76,7 +76,7 @@ def main() -> None:
     from yolo_retrain.exports.agreement import compare_boxes, holdout_map, predict_boxes
     from yolo_retrain.exports.export import export_weights
     from yolo_retrain.recipe import trained_imgsz
-    from yolo_retrain.registry import SERVING_CONFIDENCE
+    from yolo_retrain.config import SERVING_CONFIDENCE
 
     weights = settings.champion_weights
     imgsz = trained_imgsz(weights)

@@ -55,7 +55,10 @@ def promotion_gate(
     if comparison is not None and (model_id := registry.logged_model_id(version)):
         dataset = tracking.DatasetRef.of(version.tags.get("dataset_digest", ""))
         tracking.log_metrics(client, run.run_id, comparison.as_mlflow(), model_id=model_id, dataset=dataset)
-    registry.apply_gate(client, settings, version, weights, decision)
+    if decision.awaiting_approval:  # a person decides: the candidate is held (alias awaiting-approval), nothing installed
+        approval.hold(client, settings, version, decision)
+    else:
+        registry.apply_gate(client, settings, version, weights, decision)
     tracking.set_tags(client, run.run_id, {"gate_decision": decision.label, "gate_reason": decision.reason})
     with tempfile.TemporaryDirectory() as tmp:
         plot = comparison_plot(

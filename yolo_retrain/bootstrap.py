@@ -11,14 +11,11 @@ holds each image), which gives the same AP as copying the images, without copyin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from yolo_retrain.per_image import ImageResults
-
-if TYPE_CHECKING:
-    from yolo_retrain.slices import SliceComparison
 
 _AP_X = np.linspace(0, 1, 101)
 _EPS = 1e-16
@@ -86,6 +83,16 @@ class Interval:
         return f"{self.delta:+.4f} [95% {self.low:+.4f}, {self.high:+.4f}]"
 
 
+class SlicePiece(Protocol):
+    """What a comparison needs of a slice's (slices.SliceComparison: that module builds on this one, not back)."""
+
+    interval: Interval | None
+
+    def text(self) -> str: ...
+
+    def as_mlflow(self) -> dict[str, float]: ...
+
+
 @dataclass(frozen=True)
 class Comparison:
     """The paired bootstrap's result: the headline mAP50-95 difference and each class's AP50-95 difference (and
@@ -95,7 +102,7 @@ class Comparison:
     per_class: dict[str, Interval] = field(default_factory=dict)
     images: int = 0
     resamples: int = 0
-    slices: tuple[SliceComparison, ...] = ()
+    slices: tuple[SlicePiece, ...] = ()  # one per (column, value)
 
     def as_mlflow(self) -> dict[str, float]:
         out = {"gate_delta": self.map50_95.delta, "gate_delta_low": self.map50_95.low, "gate_delta_high": self.map50_95.high}

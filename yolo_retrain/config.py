@@ -29,6 +29,8 @@ EXPORT_FORMATS = (
     "onnx", "openvino", "engine", "torchscript", "coreml", "saved_model", "pb", "tflite", "edgetpu", "tfjs", "paddle",
     "mnn", "ncnn", "imx", "rknn", "executorch",
 )
+# The served model's boxes (pyfunc, exports' agreement check): from this confidence up (a request's `conf` overrides it)
+SERVING_CONFIDENCE = 0.25
 
 Trigger = Literal["manual", "schedule", "corrections-threshold", "baseline"]
 GateMetric = Literal["mAP50-95", "mAP50", "precision", "recall"]

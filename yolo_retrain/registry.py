@@ -29,7 +29,8 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from yolo_retrain import tracking
-from yolo_retrain.config import Settings
+from yolo_retrain.config import SERVING_CONFIDENCE, Settings
+from yolo_retrain.exports.champion_folder import champion_folder_version, point_champion_folder
 from yolo_retrain.errors import RetrainError
 from yolo_retrain.gate import AWAITING_APPROVAL, GateDecision
 from yolo_retrain.hashing import file_sha256
@@ -39,7 +40,6 @@ from yolo_retrain.recipe import trained_imgsz
 log = logging.getLogger(__name__)
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 MODEL_NAME_IN_RUN = "model"
-SERVING_CONFIDENCE = 0.25  # the pyfunc's boxes: from this confidence up (a request's `conf` param overrides it)
 # What a version records about where it came from; its figures are the logged model's metrics.
 LINEAGE_TAGS = ("dataset_digest", "parent_version", "corrections_count", "evaluation_key", "weights_sha256")
 
@@ -331,11 +331,6 @@ def apply_gate(client: MlflowClient, settings: Settings, version: ModelVersion, 
 
     The alias move is the commit point (:func:`committed_decision`): the tags and the local file come before it, so a
     failure before it is undone by :func:`restore_local_champion`, and after it the decision stands."""
-    if decision.awaiting_approval:  # a person decides: the candidate is held (alias awaiting-approval), nothing installed
-        from yolo_retrain import approval
-
-        approval.hold(client, settings, version, decision)
-        return
     name, number = version.name, version.version
     client.set_model_version_tag(name, number, "gate_decision", decision.label)
     client.set_model_version_tag(name, number, "gate_reason", decision.reason)
@@ -382,8 +377,6 @@ def restore_local_champion(client: MlflowClient, settings: Settings, failed_run_
             if settings.champion_exports.is_symlink():  # its exports' folder went up with it
                 settings.champion_exports.unlink()
         return bool(stray)
-    from yolo_retrain.exports.champion_folder import champion_folder_version
-
     configured = bool(settings.export_format_list)  # else no folder: a link left from before goes
     if (champion_folder_version(settings) != str(champion.version)) if configured else settings.champion_exports.is_symlink():
         try:
@@ -398,8 +391,6 @@ def restore_local_champion(client: MlflowClient, settings: Settings, failed_run_
 
 def _point_champion_folder(settings: Settings, client: MlflowClient, version: ModelVersion) -> None:
     """``models/champion/`` (the champion's verified exports) follows ``champion.pt``: yolo_retrain/exports."""
-    from yolo_retrain.exports.champion_folder import point_champion_folder  # exports import this module
-
     point_champion_folder(settings, client, version)
 
 

@@ -20,11 +20,10 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
 from yolo_retrain import console
-from yolo_retrain.config import Settings
+from yolo_retrain.config import SERVING_CONFIDENCE, Settings
 from yolo_retrain.data_yaml import load_data_yaml
 from yolo_retrain.exports.agreement import Agreement, compare_boxes, holdout_map, predict_boxes
 from yolo_retrain.exports.export import export_weights
-from yolo_retrain.registry import SERVING_CONFIDENCE
 
 log = logging.getLogger(__name__)
 MANIFEST = "exports.json"
