@@ -1,6 +1,6 @@
 """A selection into Label Studio: each pick uploaded as a task of the project, with the champion's boxes as its
 prediction (``model_version`` = the champion's registry version), so the reviewer opens it pre-annotated. The
-annotation comes back as a correction through the ML backend's webhook, like any other (README, "Connect Label Studio").
+annotation comes back as a correction through the ML backend's webhook, like any other (docs/label-studio.md).
 """
 
 from __future__ import annotations
