@@ -15,6 +15,7 @@ from yolo_retrain import approval, tracking
 from yolo_retrain.approval_view import candidate_summary
 from yolo_retrain.config import configure_environment, get_settings
 from yolo_retrain.errors import InvalidInput
+from yolo_retrain.recovery import no_retrain_running
 
 
 @flow(name="review-candidate", log_prints=True)
@@ -39,7 +40,8 @@ def review_candidate(
         if not version or not by.strip():
             raise InvalidInput(f"review-candidate: to {decision}, give the version and who decides (by)")
         decide = approval.approve if decision == "approve" else approval.refuse
-        decided = decide(client, settings, version, by=by, **({"note": reason} if decision == "approve" else {"reason": reason}))
+        with no_retrain_running(settings):  # the running retrain's gate writes the aliases too
+            decided = decide(client, settings, version, by=by, **({"note": reason} if decision == "approve" else {"reason": reason}))
     else:
         approval.reconcile(client, settings)
         decided = client.get_model_version(settings.model_name, version) if version else approval.awaiting(client, settings)

@@ -27,7 +27,7 @@ from yolo_retrain.errors import InvalidInput
 from yolo_retrain.forgetting import Retention
 from yolo_retrain.hashing import file_sha256
 from yolo_retrain.metrics import EvalMetrics
-from yolo_retrain.recovery import end_abandoned_retrain, recover_orphans
+from yolo_retrain.recovery import end_abandoned_retrain, recover_orphans, retrain_lock
 from yolo_retrain.screen_batch import BatchCheck
 from yolo_retrain.screening import ScreeningResult
 from yolo_retrain.store import CorrectionStore
@@ -117,6 +117,12 @@ def test_a_held_candidate_waits_and_an_approval_makes_it_champion_with_who_and_w
     assert f"Candidate version {number}: awaiting approval until" in shown.output
     assert "mAP50-95                  0.1000     0.4000  +0.3000" in shown.output  # champion, candidate, delta
     assert f"yolo-retrain approve {number}" in shown.output
+
+    with retrain_lock(h.settings):  # a retrain is running: its gate may hold or promote a newer candidate meanwhile
+        while_running = CliRunner().invoke(app, ["approve", number, "--by", "ana"])
+    assert while_running.exit_code == 2, while_running.output
+    assert while_running.output.strip().splitlines()[-1].startswith(f"error: a retrain is running on {h.settings.home}")
+    assert h.champion() == before and "approval" not in h.version(number).tags  # nothing decided, nothing moved
 
     approved = approval.approve(h.client, h.settings, number, by="ana", note="checked the night camera")
     assert h.champion() == (number, version.tags["weights_sha256"])

@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +75,21 @@ def retrain_lock(settings: Settings, wait_seconds: float | None = None) -> Itera
         yield
     finally:
         os.close(fd)  # closing drops the lock
+
+
+@contextmanager
+def no_retrain_running(settings: Settings) -> Iterator[None]:
+    """A person's decision on a held candidate, made only while no retrain runs: a running retrain's gate may hold a
+    newer candidate (superseding this one) or promote, and two writers of the aliases must not interleave. Refused
+    at once (a retrain can take hours), to be made again after it ends."""
+    with ExitStack() as held:
+        try:
+            held.enter_context(retrain_lock(settings, wait_seconds=0))
+        except RetrainError as exc:
+            raise RetrainError(
+                f"a retrain is running on {settings.home}: decide after it ends (its gate may hold a newer candidate)"
+            ) from exc
+        yield
 
 
 def recover_orphans(settings: Settings, current_batch: str | None, by: str) -> Recovery:

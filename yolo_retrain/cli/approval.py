@@ -37,9 +37,10 @@ def approve(
 ) -> None:
     """Make the candidate awaiting approval the champion (alias and local file); who and when go on the version."""
     from yolo_retrain import approval, tracking
+    from yolo_retrain.recovery import no_retrain_running
 
     settings = get_settings()
-    with exit_on_error():
+    with exit_on_error(), no_retrain_running(settings):
         decided = approval.approve(tracking.client_for(settings), settings, version, by, note)
     typer.echo(f"version {decided.version}: {approval.describe(decided)} -> {settings.champion_weights}")
 
@@ -51,9 +52,10 @@ def refuse(
 ) -> None:
     """Refuse the candidate awaiting approval: it stays out of use (alias challenger); who, when and why on the version."""
     from yolo_retrain import approval, tracking
+    from yolo_retrain.recovery import no_retrain_running
 
     settings = get_settings()
-    with exit_on_error():
+    with exit_on_error(), no_retrain_running(settings):
         decided = approval.refuse(tracking.client_for(settings), settings, version, reason, by)
     typer.echo(f"version {decided.version}: {approval.describe(decided)}")
 
